@@ -1,0 +1,54 @@
+"""Cells by name: Flax's own cells, the papers' initialisation schemes, the LSTM forget bias."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from seq2seq_jax import cells
+
+
+def _init(cell, batch=2, features_in=3):
+    x = jax.random.normal(jax.random.key(1), (batch, features_in))
+    carry = cell.initialize_carry(jax.random.key(0), x.shape)
+    return cell.init(jax.random.key(2), carry, x), carry, x
+
+
+@pytest.mark.parametrize("name, flax_cls", [("rnn", nn.SimpleCell), ("gru", nn.GRUCell),
+                                            ("lstm", nn.OptimizedLSTMCell)])
+def test_registry_returns_flax_cells(name, flax_cls):
+    assert isinstance(cells.make_cell(name, 4), flax_cls)
+
+
+def test_uniform_init_draws_every_parameter_from_the_interval():
+    variables, _, _ = _init(cells.make_cell("lstm", 16, init="uniform", init_scale=0.08))
+    leaves = jax.tree_util.tree_leaves(variables)
+    assert all(float(jnp.abs(leaf).max()) <= 0.08 for leaf in leaves)
+    assert all(float(jnp.abs(leaf).max()) > 0.04 for leaf in leaves)  # biases too, not zeros
+
+
+def test_orthogonal_init_makes_recurrent_kernels_orthogonal():
+    variables, _, _ = _init(cells.make_cell("rnn", 8, init="orthogonal"))
+    u = np.asarray(variables["params"]["h"]["kernel"])
+    np.testing.assert_allclose(u.T @ u, np.eye(8), atol=1e-5)
+
+
+def test_forget_bias_is_added_to_the_forget_gate_pre_activation():
+    cell = cells.make_cell("lstm", 4, forget_bias=1.0)
+    variables, carry, x = _init(cell)
+    carry = jax.tree_util.tree_map(lambda c: c + 0.5, carry)  # f multiplies c: make it matter
+    shifted = jax.tree_util.tree_map(lambda p: p, variables["params"])
+    shifted["hf"] = dict(shifted["hf"], bias=shifted["hf"]["bias"] + 1.0)
+    expected = nn.OptimizedLSTMCell(4).apply({"params": shifted}, carry, x)
+    unshifted = nn.OptimizedLSTMCell(4).apply(variables, carry, x)
+    actual = cell.apply(variables, carry, x)
+    np.testing.assert_allclose(actual[1], expected[1], rtol=1e-6)
+    assert not np.allclose(actual[1], unshifted[1])
+
+
+def test_unknown_cell_or_scheme_names_the_field_and_the_choices():
+    with pytest.raises(ValueError, match=r"model.cell='tanh'.*\['gru', 'lstm', 'rnn'\]"):
+        cells.make_cell("tanh", 4)
+    with pytest.raises(ValueError, match=r"model.init='xavier'.*uniform.*orthogonal"):
+        cells.make_cell("rnn", 4, init="xavier")

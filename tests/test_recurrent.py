@@ -1,0 +1,93 @@
+"""The scanned, masked stack equals a plain Python loop over the cell, example by example."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from seq2seq_jax import cells
+from seq2seq_jax.recurrent import StackedRNN, reverse_sequences
+
+BATCH, TIME, FEATURES, HIDDEN = 3, 6, 5, 4
+LENGTHS = np.array([6, 2, 0])
+
+
+def _inputs(seed=0):
+    return jax.random.normal(jax.random.key(seed), (BATCH, TIME, FEATURES))
+
+
+def _loop(cell, params, xs):
+    """Reference: run ``cell`` step by step over the unpadded ``xs [time, features]`` of one example."""
+    carry = cell.initialize_carry(jax.random.key(0), (1, xs.shape[-1]))
+    outputs = []
+    for x in xs:
+        carry, y = cell.apply({"params": params}, carry, x[None])
+        outputs.append(y[0])
+    return carry, jnp.stack(outputs) if outputs else jnp.zeros((0, HIDDEN))
+
+
+def _reference(stack, params, x, lengths):
+    """Per example, per layer, per direction: a Python loop over exactly the real positions."""
+    outputs = np.zeros((BATCH, TIME, HIDDEN * (2 if stack.bidirectional else 1)), np.float32)
+    finals = []
+    for b, length in enumerate(lengths):
+        layer_input, example_finals = x[b, :length], []
+        for layer in range(stack.num_layers):
+            cell = cells.make_cell(stack.cell, HIDDEN)
+            fwd_final, fwd = _loop(cell, params[f"l{layer}_fwd"], layer_input)
+            if stack.bidirectional:
+                bwd_final, bwd = _loop(cell, params[f"l{layer}_bwd"], layer_input[::-1])
+                layer_input = jnp.concatenate([fwd, bwd[::-1]], axis=-1)
+                example_finals.append((fwd_final, bwd_final))
+            else:
+                layer_input = fwd
+                example_finals.append(fwd_final)
+        outputs[b, :length] = layer_input
+        finals.append(example_finals)
+    return outputs, finals
+
+
+def _run(stack, x, lengths):
+    variables = stack.init(jax.random.key(3), x, lengths)
+    return variables["params"], stack.apply(variables, x, lengths)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("lengths", [LENGTHS, np.full(BATCH, TIME)], ids=["lengths", "full"])
+def test_scanned_stack_equals_python_loop(cell, bidirectional, lengths):
+    stack = StackedRNN(cell=cell, hidden_size=HIDDEN, num_layers=2, bidirectional=bidirectional)
+    x = _inputs()
+    params, (outputs, finals) = _run(stack, x, jnp.asarray(lengths))
+    expected_outputs, expected_finals = _reference(stack, params, x, lengths)
+    np.testing.assert_allclose(outputs, expected_outputs, atol=1e-5)  # zeros at padding included
+    for b in range(BATCH):
+        for layer in range(2):
+            actual = jax.tree_util.tree_map(lambda leaf: leaf[b], finals[layer])
+            expected = jax.tree_util.tree_map(lambda leaf: leaf[0], expected_finals[b][layer])
+            jax.tree_util.tree_map(lambda a, e: np.testing.assert_allclose(a, e, atol=1e-5), actual, expected)
+
+
+def test_padding_values_change_nothing():
+    stack = StackedRNN(cell="lstm", hidden_size=HIDDEN, num_layers=2, bidirectional=True)
+    x = _inputs()
+    real = np.arange(TIME)[None, :, None] < LENGTHS[:, None, None]
+    noisy = jnp.where(real, x, 100.0 * _inputs(seed=9))
+    _, (outputs, finals) = _run(stack, x, jnp.asarray(LENGTHS))
+    _, (noisy_outputs, noisy_finals) = _run(stack, noisy, jnp.asarray(LENGTHS))
+    np.testing.assert_array_equal(outputs, noisy_outputs)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, finals, noisy_finals)
+
+
+def test_empty_sequence_keeps_the_initial_carry_and_outputs_zeros():
+    stack = StackedRNN(cell="gru", hidden_size=HIDDEN)
+    _, (outputs, finals) = _run(stack, _inputs(), jnp.asarray(LENGTHS))
+    np.testing.assert_array_equal(outputs[2], 0.0)
+    np.testing.assert_array_equal(finals[0][2], 0.0)
+
+
+def test_reverse_sequences_reverses_only_the_real_part():
+    x = jnp.array([[1, 2, 3, 0], [4, 5, 0, 0], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(
+        reverse_sequences(x, jnp.array([3, 2, 0])), [[3, 2, 1, 0], [5, 4, 0, 0], [0, 0, 0, 0]]
+    )
