@@ -41,6 +41,9 @@ def _local_builder(cls, config_name: str | None, name: str, data_dir: str, kwarg
     if cls is ParallelText:
         if config_name:
             raise _unknown(name, " (parallel_text takes no config; set data.train_file etc.)")
+        if unknown := sorted(set(kwargs) - {"train_file", "validation_file", "test_file"}):
+            raise ValueError(f"data.{unknown[0]} does not apply to dataset 'parallel_text' (it takes "
+                             "train_file, validation_file, test_file).")
         return ParallelText(data_dir=data_dir, file_format="array_record", **kwargs)
     config = cls.builder_configs.get(config_name) if config_name else cls.BUILDER_CONFIGS[0]
     if config is None:
@@ -70,9 +73,10 @@ def get_builder(name: str, data_dir: str, **kwargs) -> tfds.core.DatasetBuilder:
     # Importing the translate package registers the catalog translation sets (wmt*, ted_*, ...).
     import tensorflow_datasets.translate  # noqa: F401
 
-    if kwargs:
-        raise ValueError(f"data.{sorted(kwargs)[0]} does not apply to the catalog dataset {name!r}.")
     try:
-        return tfds.builder(name, data_dir=data_dir, file_format="array_record")
+        builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
     except (tfds.core.registered.DatasetNotFoundError, ValueError) as e:
         raise _unknown(name, f" ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    if kwargs:
+        raise ValueError(f"data.{sorted(kwargs)[0]} does not apply to the catalog dataset {name!r}.")
+    return builder
