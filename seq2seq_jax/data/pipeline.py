@@ -1,0 +1,323 @@
+"""Input pipeline: TFDS array_record data source → encoded, length-bucketed, padded numpy batches (grain).
+
+Each split is read and encoded once, into flat token arrays held in memory; a batch is a vectorised gather
+from them. Batches come in a few fixed `(src_len, tgt_len)` shapes (`bucket_shapes`), so a model compiles
+one step function per shape.
+
+Batch dict (numpy, int32):
+  inputs          [batch, src_len]  source tokens (no BOS/EOS), then PAD
+  input_lengths   [batch]
+  targets         [batch, tgt_len]  target tokens, EOS, then PAD
+  target_lengths  [batch]           counts the EOS
+  index           [batch]           eval batches only: example index in `examples(split)`, -1 for padding rows
+
+Training order: every epoch, each bucket's examples are shuffled with `(seed, epoch)` and cut into full
+batches; the few left over roll up into the next larger bucket (they fit its shape), and only the last
+bucket's remainder (< batch_size examples, different ones every epoch) is dropped. The batch order is then
+shuffled too. This plan is computed per epoch inside a grain `MapDataset`, whose `DatasetIterator` is
+checkpointable with `get_state()`/`set_state()`.
+"""
+
+import dataclasses
+import os
+from collections.abc import Iterator
+
+import grain
+import ml_collections
+import numpy as np
+from absl import logging
+
+from seq2seq_jax.data import config as config_lib
+from seq2seq_jax.data import datasets
+from seq2seq_jax.data import vocab as vocab_lib
+from seq2seq_jax.data.vocab import EOS, PAD
+
+SPLITS = ("train", "validation", "test")
+# Bucket lengths derived from quantiles are rounded up to a multiple of this.
+LENGTH_MULTIPLE = 8
+
+
+@dataclasses.dataclass
+class _EncodedSplit:
+    """One split's examples, encoded and stored ragged: row i is `flat[offsets[i]:offsets[i] + lengths[i]]`."""
+
+    examples: list[dict]
+    src_flat: np.ndarray
+    src_offsets: np.ndarray
+    src_lengths: np.ndarray
+    tgt_flat: np.ndarray  # Targets include their EOS.
+    tgt_offsets: np.ndarray
+    tgt_lengths: np.ndarray
+    bucket: np.ndarray | None = None  # [num_examples] index into bucket_shapes.
+
+
+def _ragged(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    flat = np.fromiter((t for r in rows for t in r), dtype=np.int32, count=int(lengths.sum()))
+    return flat, offsets, lengths
+
+
+def _gather(flat: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
+    """Rows `[offsets[i], offsets[i] + lengths[i])` of `flat` padded with PAD to `[len(offsets), width]`."""
+    positions = offsets[:, None] + np.arange(width)[None, :]  # [batch, width]
+    mask = np.arange(width)[None, :] < lengths[:, None]
+    values = flat[np.minimum(positions, max(len(flat) - 1, 0))] if len(flat) else np.zeros_like(positions)
+    return np.where(mask, values, PAD).astype(np.int32)
+
+
+def _round_up(x: int, multiple: int = LENGTH_MULTIPLE) -> int:
+    return max(multiple, -(-int(x) // multiple) * multiple)
+
+
+def _text(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _read_split(source, keys: tuple[str, str] | None, reverse: bool) -> list[dict]:
+    """All records of a data source as `{'source', 'target', 'references'}` dicts of str."""
+    records = source.__getitems__(range(len(source))) if len(source) else []
+    out = []
+    for r in records:
+        if keys is None:
+            src, tgt = _text(r["source"]), _text(r["target"])
+            refs = [_text(x) for x in r["references"]]
+        else:
+            src, tgt = _text(r[keys[0]]), _text(r[keys[1]])
+            refs = [tgt]
+        if reverse:
+            src, tgt, refs = tgt, src, [src]
+        out.append({"source": src, "target": tgt, "references": refs})
+    return out
+
+
+def _builder_kwargs(c: ml_collections.ConfigDict) -> dict:
+    """The config fields that parametrise the chosen dataset's builder (unset fields left out)."""
+    fields = {
+        "train_file": "train_file", "validation_file": "validation_file", "test_file": "test_file",
+        "num_train": "num_train", "num_validation": "num_validation", "num_test": "num_test",
+        "synthetic_min_length": "min_length", "synthetic_max_length": "max_length",
+        "synthetic_alphabet_size": "alphabet_size",
+    }
+    return {kwarg: c[field] for field, kwarg in fields.items() if c[field] is not None}
+
+
+def _vocab(kind: str, name: str, texts, vocab_dir: str, vocab_size: int) -> vocab_lib.Vocab:
+    """Loads `vocab_dir/<name>.{json,model}` if present, else builds it from `texts` and saves it there."""
+    path = os.path.join(vocab_dir, vocab_lib.vocab_filename(kind, name))
+    if os.path.exists(path):
+        vocab = vocab_lib.load_vocab(path)
+        if vocab.kind != kind:
+            raise ValueError(f"data.{name}: {path} holds a {vocab.kind!r} vocabulary, but the config asks for {kind!r}.")
+        logging.info("Loaded %s vocabulary (%d ids) from %s.", kind, vocab.size, path)
+        return vocab
+    vocab = vocab_lib.build_vocab(kind, texts, vocab_size=vocab_size if kind == "sentencepiece" else None)
+    os.makedirs(vocab_dir, exist_ok=True)
+    vocab.save(path)
+    logging.info("Built %s vocabulary (%d ids) from the training split; saved to %s.", kind, vocab.size, path)
+    return vocab
+
+
+class Data:
+    """Encoded splits, vocabularies and batch iterators for one dataset; make it with `get_data`."""
+
+    def __init__(self, c: ml_collections.ConfigDict, raw: dict[str, list[dict]], *, batch_size: int, seed: int,
+                 vocab_dir: str):
+        self.batch_size = batch_size
+        self.seed = seed
+        self._config = c
+        self.source_vocab = _vocab(c.source_vocab, "source_vocab", (e["source"] for e in raw["train"]), vocab_dir,
+                                   c.vocab_size)
+        self.target_vocab = _vocab(c.target_vocab, "target_vocab", (e["target"] for e in raw["train"]), vocab_dir,
+                                   c.vocab_size)
+        self.num_filtered: dict[str, int] = {}
+        self.num_truncated: dict[str, int] = {}
+        self._splits = {split: self._encode(split, examples) for split, examples in raw.items()}
+        self.bucket_shapes = self._bucket_shapes()
+        for split in self._splits.values():
+            split.bucket = self._assign_buckets(split.src_lengths, split.tgt_lengths)
+        shard = grain.sharding.ShardByJaxProcess()
+        self._shard_index, self._shard_count = shard.shard_index, shard.shard_count
+        self._train_plan_sizes()
+        self._plans: dict[int, list[tuple[int, np.ndarray]]] = {}
+        logging.info("Buckets (src_len, tgt_len): %s; train examples per bucket: %s.", self.bucket_shapes,
+                     np.bincount(self._splits["train"].bucket, minlength=len(self.bucket_shapes)).tolist())
+
+    # --- Encoding and length policy ---
+
+    def _encode(self, split: str, examples: list[dict]) -> _EncodedSplit:
+        c = self._config
+        max_src = c.max_source_length or np.inf
+        max_tgt = c.max_target_length or np.inf
+        kept, sources, targets, filtered, truncated = [], [], [], 0, 0
+        for ex in examples:
+            src, tgt = self.source_vocab.encode(ex["source"]), self.target_vocab.encode(ex["target"])
+            if len(src) > max_src or len(tgt) > max_tgt:
+                if c.length_policy == "filter":
+                    filtered += 1
+                    continue
+                truncated += 1
+                src, tgt = src[:c.max_source_length], tgt[:c.max_target_length]
+            kept.append(ex)
+            sources.append(src)
+            targets.append(tgt + [EOS])
+        self.num_filtered[split], self.num_truncated[split] = filtered, truncated
+        if filtered or truncated:
+            logging.info("%s split: %d of %d examples %s by the length limits (source %s, target %s).", split,
+                         filtered or truncated, len(examples), "filtered" if filtered else "truncated",
+                         c.max_source_length, c.max_target_length)
+        if not kept:
+            raise ValueError(
+                f"The {split} split of dataset {c.dataset!r} is empty after length filtering with "
+                f"data.max_source_length={c.max_source_length}, data.max_target_length={c.max_target_length} "
+                f"({len(examples)} examples before); raise the limits or use data.length_policy='truncate'.")
+        return _EncodedSplit(kept, *_ragged(sources), *_ragged(targets))
+
+    # --- Buckets ---
+
+    def _bucket_shapes(self) -> list[tuple[int, int]]:
+        """Explicit `data.bucket_boundaries`, or training-length quantiles; the last covers every split."""
+        c = self._config
+        max_src = max(int(s.src_lengths.max()) for s in self._splits.values())
+        max_tgt = max(int(s.tgt_lengths.max()) for s in self._splits.values())
+        if c.bucket_boundaries is not None:
+            shapes = sorted((int(s), int(t)) for s, t in c.bucket_boundaries)
+            if any(s2 < s1 or t2 < t1 for (s1, t1), (s2, t2) in zip(shapes, shapes[1:])):
+                raise ValueError(f"data.bucket_boundaries = {c.bucket_boundaries} must grow in both lengths.")
+            if shapes[-1][0] < max_src or shapes[-1][1] < max_tgt:
+                raise ValueError(
+                    f"data.bucket_boundaries: the largest bucket {shapes[-1]} does not fit the longest example "
+                    f"(source {max_src}, target {max_tgt} with EOS); add a bucket or set data.max_source_length/"
+                    "data.max_target_length.")
+            return shapes
+        train = self._splits["train"]
+        quantiles = np.arange(1, c.num_buckets) / c.num_buckets
+        shapes = [(_round_up(np.quantile(train.src_lengths, q)), _round_up(np.quantile(train.tgt_lengths, q)))
+                  for q in quantiles] + [(_round_up(max_src), _round_up(max_tgt))]
+        return sorted(set(shapes))
+
+    def _assign_buckets(self, src_lengths: np.ndarray, tgt_lengths: np.ndarray) -> np.ndarray:
+        """Index of the smallest bucket fitting both lengths, per example."""
+        bucket = np.full(len(src_lengths), -1, dtype=np.int64)
+        for b, (s, t) in reversed(list(enumerate(self.bucket_shapes))):
+            bucket[(src_lengths <= s) & (tgt_lengths <= t)] = b
+        return bucket
+
+    def _batch(self, split: _EncodedSplit, rows: np.ndarray, bucket: int) -> dict[str, np.ndarray]:
+        """A padded batch of `rows` (-1 = padding row) in `bucket_shapes[bucket]`."""
+        src_len, tgt_len = self.bucket_shapes[bucket]
+        real = rows >= 0
+        safe = np.where(real, rows, 0)
+        src_lengths = np.where(real, split.src_lengths[safe], 0)
+        tgt_lengths = np.where(real, split.tgt_lengths[safe], 0)
+        return {
+            "inputs": _gather(split.src_flat, split.src_offsets[safe], src_lengths, src_len),
+            "input_lengths": src_lengths.astype(np.int32),
+            "targets": _gather(split.tgt_flat, split.tgt_offsets[safe], tgt_lengths, tgt_len),
+            "target_lengths": tgt_lengths.astype(np.int32),
+        }
+
+    # --- Training ---
+
+    def _train_members(self) -> list[np.ndarray]:
+        """This process's training example indices, per bucket."""
+        train = self._splits["train"]
+        mine = np.arange(len(train.examples))[self._shard_index::self._shard_count]
+        return [mine[train.bucket[mine] == b] for b in range(len(self.bucket_shapes))]
+
+    def _train_plan_sizes(self) -> None:
+        """Batches per epoch and the examples dropped per epoch (fixed: they do not depend on the shuffle)."""
+        carry, self.batches_per_epoch = 0, 0
+        for members in self._train_members():
+            pool = carry + len(members)
+            self.batches_per_epoch += pool // self.batch_size
+            carry = pool % self.batch_size
+        self.train_remainder = carry
+        if self.batches_per_epoch == 0:
+            raise ValueError(
+                f"The train split of dataset {self._config.dataset!r} has fewer examples on this process "
+                f"({carry}) than batch_size={self.batch_size}.")
+        logging.info("Training: %d batches of %d per epoch; %d examples per epoch left out at random (the "
+                     "remainder, reshuffled every epoch).", self.batches_per_epoch, self.batch_size, carry)
+
+    def _epoch_plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
+        """(bucket, example indices) of every training batch of `epoch`, in order; the last two are cached."""
+        if epoch not in self._plans:
+            if len(self._plans) >= 2:
+                del self._plans[min(self._plans)]
+            self._plans[epoch] = self._make_epoch_plan(epoch)
+        return self._plans[epoch]
+
+    def _make_epoch_plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
+        rng = np.random.default_rng([self.seed, epoch])
+        batches, carry = [], np.zeros(0, dtype=np.int64)
+        for b, members in enumerate(self._train_members()):
+            pool = np.concatenate([carry, rng.permutation(members)])
+            full = len(pool) // self.batch_size * self.batch_size
+            batches += [(b, rows) for rows in np.split(pool[:full], full // self.batch_size)]
+            carry = rng.permutation(pool[full:])
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def _train_batch(self, step: int, _) -> dict[str, np.ndarray]:
+        epoch, i = divmod(step, self.batches_per_epoch)
+        bucket, rows = self._epoch_plan(epoch)[i]
+        return self._batch(self._splits["train"], rows, bucket)
+
+    def train_iterator(self, *, prefetch: int = 4) -> grain.DatasetIterator:
+        """Infinite training batches, exactly `batch_size` rows each; checkpoint with `get_state`/`set_state`."""
+        dataset = grain.MapDataset.range(self.batches_per_epoch).repeat().map_with_index(self._train_batch)
+        options = grain.ReadOptions(num_threads=1 if prefetch else 0, prefetch_buffer_size=prefetch)
+        return iter(dataset.to_iter_dataset(options))
+
+    # --- Evaluation ---
+
+    def _split(self, split: str) -> _EncodedSplit:
+        if split not in self._splits:
+            raise ValueError(f"Dataset {self._config.dataset!r} has no {split!r} split (has {sorted(self._splits)}); "
+                             f"for parallel_text set data.{split}_file.")
+        return self._splits[split]
+
+    def examples(self, split: str) -> list[dict]:
+        """`{'source', 'target', 'references'}` of every example kept in `split`, indexed like eval 'index'."""
+        return self._split(split).examples
+
+    def eval_batches(self, split: str) -> Iterator[dict[str, np.ndarray]]:
+        """This process's share of `split`, each example once, by bucket then index; last batches padded.
+
+        Every process yields the same number of batches per bucket (padding rows have index -1).
+        """
+        data = self._split(split)
+        for b in range(len(self.bucket_shapes)):
+            members = np.flatnonzero(data.bucket == b)
+            if not len(members):
+                continue
+            per_process = -(-len(members) // self._shard_count)
+            num_batches = -(-per_process // self.batch_size)
+            mine = members[self._shard_index::self._shard_count]
+            rows = np.full(num_batches * self.batch_size, -1, dtype=np.int64)
+            rows[:len(mine)] = mine
+            for chunk in np.split(rows, num_batches):
+                batch = self._batch(data, chunk, b)
+                batch["index"] = chunk.astype(np.int32)
+                yield batch
+
+
+def get_data(data_config: ml_collections.ConfigDict, *, batch_size: int, seed: int, vocab_dir: str) -> Data:
+    """Prepares `data_config.dataset` if needed, reads and encodes every split, and returns its `Data`.
+
+    Vocabularies are built from the training split on first use and saved under `vocab_dir` (normally the
+    run's workdir); later calls reload them, so ids mean the same thing for the whole life of a run.
+    """
+    config_lib.validate(data_config)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    builder = datasets.get_builder(data_config.dataset, data_config.data_dir, **_builder_kwargs(data_config))
+    builder.download_and_prepare()
+    features = builder.info.features
+    keys = None if "source" in features else builder.info.supervised_keys
+    available = [s for s in SPLITS if s in builder.info.splits] or list(SPLITS)
+    raw = {split: _read_split(builder.as_data_source(split=split), keys, data_config.reverse_pair)
+           for split in available}
+    if "train" not in raw:
+        raise ValueError(f"Dataset {data_config.dataset!r} has no train split.")
+    return Data(data_config, raw, batch_size=batch_size, seed=seed, vocab_dir=vocab_dir)
