@@ -1,0 +1,157 @@
+"""Figures for the studies: attention maps, metric-vs-length curves, training curves, gradient flow, bars.
+
+Each function draws on its own `matplotlib.figure.Figure` (Agg canvas, no pyplot state, safe in scripts
+and threads), saves a PNG at `path`, creating its folder, and returns the path. Non-finite or empty
+inputs raise ValueError rather than produce a silently blank figure.
+"""
+
+from collections.abc import Mapping, Sequence
+import os
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+import numpy as np
+
+DPI = 100
+
+
+def _finite(name: str, values) -> np.ndarray:
+    """`values` as a non-empty float array; ValueError naming `name` if it is empty or non-finite."""
+    array = np.asarray(values, dtype=float)
+    if array.size == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return array
+
+
+def _nonempty(name: str, mapping: Mapping) -> None:
+    if not mapping:
+        raise ValueError(f"{name} is empty: nothing to plot")
+
+
+def _save(fig: Figure, path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, format="png", dpi=DPI)
+    return path
+
+
+def plot_attention(
+    weights, source_tokens: Sequence[str], target_tokens: Sequence[str], path: str, title: str | None = None
+) -> str:
+    """Heatmap of attention weights `[tgt_len, src_len]`, as in Bahdanau et al. (2014), fig. 3.
+
+    Source tokens run along the top (x), output tokens down the side (y); grey scale from 0 (black) to
+    1 (white). The figure's size grows with the number of tokens, so each cell stays about square.
+    """
+    weights = _finite("weights", weights)
+    expected = (len(target_tokens), len(source_tokens))
+    if weights.shape != expected:
+        raise ValueError(
+            f"weights has shape {weights.shape}, expected [len(target_tokens), len(source_tokens)] {expected}"
+        )
+    cell = 0.35  # inches per token
+    fig = Figure(figsize=(1.5 + cell * expected[1], 1.5 + cell * expected[0]), layout="constrained")
+    ax = fig.add_subplot()
+    ax.imshow(weights, cmap="gray", vmin=0.0, vmax=1.0, aspect="equal", interpolation="nearest")
+    ax.set_xticks(range(expected[1]), source_tokens, rotation=90)
+    ax.set_yticks(range(expected[0]), target_tokens)
+    ax.xaxis.tick_top()
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_metric_vs_length(
+    curves: Mapping[str, tuple], path: str, xlabel: str, ylabel: str, title: str | None = None
+) -> str:
+    """One line per label from `(x_values, y_values, y_err or None)`, as in Bahdanau et al. (2014), fig. 2."""
+    _nonempty("curves", curves)
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    for label, (x, y, y_err) in curves.items():
+        x, y = _finite(f"{label}: x_values", x), _finite(f"{label}: y_values", y)
+        if x.shape != y.shape:
+            raise ValueError(f"{label}: x_values has {x.size} points, y_values {y.size}")
+        if y_err is not None:
+            y_err = _finite(f"{label}: y_err", y_err)
+        ax.errorbar(x, y, yerr=y_err, label=label, marker="o", capsize=3)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_training_curves(
+    runs: Mapping[str, Sequence[Mapping]], key: str, path: str, log_y: bool = False
+) -> str:
+    """`key` against `step` for each run, from `metrics.jsonl` rows; rows without `key` are skipped.
+
+    Rows are sorted by step; when a resumed run logged a step twice, the later row wins.
+    """
+    _nonempty("runs", runs)
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    for label, rows in runs.items():
+        by_step = {int(row["step"]): row[key] for row in rows if key in row}
+        if by_step:
+            steps = sorted(by_step)
+            ax.plot(steps, _finite(f"{label}: {key}", [by_step[s] for s in steps]), label=label)
+    if not ax.lines:
+        raise ValueError(f"no row of any run has the key {key!r}")
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(key)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_gradient_flow(curves: Mapping[str, tuple], path: str, title: str | None = None) -> str:
+    """‖∂L/∂h_t‖ against distance from the output, log y axis; a line per `label: (distances, norms)`.
+
+    Norms must be >= 0; exact zeros (underflow) cannot be drawn on a log axis and are left out.
+    """
+    _nonempty("curves", curves)
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    for label, (distances, norms) in curves.items():
+        distances, norms = _finite(f"{label}: distances", distances), _finite(f"{label}: norms", norms)
+        if distances.shape != norms.shape:
+            raise ValueError(f"{label}: distances has {distances.size} points, norms {norms.size}")
+        if np.any(norms < 0):
+            raise ValueError(f"{label}: norms must be >= 0")
+        ax.plot(distances, norms, label=label)
+    ax.set_yscale("log", nonpositive="mask")
+    ax.set_xlabel("distance from the output (time steps)")
+    ax.set_ylabel(r"$\|\partial L / \partial h_t\|$")
+    ax.legend()
+    ax.grid(alpha=0.3, which="both")
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_bars(
+    table: Mapping[str, tuple[float, float]], path: str, ylabel: str, title: str | None = None
+) -> str:
+    """One bar per label at `mean` with a ±`std` error bar, for ablation summaries."""
+    _nonempty("table", table)
+    labels = list(table)
+    values = _finite("table", [table[label] for label in labels])  # [num_labels, 2]: mean, std
+    if values.shape != (len(labels), 2):
+        raise ValueError("table values must be (mean, std) pairs")
+    fig = Figure(figsize=(max(4.0, 1.0 + 0.8 * len(labels)), 4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.bar(range(len(labels)), values[:, 0], yerr=values[:, 1], capsize=4, color="0.6", edgecolor="0.2")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, axis="y")
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)

@@ -1,0 +1,103 @@
+"""Plots: each writes a readable PNG of the expected shape and refuses empty or non-finite data."""
+
+import math
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from seq2seq_jax import plotting
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def read_png(path) -> np.ndarray:
+    """The image at `path` after checking it is a non-empty PNG; [height, width, channels]."""
+    with open(path, "rb") as f:
+        assert f.read(8) == PNG_SIGNATURE
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 50 and image.shape[1] > 50
+    return image
+
+
+def test_attention_heatmap_is_as_wide_as_the_source_and_as_tall_as_the_output(tmp_path):
+    rng = np.random.default_rng(0)
+    wide = rng.dirichlet(np.ones(12), size=3)  # [tgt_len=3, src_len=12], rows sum to 1
+    src = [f"s{j}" for j in range(12)]
+    tgt = ["t0", "t1", "t2"]
+
+    path = plotting.plot_attention(wide, src, tgt, str(tmp_path / "wide.png"), title="alignment")
+    height, width, _ = read_png(path).shape
+    assert path == str(tmp_path / "wide.png")
+    assert width > 1.5 * height
+
+    height, width, _ = read_png(plotting.plot_attention(wide.T, tgt, src, str(tmp_path / "tall.png"))).shape
+    assert height > 1.5 * width
+
+
+def test_attention_rejects_mismatched_tokens_and_nan(tmp_path):
+    weights = np.full((2, 3), 1 / 3)
+    with pytest.raises(ValueError, match=r"\(2, 3\).*\(3, 2\)"):
+        plotting.plot_attention(weights, ["a", "b"], ["x", "y", "z"], str(tmp_path / "a.png"))
+    weights[1, 1] = np.nan
+    with pytest.raises(ValueError, match="weights contains NaN"):
+        plotting.plot_attention(weights, ["a", "b", "c"], ["x", "y"], str(tmp_path / "a.png"))
+    with pytest.raises(ValueError, match="weights is empty"):
+        plotting.plot_attention(np.zeros((0, 0)), [], [], str(tmp_path / "a.png"))
+
+
+def test_metric_vs_length_with_and_without_error_bars(tmp_path):
+    curves = {
+        "RNNsearch-50": ([10, 20, 30, 40], [28.0, 27.5, 27.0, 26.0], [0.5, 0.4, 0.6, 0.9]),
+        "RNNenc-50": ([10, 20, 30, 40], [25.0, 22.0, 17.0, 12.0], None),
+    }
+    path = plotting.plot_metric_vs_length(curves, str(tmp_path / "sub" / "bleu.png"), "length", "BLEU", "t")
+    assert read_png(path).shape[:2] == (400, 600)  # 6 x 4 inches at 100 dpi
+    with pytest.raises(ValueError, match="RNNenc-50: y_values contains NaN"):
+        plotting.plot_metric_vs_length(
+            {"RNNenc-50": ([10, 20], [1.0, math.nan], None)}, str(tmp_path / "x.png"), "x", "y", "t"
+        )
+    with pytest.raises(ValueError, match="x_values has 3 points, y_values 2"):
+        plotting.plot_metric_vs_length({"a": ([1, 2, 3], [1.0, 2.0], None)}, str(tmp_path / "x.png"), "", "")
+    with pytest.raises(ValueError, match="curves is empty"):
+        plotting.plot_metric_vs_length({}, str(tmp_path / "x.png"), "x", "y", "t")
+
+
+def test_training_curves_from_metrics_jsonl_rows(tmp_path):
+    run = [
+        {"step": 100, "train_loss": 3.0},
+        {"step": 100, "eval_bleu": 1.0},  # an eval row: no train_loss, skipped
+        {"step": 200, "train_loss": 2.0},
+        {"step": 300, "train_loss": 1.5},
+        {"step": 200, "train_loss": 2.1},  # logged again after a resume
+    ]
+    runs = {"lstm": run, "rnn": run[:3]}
+    path = plotting.plot_training_curves(runs, "train_loss", str(tmp_path / "l.png"), log_y=True)
+    assert read_png(path).shape[:2] == (400, 600)
+    with pytest.raises(ValueError, match="no row of any run has the key 'eval_loss'"):
+        plotting.plot_training_curves({"lstm": run}, "eval_loss", str(tmp_path / "l.png"))
+    with pytest.raises(ValueError, match="rnn: train_loss contains NaN"):
+        nan_run = {"rnn": [{"step": 1, "train_loss": math.nan}]}
+        plotting.plot_training_curves(nan_run, "train_loss", str(tmp_path / "n.png"))
+
+
+def test_gradient_flow_on_a_log_axis(tmp_path):
+    distances = np.arange(50)
+    curves = {"rnn": (distances, 0.8**distances), "lstm": (distances, np.full(50, 0.5))}
+    curves["rnn"][1][-1] = 0.0  # underflow: left out, not an error
+    path = plotting.plot_gradient_flow(curves, str(tmp_path / "g.png"), "gradient flow")
+    assert read_png(path).shape[:2] == (400, 600)
+    with pytest.raises(ValueError, match="rnn: norms must be >= 0"):
+        plotting.plot_gradient_flow({"rnn": ([0, 1], [1.0, -1.0])}, str(tmp_path / "g.png"))
+    with pytest.raises(ValueError, match="rnn: norms contains NaN"):
+        plotting.plot_gradient_flow({"rnn": ([0, 1], [1.0, math.nan])}, str(tmp_path / "g.png"))
+
+
+def test_bars_for_an_ablation_summary(tmp_path):
+    table = {"bottleneck": (0.41, 0.02), "attention": (0.87, 0.01), "attention, no reverse": (0.85, 0.0)}
+    path = plotting.plot_bars(table, str(tmp_path / "b.png"), ylabel="sequence accuracy", title="ablation")
+    assert read_png(path).shape[:2] == (400, 400)
+    with pytest.raises(ValueError, match="table contains NaN"):
+        plotting.plot_bars({"a": (math.nan, 0.0)}, str(tmp_path / "b.png"), "y")
+    with pytest.raises(ValueError, match="table is empty"):
+        plotting.plot_bars({}, str(tmp_path / "b.png"), "y")
