@@ -172,12 +172,13 @@ def beam_search(step_fn: StepFn, init_state, *, batch_size: int, beam_size: int,
     no hypothesis is found twice. ``init_state`` is per example (``[batch, ...]``); it is tiled here.
 
     Unlike wmt, which keeps a pool of ``beam`` finished hypotheses and stops when the *worst* of them
-    beats every live one, only the best finished hypothesis is kept and the search stops once it beats
+    beats every live one, only the best finished hypothesis is kept, and the search stops once it beats
     the best any live hypothesis could still reach, ``log p / max_{|Y| <= max_len} lp(|Y|)`` (live
-    log-probabilities only fall). The returned hypothesis is the same, and the search stops at once on
-    a model that ends immediately, where wmt's test runs to max_len until ``beam`` hypotheses have
-    ended. Taking finished hypotheses from the first ``beam`` candidates only (as fairseq does) makes
-    ``beam_size=1`` greedy decoding. If none finished by max_len, the best live hypothesis is returned.
+    log-probabilities only fall). No later hypothesis could win, so the result is the one the worst-of-k
+    test would return, but a model that ends at once stops after one step instead of running to max_len
+    until ``beam`` hypotheses have ended. Taking finished hypotheses from the first ``beam`` candidates
+    only (as fairseq does) makes ``beam_size=1`` exactly greedy decoding. If none finished by max_len,
+    the best live hypothesis is returned.
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")

@@ -90,8 +90,8 @@ def teacher_force(params, state_1, sequences):
     prev, log_probs, attention = np.full((m,), BOS), [], []
     for i in range(t):
         logits, state, att = _step(params, state, jnp.asarray(prev, jnp.int32))
-        lp = np.asarray(jax.nn.log_softmax(logits))
-        log_probs.append(lp[np.arange(m), sequences[:, i]])
+        step_log_probs = np.asarray(jax.nn.log_softmax(logits))  # [M, V]
+        log_probs.append(step_log_probs[np.arange(m), sequences[:, i]])
         attention.append(np.asarray(att))
         prev = sequences[:, i]
     return np.stack(log_probs, 1), np.stack(attention, 1)
@@ -102,13 +102,14 @@ def lp(length, alpha):
 
 
 def reference_greedy(params, state_1, max_len):
-    """Python loop: argmax at each step until EOS -> (tokens, length, log p, attention)."""
+    """Python loop: argmax at each step until EOS -> (tokens, log p, attention [len, S])."""
     tokens, score, attention, state, prev = [], 0.0, [], state_1, BOS
     for _ in range(max_len):
         logits, state, att = _step(params, state, jnp.array([prev], jnp.int32))
         log_probs = np.asarray(jax.nn.log_softmax(logits[0]))
         prev = int(np.argmax(log_probs))
-        tokens.append(prev), attention.append(np.asarray(att[0]))
+        tokens.append(prev)
+        attention.append(np.asarray(att[0]))
         score += log_probs[prev]
         if prev == EOS:
             break
@@ -117,7 +118,7 @@ def reference_greedy(params, state_1, max_len):
 
 def reference_best(params, state_1, max_len, alpha):
     """Enumerates every sequence up to max_len: the complete one (ending at its first EOS) that maximises
-    log p(Y|X) / lp(Y) -> (tokens, log p, attention)."""
+    log p(Y|X) / lp(Y) -> (tokens, log p, attention [len, S])."""
     sequences = np.array(list(itertools.product(range(V), repeat=max_len)))  # [V**T, T]
     log_probs, attention = teacher_force(params, state_1, sequences)
     best, best_score = None, -np.inf
@@ -193,8 +194,7 @@ def test_length_penalty_changes_the_winner():
 
 @pytest.mark.parametrize("beam_size", [None, 4])
 def test_batch_equals_each_example_alone(beam_size):
-    run = (functools.partial(greedy) if beam_size is None
-           else functools.partial(beam, alpha=0.6, beam_size=beam_size))
+    run = greedy if beam_size is None else functools.partial(beam, alpha=0.6, beam_size=beam_size)
     together = run(PARAMS, STATE, batch_size=3)
     for b in range(3):
         alone = run(PARAMS, example(STATE, b), batch_size=1)
@@ -232,39 +232,67 @@ def test_hypotheses_end_at_eos():
     assert np.any(lengths == MAX_LEN) and np.any(lengths < MAX_LEN)  # both kinds of ending are checked
 
 
-# A model that is sure to end at once; it counts the loop's iterations on the host.
+# A model that reads its logits from a script [N, max_len, V] in its state; it counts the loop's
+# iterations on the host.
 CALLS = []
 
 
-def eos_step(state, tokens):
+def scripted_step(state, tokens):
     jax.debug.callback(lambda: CALLS.append(1))
-    logits = jnp.where(jnp.arange(V) == EOS, 10.0, 0.0)[None, :] + state["step"][:, None].astype(jnp.float32)
-    attention = jnp.broadcast_to(jnp.array([[1.0, 0.0, 0.0]]), (tokens.shape[0], S))
-    return logits, dict(step=state["step"] + 1), attention
+    logits = jnp.take_along_axis(state["script"], state["step"][:, None, None], axis=1)[:, 0]  # [N, V]
+    attention = jax.nn.one_hot(state["step"] % S, S)  # [N, S]
+    return logits, dict(step=state["step"] + 1, script=state["script"]), attention
+
+
+def script(*steps, batch=2):
+    """One row of logits per step (the last one repeated to MAX_LEN), the same for every example."""
+    rows = [steps[min(i, len(steps) - 1)] for i in range(MAX_LEN)]
+    return dict(step=jnp.zeros((batch,), jnp.int32), script=jnp.tile(jnp.array(rows, jnp.float32), (batch, 1, 1)))
+
+
+def logits_for(**logits):
+    """[V] logits, -30 (possible but unlikely) for every token not named."""
+    row = np.full(V, -30.0)
+    for token, value in logits.items():
+        row[dict(pad=PAD, bos=BOS, eos=EOS, a=3, b=4)[token]] = value
+    return row
 
 
 # jitted directly, step_fn and sizes static, as decoding's docstring shows.
 greedy_direct = jax.jit(decoding.greedy_search, static_argnames=("step_fn", "batch_size", "max_len", "src_len"))
 beam_direct = jax.jit(decoding.beam_search,
                       static_argnames=("step_fn", "batch_size", "beam_size", "max_len", "src_len"))
+SIZES = dict(batch_size=2, max_len=MAX_LEN, src_len=S)
 
 
 @pytest.mark.parametrize("search", ["greedy", "beam"])
 def test_decoding_stops_as_soon_as_every_hypothesis_ended(search):
-    state = dict(step=jnp.zeros((2,), jnp.int32))
-    sizes = dict(batch_size=2, max_len=MAX_LEN, src_len=S)
+    sure_to_end = script(logits_for(eos=10.0, a=0.0, b=0.0))
     jax.effects_barrier()
     CALLS.clear()
     if search == "greedy":
-        out = greedy_direct(eos_step, state, **sizes)
+        out = greedy_direct(scripted_step, sure_to_end, **SIZES)
     else:
-        out = beam_direct(eos_step, state, beam_size=4, alpha=0.6, **sizes)
+        out = beam_direct(scripted_step, sure_to_end, beam_size=4, alpha=0.6, **SIZES)
     jax.effects_barrier()
     assert len(CALLS) == 1  # one step of the while_loop, not max_len
     np.testing.assert_array_equal(out.lengths, [1, 1])
     np.testing.assert_array_equal(out.tokens, [[EOS] + [PAD] * (MAX_LEN - 1)] * 2)
     np.testing.assert_allclose(out.attention[:, 0], [[1.0, 0.0, 0.0]] * 2)
     assert_well_formed(out, MAX_LEN)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_beam_stops_only_when_no_live_hypothesis_can_win(alpha):
+    """[EOS] (p = 0.57) against [a a a a a EOS] (p = 0.43): with alpha = 1 the long one wins (lp = 11/6),
+    though after step 1 [EOS] beats [a] / lp(2); only the bound log p / lp(max_len) keeps searching."""
+    step0, on, end = logits_for(eos=0.3, a=0.0), logits_for(a=0.0), logits_for(eos=0.0)
+    out = beam_direct(scripted_step, script(step0, on, on, on, on, end), beam_size=2, alpha=alpha, **SIZES)
+    want = [EOS] if alpha == 0.0 else [3] * (MAX_LEN - 1) + [EOS]
+    log_p = jax.nn.log_softmax(jnp.array([0.3, 0.0]))[0 if alpha == 0.0 else 1]
+    np.testing.assert_array_equal(out.tokens, [want + [PAD] * (MAX_LEN - len(want))] * 2)
+    np.testing.assert_allclose(out.scores, [log_p] * 2, rtol=1e-5)
+    np.testing.assert_allclose(out.normalized_scores, [log_p / lp(len(want), alpha)] * 2, rtol=1e-5)
 
 
 def test_greedy_runs_as_long_as_its_longest_sequence():
@@ -280,16 +308,15 @@ def test_greedy_runs_as_long_as_its_longest_sequence():
 
 
 def test_rejects_bad_sizes_and_states():
-    state = dict(step=jnp.zeros((2,), jnp.int32))
-    sizes = dict(batch_size=2, max_len=MAX_LEN, src_len=S)
+    state = script(logits_for(eos=0.0))
     with pytest.raises(ValueError, match="beam_size"):
-        decoding.beam_search(eos_step, state, **(sizes | dict(beam_size=0)))
+        decoding.beam_search(scripted_step, state, **(SIZES | dict(beam_size=0)))
     with pytest.raises(ValueError, match="max_len"):
-        decoding.greedy_search(eos_step, state, **(sizes | dict(max_len=0)))
+        decoding.greedy_search(scripted_step, state, **(SIZES | dict(max_len=0)))
     with pytest.raises(ValueError, match="leading dimension"):
-        decoding.greedy_search(eos_step, dict(step=jnp.zeros((3,), jnp.int32)), **sizes)
+        decoding.greedy_search(scripted_step, script(logits_for(eos=0.0), batch=3), **SIZES)
     with pytest.raises(ValueError, match="src_len"):
-        decoding.greedy_search(eos_step, state, **(sizes | dict(src_len=S + 1)))
+        decoding.greedy_search(scripted_step, state, **(SIZES | dict(src_len=S + 1)))
 
 
 def test_tile_and_gather_beams():
