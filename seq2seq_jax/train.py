@@ -312,3 +312,42 @@ def _final_evaluation(config, workdir, state, checkpoints, evaluate, logger, ite
         logger.write({"step": step, **{f"{split}/{k}": v for k, v in _summary(result).items()}})
         final.update({f"{split}/{k}": v for k, v in _summary(result).items()})
     return final
+
+
+# --- Trained runs ------------------------------------------------------------------------------------
+
+
+def load_trained(workdir: str, checkpoint: str = "best"):
+    """``(config, model, params, source_vocab, target_vocab)`` of a trained run in ``workdir``.
+
+    ``checkpoint`` is ``'best'`` (the validation-selected parameters, falling back to the latest when
+    no best was saved yet) or ``'latest'``. Needs no dataset: the vocabularies are in ``workdir/vocab``.
+    """
+    from seq2seq_jax.data import vocab as vocab_lib  # the data pipeline is not needed here
+
+    config_path = os.path.join(workdir, "config.json")
+    if not os.path.isdir(workdir):
+        raise FileNotFoundError(f"workdir {workdir!r} does not exist")
+    if not os.path.exists(config_path):
+        raise FileNotFoundError(f"{config_path} not found: {workdir!r} is not a training workdir")
+    if checkpoint not in ("best", "latest"):
+        raise ValueError(f"checkpoint={checkpoint!r} is not allowed; allowed: ['best', 'latest']")
+    with open(config_path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    vocabs = []
+    for side in ("source", "target"):
+        kind = config.data[f"{side}_vocab"]
+        path = os.path.join(workdir, "vocab", vocab_lib.vocab_filename(kind, f"{side}_vocab"))
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path} not found: the run in {workdir!r} saved no {side} vocabulary")
+        vocabs.append(vocab_lib.load_vocab(path))
+    model = create_model(config, vocabs[0].size, vocabs[1].size)
+    checkpoints = checkpointing.Checkpoints(workdir, keep=config.train.keep_checkpoints)
+    try:
+        if checkpoints.latest_step() is None:
+            raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints: train the run first")
+        state, _, _ = checkpoints.restore(create_train_state(model, config),
+                                          best=checkpoint == "best" and checkpoints.has_best())
+    finally:
+        checkpoints.close()
+    return config, model, state.params, vocabs[0], vocabs[1]
