@@ -23,21 +23,28 @@ def max_output_length(source_len: int, eval_config) -> int:
     return int(eval_config.max_output_ratio * source_len + eval_config.max_output_extra)
 
 
+def search_inputs(model: Seq2Seq, params, inputs, lengths):
+    """``(step_fn, initial_state)`` for ``decoding``: the source is encoded and its keys projected once;
+    the search state is ``(Memory, DecoderState)``, every leaf with the batch as leading axis."""
+    variables = {"params": params}
+    encoded = model.apply(variables, inputs, lengths, method=Seq2Seq.encode)
+    state = model.apply(variables, encoded, method=Seq2Seq.init_decoding)
+
+    def step_fn(state, tokens):
+        memory, decoder_state = state
+        logits, decoder_state, weights = model.apply(
+            variables, memory, decoder_state, tokens, method=Seq2Seq.decode_step)
+        return logits, (memory, decoder_state), weights
+
+    return step_fn, state
+
+
 @functools.lru_cache(maxsize=None)
 def predict_fn(model: Seq2Seq, beam_size: int, max_len: int):
     """A jitted ``(params, inputs [batch, src_len], lengths [batch], alpha) -> DecodeOutput``."""
 
     def predict(params, inputs, lengths, alpha):
-        variables = {"params": params}
-        encoded = model.apply(variables, inputs, lengths, method=Seq2Seq.encode)
-        state = model.apply(variables, encoded, method=Seq2Seq.init_decoding)  # (Memory, DecoderState)
-
-        def step_fn(state, tokens):
-            memory, decoder_state = state
-            logits, decoder_state, weights = model.apply(
-                variables, memory, decoder_state, tokens, method=Seq2Seq.decode_step)
-            return logits, (memory, decoder_state), weights
-
+        step_fn, state = search_inputs(model, params, inputs, lengths)
         sizes = dict(batch_size=inputs.shape[0], max_len=max_len, src_len=inputs.shape[1],
                      bos_id=BOS, eos_id=EOS)
         if beam_size == 1:

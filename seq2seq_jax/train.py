@@ -44,6 +44,9 @@ def validate_train_config(t: ml_collections.ConfigDict, e: ml_collections.Config
     for field in ("num_steps", "batch_size", "log_every", "keep_checkpoints", "checkpoint_every"):
         if not isinstance(t[field], int) or t[field] < 1:
             raise ValueError(f"train.{field}={t[field]!r} must be a positive integer")
+    for field in ("halving_start", "halving_every", "warmup_steps"):
+        if not isinstance(t[field], int) or t[field] < (1 if field == "halving_every" else 0):
+            raise ValueError(f"train.{field}={t[field]!r} must be a {'positive' if field == 'halving_every' else 'non-negative'} integer")
     if not isinstance(t.eval_every, int) or t.eval_every < 0:
         raise ValueError(f"train.eval_every={t.eval_every!r} must be a non-negative integer (0 = at the end)")
     if t.optimizer not in OPTIMIZERS:
@@ -73,9 +76,11 @@ def make_schedule(t: ml_collections.ConfigDict) -> optax.Schedule:
     """constant | halving (Sutskever et al. 2014, sec. 3.4) | warmup_decay (linear warmup, cosine decay)."""
     if t.schedule == "constant":
         return optax.constant_schedule(t.learning_rate)
-    if t.schedule == "halving":
-        return optax.exponential_decay(t.learning_rate, transition_steps=t.halving_every, decay_rate=0.5,
-                                       transition_begin=t.halving_start, staircase=True)
+    if t.schedule == "halving":  # halve at halving_start, then every halving_every steps
+        def halving(step):
+            halvings = jnp.maximum(0, (step - t.halving_start) // t.halving_every + 1)
+            return t.learning_rate * 0.5 ** halvings
+        return halving
     return optax.warmup_cosine_decay_schedule(0.0, t.learning_rate, t.warmup_steps, max(t.num_steps, t.warmup_steps + 1))
 
 
