@@ -52,15 +52,17 @@ def get_eval_config() -> ml_collections.ConfigDict:
     e.beam_size = 1
     # GNMT length-penalty alpha for beam search (0 = plain log-probability).
     e.length_penalty = 0.0
-    # Longest output: max_output_ratio * source length + max_output_extra, capped by the target bucket.
+    # Longest output is max_output_ratio * (source bucket length) + max_output_extra tokens.
     e.max_output_ratio = 2.0
+    # Tokens added to the longest output (see max_output_ratio).
     e.max_output_extra = 10
     # Validation examples decoded at each eval_every (0 = all).
     e.max_validation_examples = 1000
     # Metrics computed on decoded outputs (see seq2seq_jax.metrics.METRICS).
     e.metrics = ("seq_acc", "token_acc", "bleu", "chrf")
-    # Validation metric that picks the best checkpoint, and whether larger is better.
+    # Validation metric that picks the best checkpoint.
     e.best_metric = "seq_acc"
+    # 'max' if a larger best_metric is better, 'min' if smaller is (loss, per, wer, cer).
     e.best_mode = "max"
     # Number of source-length buckets in the by-length breakdown.
     e.num_length_buckets = 5
