@@ -24,6 +24,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from seq2seq_jax import checkpointing
 from seq2seq_jax import cli
 from seq2seq_jax import train
 
@@ -79,7 +80,10 @@ def main(argv):
     if _MULTIHOST.value or os.environ.get("JAX_COORDINATOR_ADDRESS"):
         _initialize_distributed()
     logging.info("JAX devices: %s", jax.devices())
-    final = train.train_and_evaluate(config, _WORKDIR.value)
+    try:
+        final = train.train_and_evaluate(config, _WORKDIR.value)
+    except (train.NonFiniteLossError, checkpointing.CheckpointError) as error:  # messages say what to do
+        cli.fail(str(error))
     if jax.process_index() == 0:
         print(json.dumps(final, indent=2, sort_keys=True))
 
