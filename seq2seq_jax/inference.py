@@ -117,9 +117,11 @@ def evaluate_split(model, params, data, split, eval_config, *, eval_step, max_ex
 
 
 def translate(model, params, source_vocab, target_vocab, lines: Iterable[str], eval_config, *,
-              batch_size=32, beam_size=None, bucket=16):
+              batch_size=32, beam_size=None, bucket=16, with_target_ids=False):
     """Decodes raw ``lines``; yields ``(hypothesis, attention [out_len, src_len], source_ids)`` in order.
 
+    With ``with_target_ids``, yields ``(..., target_ids)`` too: the ``out_len`` output ids the attention
+    rows belong to (EOS included when the output ended), e.g. for heatmap labels.
     Sources are padded to a multiple of ``bucket`` tokens so a file compiles only a few shapes.
     """
     lines = list(lines)
@@ -135,4 +137,5 @@ def translate(model, params, source_vocab, target_vocab, lines: Iterable[str], e
                               beam_size=beam_size)
         for row, ids in enumerate(chunk):
             tokens = _tokens_of(output, row)
-            yield target_vocab.decode(tokens), output.attention[row, : len(tokens), : len(ids)], ids
+            translation = (target_vocab.decode(tokens), output.attention[row, : len(tokens), : len(ids)], ids)
+            yield (*translation, tokens) if with_target_ids else translation

@@ -196,12 +196,13 @@ def _summary(result: dict) -> dict:
     return {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def write_eval(workdir: str, result: dict, step: int) -> None:
-    """``eval/<split>.json`` (metrics, by length) and ``eval/<split>_predictions.tsv``."""
-    split = result["split"]
+def write_eval(workdir: str, result: dict, step: int, name: str | None = None) -> None:
+    """``eval/<name>.json`` (metrics, by length) and ``eval/<name>_predictions.tsv``; ``name`` defaults to
+    the split (``seq2seq_jax.evaluate`` passes e.g. ``test_beam4`` to keep the training-time files)."""
+    name = result["split"] if name is None else name
     saved = {k: v for k, v in result.items() if k not in ("predictions", "attention")}
-    checkpointing.save_json(os.path.join(workdir, "eval", f"{split}.json"), {**saved, "step": step})
-    with open(os.path.join(workdir, "eval", f"{split}_predictions.tsv"), "w") as f:
+    checkpointing.save_json(os.path.join(workdir, "eval", f"{name}.json"), {**saved, "step": step})
+    with open(os.path.join(workdir, "eval", f"{name}_predictions.tsv"), "w") as f:
         f.write("source\thypothesis\treferences\n")
         for source, hyp, refs in result["predictions"]:
             f.write(f"{source}\t{hyp}\t{' | '.join(refs)}\n")
@@ -347,6 +348,8 @@ def load_trained(workdir: str, checkpoint: str = "best"):
             raise FileNotFoundError(f"{path} not found: the run in {workdir!r} saved no {side} vocabulary")
         vocabs.append(vocab_lib.load_vocab(path))
     model = create_model(config, vocabs[0].size, vocabs[1].size)
+    if not os.path.isdir(os.path.join(workdir, "checkpoints")):  # before Checkpoints(), which creates it
+        raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints: train the run first")
     checkpoints = checkpointing.Checkpoints(workdir, keep=config.train.keep_checkpoints)
     try:
         if checkpoints.latest_step() is None:

@@ -1,0 +1,94 @@
+"""What the command-line tools (``main``, ``evaluate``, ``translate``) share.
+
+* Flags more than one tool takes (``--workdir``, ``--checkpoint``, ``--beam_size``) are defined here, once,
+  on ``absl.flags.FLAGS``: absl refuses a flag name defined by two modules, and tests import all three tools
+  into one process. Each tool calls the ``*_flag()`` it uses at import time, so its ``--help`` lists only
+  its own flags.
+* ``require`` turns a missing flag into absl's usage error. It is checked in ``main`` rather than with
+  ``flags.mark_flag_as_required``, whose validators are global and would fire for every tool in a process
+  that imported several.
+* ``fail`` ends a tool with one line on stderr and exit status 1 (no traceback) for expected failures: a
+  missing workdir or input file, a split the dataset lacks.
+* ``quiet_libraries`` drops orbax's INFO chatter (a dozen lines per checkpoint read or write) from the
+  absl log; its warnings and errors still show.
+"""
+
+import logging as std_logging
+import os
+import sys
+
+from absl import app, flags, logging
+
+from seq2seq_jax.data.vocab import SPECIALS, TokenVocab
+
+_HOLDERS: dict[str, flags.FlagHolder] = {}
+
+
+def _once(name: str, define):
+    """The flag ``name``, defined by ``define()`` on first use (absl forbids defining it twice)."""
+    if name not in _HOLDERS:
+        _HOLDERS[name] = define()
+    return _HOLDERS[name]
+
+
+def workdir_flag() -> flags.FlagHolder:
+    return _once("workdir", lambda: flags.DEFINE_string(
+        "workdir", None, "The run's directory: config.json, checkpoints/, best/, vocab/, eval/, metrics.jsonl."))
+
+
+def checkpoint_flag() -> flags.FlagHolder:
+    return _once("checkpoint", lambda: flags.DEFINE_enum(
+        "checkpoint", "best", ["best", "latest"],
+        "Parameters to load: 'best' (selected on validation; the latest if none was saved) or 'latest'."))
+
+
+def beam_size_flag() -> flags.FlagHolder:
+    return _once("beam_size", lambda: flags.DEFINE_integer(
+        "beam_size", None, "Beam size (1 = greedy); default: the run's eval.beam_size.", lower_bound=1))
+
+
+def require(*holders: flags.FlagHolder) -> None:
+    """absl's usage error naming the first of ``holders`` that was not given."""
+    for holder in holders:
+        if holder.value is None:
+            raise app.UsageError(f"--{holder.name} is required")
+
+
+def fail(message: str) -> None:
+    """Ends the tool: ``message`` on stderr, exit status 1."""
+    sys.exit(f"error: {message}")
+
+
+class _DropLibraryInfo(std_logging.Filter):
+    """Keeps records below WARNING only if they come from outside the ``libraries``' source trees."""
+
+    def __init__(self, libraries=("orbax",)):
+        super().__init__()
+        self._parts = tuple(f"{os.sep}{name}{os.sep}" for name in libraries)
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return record.levelno >= std_logging.WARNING or not any(p in record.pathname for p in self._parts)
+
+
+def quiet_libraries() -> None:
+    """Filters orbax's INFO/DEBUG records out of absl's handler (orbax logs through absl's logger)."""
+    handler = logging.get_absl_handler()
+    if not any(isinstance(f, _DropLibraryInfo) for f in handler.filters):
+        handler.addFilter(_DropLibraryInfo())
+
+
+def token_labels(vocab, ids, text: str | None = None) -> list[str]:
+    """Tick labels for ``ids``: characters or words (from ``text`` when given, so unknown ones show as
+    written), SentencePiece pieces, and ``<s>``/``</s>`` for specials; a space shows as '␣'."""
+    if text is not None and isinstance(vocab, TokenVocab):
+        labels = vocab.split(text)
+    else:
+        labels = []
+        for i in map(int, ids):
+            if i < len(SPECIALS):
+                labels.append(SPECIALS[i])
+            elif isinstance(vocab, TokenVocab):
+                labels.append(vocab.tokens[i - len(SPECIALS)] if i < vocab.size else SPECIALS[3])
+            else:
+                labels.append(vocab._sp.id_to_piece(i))  # SentencePieceVocab: the piece, e.g. '▁le'
+    return ["␣" if label == " " else label for label in labels]

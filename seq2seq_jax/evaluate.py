@@ -1,0 +1,115 @@
+"""Evaluates one split of a trained run's own dataset, overall and by source length.
+
+    python -m seq2seq_jax.evaluate --workdir=/tmp/tiny --split=test [--beam_size=5] [--length_penalty=0.6] \
+        [--checkpoint=best|latest]
+
+The run's ``config.json`` fixes the dataset, model and decoding settings, and ``vocab/`` its vocabularies;
+``--beam_size`` and ``--length_penalty`` override ``eval.beam_size`` and ``eval.length_penalty``. The
+metrics and the by-length table are printed on stdout and written to ``eval/<name>.json`` with the
+predictions in ``eval/<name>_predictions.tsv``. ``<name>`` is the split when the settings are the run's
+own (rewriting the training-time file with the same numbers); any other setting is appended so the
+training-time files are kept: ``test_beam5``, ``test_beam5_lp0.6``, ``test_latest``.
+
+Expected failures (no workdir or checkpoint, a split the dataset lacks, a bad flag value) end with one
+message and exit status 1, before anything is written. Runs on one process.
+"""
+
+import functools
+import os
+
+import jax
+from absl import app, flags, logging
+
+from seq2seq_jax import checkpointing
+from seq2seq_jax import cli
+from seq2seq_jax import inference
+from seq2seq_jax import train
+from seq2seq_jax.data import pipeline
+
+_WORKDIR = cli.workdir_flag()
+_CHECKPOINT = cli.checkpoint_flag()
+_BEAM_SIZE = cli.beam_size_flag()
+_SPLIT = flags.DEFINE_enum("split", "test", list(pipeline.SPLITS), "Split of the run's dataset to evaluate.")
+_LENGTH_PENALTY = flags.DEFINE_float(
+    "length_penalty", None, "GNMT length-penalty alpha of beam search; default: the run's eval.length_penalty.",
+    lower_bound=0.0)
+for _name in ("workdir", "checkpoint", "beam_size"):
+    flags.declare_key_flag(_name)
+
+
+def result_name(split: str, eval_config, beam_size: int | None, length_penalty: float | None,
+                checkpoint: str) -> str:
+    """``split``, plus ``_beam<N>`` / ``_lp<A>`` / ``_latest`` for each setting that is not the run's own."""
+    name = split
+    if beam_size is not None and beam_size != eval_config.beam_size:
+        name += f"_beam{beam_size}"
+    if length_penalty is not None and length_penalty != eval_config.length_penalty:
+        name += f"_lp{length_penalty:g}"
+    if checkpoint == "latest":
+        name += "_latest"
+    return name
+
+
+def _checkpoint_step(workdir: str, checkpoint: str) -> int:
+    """Step of the checkpoint ``train.load_trained(workdir, checkpoint)`` loads."""
+    checkpoints = checkpointing.Checkpoints(workdir)
+    try:
+        if checkpoint == "best" and checkpoints.has_best():
+            return int(checkpoints.best.latest_step())
+        return int(checkpoints.latest_step())
+    finally:
+        checkpoints.close()
+
+
+def format_report(result: dict, metric_names) -> str:
+    """The overall metrics, one per line, then the by-length table."""
+    lines = [f"{result['split']}: {result['num_examples']} examples, beam size {result['beam_size']}, "
+             f"length penalty {result['length_penalty']:g}, {result['checkpoint']} checkpoint (step "
+             f"{result['step']})"]
+    overall = ["loss", "perplexity", "teacher_forced_token_acc", *metric_names]
+    width = max(map(len, overall))
+    lines += [f"  {key:<{width}}  {result[key]:.4f}" for key in overall]
+    lines.append("by source length:")
+    header = f"  {'length':<12}{'count':>7}" + "".join(f"{name:>{max(len(name), 8) + 2}}" for name in metric_names)
+    lines.append(header)
+    for row in result["by_length"]:
+        span = f"[{row['lo']:g}, {row['hi']:g})"
+        lines.append(f"  {span:<12}{row['count']:>7}" +
+                     "".join(f"{row[name]:>{max(len(name), 8) + 2}.4f}" for name in metric_names))
+    return "\n".join(lines)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    cli.require(_WORKDIR)
+    cli.quiet_libraries()
+    workdir, split, checkpoint = _WORKDIR.value, _SPLIT.value, _CHECKPOINT.value
+    try:
+        config, model, params, _, _ = train.load_trained(workdir, checkpoint)
+    except (FileNotFoundError, checkpointing.CheckpointError) as error:
+        cli.fail(str(error))
+    eval_config = config.eval.copy_and_resolve_references()
+    if _BEAM_SIZE.value is not None:
+        eval_config.beam_size = _BEAM_SIZE.value
+    if _LENGTH_PENALTY.value is not None:
+        eval_config.length_penalty = _LENGTH_PENALTY.value
+    data = pipeline.get_data(config.data, batch_size=config.train.batch_size, seed=config.train.seed,
+                             vocab_dir=os.path.join(workdir, "vocab"))
+    try:
+        data.examples(split)
+    except ValueError as error:  # e.g. a parallel_text run without a test file
+        cli.fail(str(error))
+    logging.info("evaluating the %s split of %s (%s checkpoint)", split, workdir, checkpoint)
+    result = inference.evaluate_split(model, params, data, split, eval_config,
+                                      eval_step=jax.jit(functools.partial(train.eval_step, model=model)))
+    step = _checkpoint_step(workdir, checkpoint)
+    result.update(length_penalty=float(eval_config.length_penalty), checkpoint=checkpoint)
+    name = result_name(split, config.eval, _BEAM_SIZE.value, _LENGTH_PENALTY.value, checkpoint)
+    train.write_eval(workdir, result, step, name)
+    print(format_report({**result, "step": step}, list(eval_config.metrics)))
+    logging.info("wrote %s", os.path.join(workdir, "eval", f"{name}.json"))
+
+
+if __name__ == "__main__":
+    app.run(main)
