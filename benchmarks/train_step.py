@@ -14,7 +14,6 @@ medians, target tokens/s and the ratio peer/ours (> 1: ours is faster). ``--json
 import functools
 import json
 import os
-import platform
 import statistics
 import time
 
@@ -22,6 +21,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
+from benchmarks.common import machine
 from seq2seq_jax import train
 from seq2seq_jax.configs import default
 from seq2seq_jax.model import shift_right
@@ -40,20 +40,6 @@ _NO_TORCH = flags.DEFINE_bool("no_torch", False, "Compare with our other decoder
 _JSON = flags.DEFINE_bool("json", False, "Print one JSON object instead of text.")
 
 PARAM_TOLERANCE = 0.03  # the peers' parameter counts differ by bias vectors only
-
-
-def machine() -> dict:
-    """What the numbers were measured on."""
-    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "python": platform.python_version(), "jax": jax.__version__,
-            "jax_backend": jax.default_backend(), "devices": str(jax.devices()[0].device_kind)}
-    try:
-        import torch  # optional extra 'bench'
-        info["torch"] = torch.__version__
-        info["torch_threads"] = torch.get_num_threads()
-    except ImportError:
-        info["torch"] = None
-    return info
 
 
 def model_config(cell, decoder, hidden, embed):
