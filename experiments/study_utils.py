@@ -14,11 +14,22 @@ import os
 from experiments import sweep
 
 
-def parse_args(argv: Sequence[str], default_workdir: str, *, seeds: int = 3, quick_seeds: int = 1):
-    """`sweep.parse_study_args`; `--seeds` defaults to `quick_seeds` under `--quick`, else `seeds`."""
-    quick = "--quick" in argv
-    return sweep.parse_study_args(argv, default_workdir=default_workdir,
-                                  default_seeds=quick_seeds if quick else seeds)
+def parse_args(argv: Sequence[str], default_workdir: str, *, seeds: int = 3, quick_seeds: int = 1,
+               flags: Sequence[str] = ()):
+    """`sweep.parse_study_args`; `--seeds` defaults to `quick_seeds` under `--quick`, else `seeds`.
+
+    `flags` are extra boolean switches of the study (e.g. `gpu` for `--gpu`), set as attributes of the
+    result; `args.extra_argv` repeats them, so `--list` prints commands that keep them.
+    """
+    argv = list(argv)
+    present = {flag: f"--{flag}" in argv for flag in flags}
+    argv = [a for a in argv if not (a.startswith("--") and a[2:] in flags)]
+    args = sweep.parse_study_args(argv, default_workdir=default_workdir,
+                                  default_seeds=quick_seeds if "--quick" in argv else seeds)
+    for flag, value in present.items():
+        setattr(args, flag, value)
+    args.extra_argv = [f"--{flag}" for flag in flags if present[flag]]
+    return args
 
 
 def run_study(
@@ -35,6 +46,10 @@ def run_study(
     writes the report. So the sections, like the rest of the report, depend only on `results.jsonl` and
     the run directories.
     """
+    if args.list and getattr(args, "extra_argv", None):
+        runs = sweep.expand(kwargs["variants"], args.seeds)
+        print("\n".join(f"{c} {' '.join(args.extra_argv)}" for c in sweep.list_commands(kwargs["module"], args, runs)))
+        return 0
     sections: list[str] = []
 
     def plots_and_sections(study_dir, results):
