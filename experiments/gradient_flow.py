@@ -309,15 +309,16 @@ magnitude lost per step back (0 = no decay).
 METRIC_KEYS = ["test/seq_acc", "test/token_acc", "grad_init/log10_per_step", "grad_trained/log10_per_step"]
 
 
-def main(argv, config_overrides: dict | None = None) -> int:
-    """`config_overrides` (dotted keys) go on top of the chosen setting, for tests' smaller budgets."""
+def main(argv, config_overrides: dict | None = None, variants=None) -> int:
+    """`config_overrides` (dotted keys) go on top of the chosen setting and `variants` (a subset of
+    `VARIANTS`) replaces the list: both for tests' smaller budgets."""
     args = study_utils.parse_args(argv, default_workdir="runs/gradient_flow")
 
     def make_config():
         return sweep.apply_overrides(get_config(args.quick), config_overrides or {}, variant="base")
 
     return study_utils.run_study(
-        args, module="experiments.gradient_flow", variants=VARIANTS, make_config=make_config, run_fn=run,
+        args, module="experiments.gradient_flow", variants=variants or VARIANTS, make_config=make_config, run_fn=run,
         title=TITLE, description=DESCRIPTION, metric_keys=METRIC_KEYS, make_plots=make_plots,
         make_sections=make_sections)
 

@@ -4,14 +4,22 @@
 * `run_study`: `sweep.run_study`, plus report sections computed from the results (tables that need the
   numbers, not only the config), still generated from `results.jsonl` alone.
 * `by_variant`, `read_json`, `run_dir`: reading what each run left in its workdir.
-* `markdown_table`: a plain markdown table.
+* `beam_test`: the test split of a trained run decoded again with a beam.
+* `markdown_table`, `fmt`, `write_json`: report and file helpers.
 """
 
 from collections.abc import Callable, Mapping, Sequence
+import copy
+import functools
 import json
 import os
 
+import jax
+
 from experiments import sweep
+from seq2seq_jax import inference
+from seq2seq_jax import train
+from seq2seq_jax.data import pipeline
 
 
 def parse_args(argv: Sequence[str], default_workdir: str, *, seeds: int = 3, quick_seeds: int = 1,
@@ -100,3 +108,29 @@ def write_json(path: str, value) -> None:
         json.dump(value, f, indent=1)
         f.write("\n")
     os.replace(tmp, path)
+
+
+def scalars(result: Mapping) -> dict:
+    """The numeric entries of an evaluation result (no predictions, no by-length lists)."""
+    return {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def beam_test(config, workdir: str, *, beam_size: int, max_examples: int = 0, evaluated_step: int = 0) -> dict:
+    """Decodes the test split of a trained run with `beam_size`; `{'test_beam/<metric>': value, ...}`.
+
+    `train_and_evaluate` decodes validation and test with the same `eval.beam_size`; a study that wants
+    cheap greedy validation during training but a beam for the final test score trains with beam 1 and
+    calls this afterwards. The parameters are the ones `test/*` was computed with (the `best` checkpoint);
+    writes `eval/test_beam.json` and `eval/test_beam_predictions.tsv`. `max_examples=0` decodes all.
+    """
+    _, model, params, _, _ = train.load_trained(workdir)
+    data = pipeline.get_data(config.data, batch_size=config.train.batch_size, seed=config.train.seed,
+                             vocab_dir=os.path.join(workdir, "vocab"))
+    eval_config = copy.deepcopy(config.eval)
+    eval_config.beam_size = beam_size
+    result = inference.evaluate_split(model, params, data, "test", eval_config,
+                                      eval_step=jax.jit(functools.partial(train.eval_step, model=model)),
+                                      max_examples=max_examples)
+    result["split"] = "test_beam"  # -> eval/test_beam.json, eval/test_beam_predictions.tsv
+    train.write_eval(workdir, result, evaluated_step)
+    return {f"test_beam/{k}": v for k, v in scalars(result).items()}
