@@ -234,12 +234,16 @@ def _by_length(study_dir, results) -> dict[str, list[list[dict]]]:
     return out
 
 
-def _bucket_label(bucket: dict) -> str:
-    """Source lengths of a `by_length` bucket [lo, hi): 'lo–hi-1', or '≥lo' for the last."""
-    lo = int(bucket["lo"])
-    if math.isinf(bucket["hi"]):
-        return f"≥{lo}"
-    return str(lo) if int(bucket["hi"]) - 1 == lo else f"{lo}–{int(bucket['hi']) - 1}"
+def _bucket_range(bucket: dict, longest: int) -> tuple[int, int]:
+    """The source lengths `[first, last]` of a `by_length` bucket `[lo, hi)`; `hi` may be inf."""
+    return int(bucket["lo"]), longest if math.isinf(bucket["hi"]) else int(bucket["hi"]) - 1
+
+
+def _longest(study_dir, results) -> int:
+    """The longest source of the copy data (`data.synthetic_max_length` of the runs' configs)."""
+    configs = [study_utils.read_json(f"{study_utils.run_dir(study_dir, r)}/config.json") for r in results
+               if r["status"] == "ok"]
+    return max((c["data"]["synthetic_max_length"] or 20 for c in configs if c), default=20)
 
 
 def make_plots(study_dir: str, results: list[dict]) -> list[str]:
@@ -250,11 +254,11 @@ def make_plots(study_dir: str, results: list[dict]) -> list[str]:
         if curves:
             plots.append(plotting.plot_gradient_flow(curves, f"{study_dir}/gradient_flow_{stage}.png",
                                                      title=f"‖∂L/∂h_t‖ {when} (mean over batch and seeds)"))
-    curves = {}
+    curves, longest = {}, _longest(study_dir, results)
     for variant, seeds in _by_length(study_dir, results).items():
         if len({len(s) for s in seeds}) != 1:
             continue  # bucket edges differ between seeds; the table still shows each
-        mids = [(b["lo"] + (b["lo"] if math.isinf(b["hi"]) else b["hi"] - 1)) / 2 for b in seeds[0]]
+        mids = [sum(_bucket_range(b, longest)) / 2 for b in seeds[0]]
         values = np.array([[b["seq_acc"] for b in s] for s in seeds])  # [seeds, buckets]
         curves[variant] = (mids, values.mean(0), values.std(0, ddof=1) if len(seeds) > 1 else None)
     if curves:
@@ -263,6 +267,11 @@ def make_plots(study_dir: str, results: list[dict]) -> list[str]:
                                                     ylabel="test sequence accuracy",
                                                     title="Copy task: sequence accuracy vs length"))
     return plots
+
+
+def _label(bucket: dict, longest: int) -> str:
+    first, last = _bucket_range(bucket, longest)
+    return str(first) if first == last else f"{first}–{last}"
 
 
 def make_sections(study_dir: str, results: list[dict]) -> list[str]:
@@ -281,10 +290,10 @@ def make_sections(study_dir: str, results: list[dict]) -> list[str]:
             + study_utils.markdown_table(["variant", "stage", *(f"d={d}" for d in distances)], rows))
     by_length = _by_length(study_dir, results)
     if by_length:
-        rows = []
+        longest, rows = _longest(study_dir, results), []
         for variant, seeds in by_length.items():
             for k, buckets in enumerate(seeds):
-                rows.append([f"`{variant}`", k + 1, *(f"{_bucket_label(b)}: {b['seq_acc']:.3f}"
+                rows.append([f"`{variant}`", k + 1, *(f"{_label(b, longest)}: {b['seq_acc']:.3f}"
                                                       for b in buckets)])
         width = max(len(r) for r in rows)
         rows = [r + [""] * (width - len(r)) for r in rows]
