@@ -14,7 +14,7 @@ greedily (`test/*`) and with a beam (`test_beam/*`); a word counts as right if i
 dictionary pronunciations (PER: edit distance to the closest one).
 
     python -m experiments.g2p_cmudict --quick                       # a few minutes on 2 CPU cores
-    python -m experiments.g2p_cmudict --workdir=runs/g2p --seeds=1  # 15-35 min on 2 CPU cores (both)
+    python -m experiments.g2p_cmudict --workdir=runs/g2p --seeds=1  # 15-35 min on 2 CPU cores
     python -m experiments.g2p_cmudict --workdir=runs/g2p_gpu --gpu  # larger model, for one GPU
 
 Writes `report.md` (with a separate table of published numbers), `results.csv`, and per run
@@ -40,15 +40,15 @@ VARIANTS = [
     sweep.Variant("attention", {"model.decoder": "attention", "model.bidirectional": True}),
 ]
 
-# Sized from measured speed on a 2-core CPU shared with other jobs (batch 128, the `full` model): attention
-# 3-12 steps/s, bottleneck 13-55 steps/s, depending on the load; greedy decoding of the 6.3k validation
-# or test words ~10 s, the beam-5 test decode ~60 s. So `full` (4000 steps, ~4 epochs) takes ~25 min for
-# attention and ~7 min for the bottleneck on a loaded machine, a third of that on an idle one. `quick`: a
-# few minutes for both. `gpu`: a larger model and budget for one accelerator.
+# Sized from measured training speed of the `full` model (batch 128) on a 2-core CPU: attention 13.3
+# steps/s, bottleneck 55 steps/s when the machine was idle (3-9 and 9-34 steps/s while shared with other
+# jobs); greedy decoding of the 6.3k validation or test words takes ~10-15 s, the beam-5 test decode ~1 min.
+# So `full` (8000 steps, ~8.4 epochs) takes ~15 min for both variants on an idle machine and ~25-35 min on
+# a moderately loaded one. `quick`: a few minutes for both. `gpu`: a larger model and budget.
 SETTINGS = {
     "full": {"model.embedding_size": 64, "model.hidden_size": 128, "model.attention_size": 128,
-             "train.batch_size": 128, "train.num_steps": 4000, "train.eval_every": 1000,
-             "train.checkpoint_every": 1000, "train.warmup_steps": 200},
+             "train.batch_size": 128, "train.num_steps": 8000, "train.eval_every": 2000,
+             "train.checkpoint_every": 2000, "train.warmup_steps": 200},
     "quick": {"model.embedding_size": 32, "model.hidden_size": 64, "model.attention_size": 64,
               "train.batch_size": 64, "train.num_steps": 400, "train.eval_every": 0,
               "train.checkpoint_every": 400, "train.warmup_steps": 50, "eval.max_validation_examples": 300,
