@@ -10,8 +10,9 @@ weights, the classic remedy at initialisation), each a bottleneck encoder–deco
 source reaches the decoder only through the encoder's final state, so every gradient to h_t runs through
 the recurrence):
 
-(a) ‖∂L/∂h_t‖ for every encoder step t of a batch of probe strings of one length T, against the distance
-    T - t from the encoder's last step, at initialisation and after training; L is the teacher-forced
+(a) ‖∂L/∂h_t‖ for every encoder step t = 0..T-1 of a batch of probe strings of one length T, against the
+    distance T-1-t from the encoder's last step, at initialisation (the very parameters the run started
+    from) and after training (the checkpoint the test split was scored with); L is the teacher-forced
     cross-entropy of each example's target (mean over its tokens). `h_t` is the cell's hidden output (`h`
     of the LSTM's `(c, h)`): the encoder is re-run as an explicit `lax.scan` over the cell's `apply`
     with the trained encoder parameters, adding a zero perturbation `eps_t` to `h_t` at every step, and
@@ -285,8 +286,8 @@ def make_sections(study_dir: str, results: list[dict]) -> list[str]:
                 for v, p in profiles.items() for stage in ("init", "trained")]
         sections.append(
             "## Gradient norm by distance from the output\n\n"
-            f"‖∂L/∂h_t‖ for probe strings of length {length}, at distance T−1−t from the encoder's last step; "
-            "mean over the probe batch, then over seeds (from each run's `gradient_flow.json`).\n\n"
+            f"‖∂L/∂h_t‖ for probe strings of length T = {length}, at distance d = T−1−t from the encoder's "
+            "last step; mean over the probe batch, then over seeds (from each run's `gradient_flow.json`).\n\n"
             + study_utils.markdown_table(["variant", "stage", *(f"d={d}" for d in distances)], rows))
     by_length = _by_length(study_dir, results)
     if by_length:
