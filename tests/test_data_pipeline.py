@@ -236,15 +236,6 @@ def test_parallel_text_without_train_file_names_the_field(tmp_path):
                           vocab_dir=str(tmp_path))
 
 
-@pytest.fixture
-def fixed_mock_getitems(monkeypatch):
-    """Works around a tfds 4.9.10 mocking bug: `mock_data` sets `__getitems__` on a MagicMock instance as an
-    unbound `functools.partial`, so batched reads fail with "missing argument 'record_keys'". Real
-    array_record data sources are unaffected; this reads the mock one item at a time instead."""
-    monkeypatch.setattr(tfds.core.data_sources.base.BaseDataSource, "__getitems__",
-                        lambda self, keys: [self[k] for k in keys])
-
-
 @pytest.mark.parametrize("reverse", [False, True])
 def test_catalog_pair_maps_xx_en_to_source_xx_unless_reversed(tmp_path, fixed_mock_getitems, reverse):
     with tfds.testing.mock_data(num_examples=40, policy=tfds.testing.MockPolicy.USE_CODE):

@@ -1,0 +1,136 @@
+"""Helpers shared by the gradient-flow, G2P and WMT'14 studies, on top of `experiments.sweep`.
+
+* `parse_args`: `sweep.parse_study_args`, with fewer default seeds under `--quick`.
+* `run_study`: `sweep.run_study`, plus report sections computed from the results (tables that need the
+  numbers, not only the config), still generated from `results.jsonl` alone.
+* `by_variant`, `read_json`, `run_dir`: reading what each run left in its workdir.
+* `beam_test`: the test split of a trained run decoded again with a beam.
+* `markdown_table`, `fmt`, `write_json`: report and file helpers.
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+import copy
+import functools
+import json
+import os
+
+import jax
+
+from experiments import sweep
+from seq2seq_jax import inference
+from seq2seq_jax import train
+from seq2seq_jax.data import pipeline
+
+
+def parse_args(argv: Sequence[str], default_workdir: str, *, seeds: int = 3, quick_seeds: int = 1,
+               flags: Sequence[str] = ()):
+    """`sweep.parse_study_args`; `--seeds` defaults to `quick_seeds` under `--quick`, else `seeds`.
+
+    `flags` are extra boolean switches of the study (e.g. `gpu` for `--gpu`), set as attributes of the
+    result; `args.extra_argv` repeats them, so `--list` prints commands that keep them.
+    """
+    argv = list(argv)
+    present = {flag: f"--{flag}" in argv for flag in flags}
+    argv = [a for a in argv if not (a.startswith("--") and a[2:] in flags)]
+    args = sweep.parse_study_args(argv, default_workdir=default_workdir,
+                                  default_seeds=quick_seeds if "--quick" in argv else seeds)
+    for flag, value in present.items():
+        setattr(args, flag, value)
+    args.extra_argv = [f"--{flag}" for flag in flags if present[flag]]
+    return args
+
+
+def run_study(
+    args,
+    *,
+    make_plots: Callable[[str, list[dict]], Sequence[str]] | None = None,
+    make_sections: Callable[[str, list[dict]], Sequence[str]] | None = None,
+    **kwargs,
+) -> int:
+    """`sweep.run_study`, with `make_sections(study_dir, results)` appended to the report as markdown.
+
+    `sweep.run_study` takes fixed `extra_sections`; here they are filled in from the collected results
+    inside the `make_plots` callback, which `sweep.run_study` calls with those results just before it
+    writes the report. So the sections, like the rest of the report, depend only on `results.jsonl` and
+    the run directories.
+    """
+    if args.list and getattr(args, "extra_argv", None):
+        runs = sweep.expand(kwargs["variants"], args.seeds)
+        print("\n".join(f"{c} {' '.join(args.extra_argv)}" for c in sweep.list_commands(kwargs["module"], args, runs)))
+        return 0
+    sections: list[str] = []
+
+    def plots_and_sections(study_dir, results):
+        sections[:] = make_sections(study_dir, results) if make_sections else []
+        return make_plots(study_dir, results) if make_plots else []
+
+    return sweep.run_study(args, make_plots=plots_and_sections, extra_sections=sections, **kwargs)
+
+
+def run_dir(study_dir: str, result: Mapping) -> str:
+    """The workdir of the run that produced `result`."""
+    return os.path.join(study_dir, "runs", result["run_id"])
+
+
+def read_json(path: str):
+    """The JSON at `path`, or None if the file does not exist."""
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def by_variant(results: Sequence[Mapping]) -> dict[str, list[dict]]:
+    """The 'ok' results grouped by variant, variants in order of first appearance."""
+    groups: dict[str, list[dict]] = {}
+    for r in results:
+        if r["status"] == "ok":
+            groups.setdefault(r["variant"], []).append(r)
+    return groups
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def fmt(value, digits: int = 4) -> str:
+    """A number with `digits` significant digits; '—' for None."""
+    return "—" if value is None else f"{value:.{digits}g}"
+
+
+def write_json(path: str, value) -> None:
+    """`value` as indented JSON at `path`, written through a temporary file and a rename."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def scalars(result: Mapping) -> dict:
+    """The numeric entries of an evaluation result (no predictions, no by-length lists)."""
+    return {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def beam_test(config, workdir: str, *, beam_size: int, max_examples: int = 0, evaluated_step: int = 0) -> dict:
+    """Decodes the test split of a trained run with `beam_size`; `{'test_beam/<metric>': value, ...}`.
+
+    `train_and_evaluate` decodes validation and test with the same `eval.beam_size`; a study that wants
+    cheap greedy validation during training but a beam for the final test score trains with beam 1 and
+    calls this afterwards. The parameters are the ones `test/*` was computed with (the `best` checkpoint);
+    writes `eval/test_beam.json` and `eval/test_beam_predictions.tsv`. `max_examples=0` decodes all.
+    """
+    _, model, params, _, _ = train.load_trained(workdir)
+    data = pipeline.get_data(config.data, batch_size=config.train.batch_size, seed=config.train.seed,
+                             vocab_dir=os.path.join(workdir, "vocab"))
+    eval_config = copy.deepcopy(config.eval)
+    eval_config.beam_size = beam_size
+    result = inference.evaluate_split(model, params, data, "test", eval_config,
+                                      eval_step=jax.jit(functools.partial(train.eval_step, model=model)),
+                                      max_examples=max_examples)
+    result["split"] = "test_beam"  # -> eval/test_beam.json, eval/test_beam_predictions.tsv
+    train.write_eval(workdir, result, evaluated_step)
+    return {f"test_beam/{k}": v for k, v in scalars(result).items()}
