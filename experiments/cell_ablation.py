@@ -33,7 +33,7 @@ STUDY = common.Study(
     title="Recurrent cell ablation: vanilla RNN vs GRU vs LSTM, bottleneck and attention",
     description=common.description(__doc__, 2),
     variants=VARIANTS,
-    num_steps=(500, 20_000),
+    num_steps=(700, 20_000),
     seeds=(1, 3),
 )
 

@@ -17,10 +17,12 @@ encoder must keep across the whole sentence.
 
 from collections.abc import Callable, Mapping, Sequence
 import dataclasses
+import json
 import math
 import os
 import platform
 import shlex
+import statistics
 
 import jax
 import ml_collections
@@ -137,7 +139,10 @@ def by_length(study_dir: str, results: Sequence[Mapping], metric: str) -> tuple[
     values, buckets = {}, {}
     for r in ok_results(results):
         path = os.path.join(run_dir(study_dir, r["run_id"]), "eval", "test.json")
-        saved = sweep._read_result(path) or {}  # the same tolerant JSON read the sweep uses
+        if not os.path.exists(path):
+            continue
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)  # by_length's last bucket ends at Infinity, which json reads as inf
         per_variant = values.setdefault(r["variant"], {})
         for row in saved.get("by_length", []):
             key = (float(row["lo"]), float(row["hi"]))
@@ -150,7 +155,7 @@ def by_length(study_dir: str, results: Sequence[Mapping], metric: str) -> tuple[
         cells = []
         for key in keys:
             v = per_bucket.get(key, [])
-            cells.append((sum(v) / len(v), sweep._std(v), len(v)) if v else None)
+            cells.append((statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v)) if v else None)
         table[variant] = cells
     rows = [{"lo": lo, "hi": hi, "count": buckets[(lo, hi)], "label": _bucket_label(lo, hi)} for lo, hi in keys]
     return rows, table
@@ -249,7 +254,7 @@ def attention_heatmaps(study_dir: str, run_id: str, k: int) -> list[str]:
     chosen = [sources[i] for i in spread_by_length(sources, k, lambda s: len(source_vocab.encode(s)))]
     paths = []
     outputs = inference.translate(model, params, source_vocab, target_vocab, chosen, config.eval)
-    for j, (source, (hyp, weights, source_ids)) in enumerate(zip(chosen, outputs)):
+    for j, (hyp, weights, source_ids) in enumerate(outputs):
         target_ids = target_vocab.encode(hyp)
         target_ids = (target_ids + [vocab_lib.EOS])[: weights.shape[0]]
         target = _token_labels(target_vocab, target_ids)
@@ -257,7 +262,7 @@ def attention_heatmaps(study_dir: str, run_id: str, k: int) -> list[str]:
         name = f"{run_id.replace('/', '_')}_{j}.png"
         paths.append(plotting.plot_attention(weights, _token_labels(source_vocab, source_ids), target,
                                              os.path.join(study_dir, "plots", "attention", name),
-                                             title=f"{run_id}: {source} → {hyp}"))
+                                             title=f"{run_id} → {hyp}"))
     return paths
 
 
