@@ -15,6 +15,9 @@ A study script `experiments/NAME.py` declares its variants as config overrides a
     python -m experiments.NAME --workdir=DIR --shard=0/4               # runs j with j % 4 == 0
     python -m experiments.NAME --workdir=DIR --report_only             # results.jsonl + report.md again
 
+A study may run its quick setting by default (`parse_study_args(..., quick_by_default=True)`): then `--full`
+selects the full setting, and `--list` writes `--quick` or `--full` into every command it prints.
+
 Layout of a study directory:
     runs/<variant>/seed<k>/   the run's workdir (checkpoints, metrics.jsonl, ...) and result.json
     results.jsonl             every result.json, one per line, sorted by (variant, seed)
