@@ -15,6 +15,9 @@ A study script `experiments/NAME.py` declares its variants as config overrides a
     python -m experiments.NAME --workdir=DIR --shard=0/4               # runs j with j % 4 == 0
     python -m experiments.NAME --workdir=DIR --report_only             # results.jsonl + report.md again
 
+A study may run its quick setting by default (`parse_study_args(..., quick_by_default=True)`): then `--full`
+selects the full setting, and `--list` writes `--quick` or `--full` into every command it prints.
+
 Layout of a study directory:
     runs/<variant>/seed<k>/   the run's workdir (checkpoints, metrics.jsonl, ...) and result.json
     results.jsonl             every result.json, one per line, sorted by (variant, seed)
@@ -351,15 +354,30 @@ def _format_seeds(seeds: Sequence[int]) -> str:
     return ",".join(map(str, seeds)) + ("," if len(seeds) == 1 else "")
 
 
-def parse_study_args(argv: Sequence[str], default_workdir: str, default_seeds: int = 3) -> argparse.Namespace:
+def parse_study_args(
+    argv: Sequence[str],
+    default_workdir: str,
+    default_seeds: int = 3,
+    *,
+    quick_by_default: bool = False,
+    full_seeds: int | None = None,
+) -> argparse.Namespace:
     """The flags every study script shares; `argv` excludes the program name.
 
-    Namespace fields: workdir, quick, seeds (list[int]), shard ((i, n)), only, list, report_only.
+    Namespace fields: workdir, quick, full, seeds (list[int]), shard ((i, n)), only, list, report_only.
+
+    With `quick_by_default`, a study runs its quick setting unless `--full` is given (`--quick` is still
+    accepted, and means the default); without `--seeds` it runs `default_seeds` seeds in the quick setting
+    and `full_seeds` (default: `default_seeds`) in the full one. Otherwise `--quick` opts in and `full` is
+    always False.
     """
     parser = argparse.ArgumentParser(description="Run (part of) a study sweep and write its report.")
     parser.add_argument("--workdir", default=default_workdir, help="the study directory")
-    parser.add_argument("--quick", action="store_true", help="the study's small, fast settings")
-    parser.add_argument("--seeds", type=_parse_seeds, default=list(range(default_seeds)),
+    parser.add_argument("--quick", action="store_true",
+                        help="the study's small, fast settings" + (" (the default)" if quick_by_default else ""))
+    if quick_by_default:
+        parser.add_argument("--full", action="store_true", help="the study's full settings (sized for a GPU)")
+    parser.add_argument("--seeds", type=_parse_seeds, default=None,
                         help="N (seeds 0..N-1) or a comma-separated list; '7,' is seed 7 alone")
     parser.add_argument("--shard", type=_parse_shard, default=(0, 1),
                         help="i/n: run only runs j with j %% n == i")
@@ -371,12 +389,22 @@ def parse_study_args(argv: Sequence[str], default_workdir: str, default_seeds: i
         parser.error("argument --only: not allowed with --shard")
     if args.list and args.report_only:
         parser.error("argument --list: not allowed with --report_only")
+    if quick_by_default:
+        if args.quick and args.full:
+            parser.error("argument --full: not allowed with --quick")
+        args.quick = not args.full
+    else:
+        args.full = False
+    if args.seeds is None:
+        count = full_seeds if args.full and full_seeds is not None else default_seeds
+        args.seeds = list(range(count))
     return args
 
 
 def list_commands(module: str, args: argparse.Namespace, runs: Sequence[Run]) -> list[str]:
-    """One shell command per run, `python -m MODULE --workdir=W [--quick] --seeds=S --only=RUN_ID`."""
-    common = ["python", "-m", module, f"--workdir={args.workdir}"] + ["--quick"] * args.quick
+    """One shell command per run, `python -m MODULE --workdir=W [--quick|--full] --seeds=S --only=RUN_ID`."""
+    common = ["python", "-m", module, f"--workdir={args.workdir}"]
+    common += ["--quick"] * args.quick + ["--full"] * getattr(args, "full", False)
     common.append(f"--seeds={_format_seeds(args.seeds)}")
     return [shlex.join([*common, f"--only={r.run_id}"]) for r in runs]
 
@@ -392,13 +420,14 @@ def run_study(
     description: str,
     metric_keys: Sequence[str],
     make_plots: Callable[[str, list[dict]], Sequence[str]] | None = None,
-    extra_sections: Sequence[str] = (),
+    extra_sections: Sequence[str] | Callable[[str, list[dict]], Sequence[str]] = (),
 ) -> int:
     """What a study's `main` does with parsed flags; returns the exit status (1 if a run failed).
 
     A full sweep ends with `collect` and `write_report` (plots from `make_plots(study_dir, results)`). A
     partial one (`--shard`, `--only`) writes only its runs' result.json files, so parallel shards never
-    write the same file; run `--report_only` once they have all finished.
+    write the same file; run `--report_only` once they have all finished. `extra_sections` may be a
+    function `(study_dir, results) -> sections`, called after `make_plots`, for sections made from results.
     """
     runs = expand(variants, args.seeds)
     if args.list:
@@ -413,5 +442,6 @@ def run_study(
             return int(failed)
     results = collect(args.workdir)
     plots = make_plots(args.workdir, results) if make_plots else ()
-    write_report(args.workdir, title, description, results, metric_keys, plots, extra_sections)
+    sections = extra_sections(args.workdir, results) if callable(extra_sections) else extra_sections
+    write_report(args.workdir, title, description, results, metric_keys, plots, sections)
     return int(failed)

@@ -203,3 +203,42 @@ def test_summarize_uses_sample_std_and_zero_for_one_seed():
     a, b = sweep.summarize(results, ["acc"])
     assert (a["n_ok"], a["n_failed"], a["mean"]["acc"], a["std"]["acc"]) == (2, 0, 2.0, pytest.approx(2**0.5))
     assert (b["n_ok"], b["n_failed"], b["mean"]["acc"], b["std"]["acc"]) == (1, 1, 5.0, 0.0)
+
+
+@pytest.mark.parametrize("argv, quick, full, seeds", [
+    ([], True, False, [0, 1]),
+    (["--quick"], True, False, [0, 1]),
+    (["--full"], False, True, [0, 1, 2, 3]),
+    (["--full", "--seeds=1"], False, True, [0]),
+])
+def test_quick_by_default_studies_run_quick_unless_full_with_a_seed_count_per_setting(argv, quick, full, seeds):
+    args = sweep.parse_study_args(argv, "w", default_seeds=2, quick_by_default=True, full_seeds=4)
+    assert (args.quick, args.full, args.seeds) == (quick, full, seeds)
+
+
+def test_full_and_quick_together_are_an_error_and_full_needs_quick_by_default(capsys):
+    with pytest.raises(SystemExit):
+        sweep.parse_study_args(["--full", "--quick"], "w", quick_by_default=True)
+    assert "argument --full" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sweep.parse_study_args(["--full"], "w")
+    assert not sweep.parse_study_args(["--quick"], "w").full
+
+
+@pytest.mark.parametrize("flag", ["--full", "--quick"])
+def test_listed_commands_keep_the_setting_of_a_quick_by_default_study(flag):
+    args = sweep.parse_study_args([flag], "w", default_seeds=2, quick_by_default=True, full_seeds=4)
+    commands = sweep.list_commands("experiments.fake", args, sweep.expand(VARIANTS[:1], args.seeds))
+    reparsed = sweep.parse_study_args(shlex.split(commands[0])[3:], "w", default_seeds=2, quick_by_default=True)
+    assert (reparsed.quick, reparsed.full, reparsed.seeds) == (args.quick, args.full, args.seeds)
+
+
+def test_extra_sections_can_be_made_from_the_results(tmp_path):
+    def sections(study_dir, results):
+        return [f"## Extra\n\n{len(results)} results in {os.path.basename(study_dir)}"]
+
+    args = sweep.parse_study_args([f"--workdir={tmp_path}", "--seeds=2"], "unused")
+    sweep.run_study(args, module="experiments.fake", variants=VARIANTS[:2], make_config=make_config,
+                    run_fn=fake_run_fn, title="Fake", description="d", metric_keys=METRIC_KEYS,
+                    extra_sections=sections)
+    assert f"## Extra\n\n4 results in {tmp_path.name}" in (tmp_path / "report.md").read_text()
