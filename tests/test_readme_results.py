@@ -34,7 +34,7 @@ def test_section_has_the_table_the_plot_and_the_command(tmp_path, monkeypatch):
     (study / "plots" / "curve.png").write_bytes(b"\x89PNG")
     monkeypatch.setattr(readme_results, "ROOT", str(tmp_path / "repo"))
     text = readme_results.render([str(study)], key_plots=1, intro="Intro line.")
-    assert "### A study" in text and "| `attention` | 0.9 ± 0.01 |" in text
+    assert "### A study (`a_study`)" in text and "| `attention` | 0.9 ± 0.01 |" in text
     assert "![curve.png](docs/results/a_study/plots/curve.png)" in text
     assert "Command: `python -m experiments.a_study`" in text
     assert os.path.exists(tmp_path / "repo" / "docs" / "results" / "a_study" / "plots" / "curve.png")
