@@ -5,7 +5,7 @@
   numbers, not only the config), still generated from `results.jsonl` alone.
 * `by_variant`, `read_json`, `run_dir`: reading what each run left in its workdir.
 * `beam_test`: the test split of a trained run decoded again with a beam.
-* `markdown_table`, `fmt`, `write_json`: report and file helpers.
+* `markdown_table`, `fmt`: report helpers.
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -43,28 +43,17 @@ def parse_args(argv: Sequence[str], default_workdir: str, *, seeds: int = 3, qui
 def run_study(
     args,
     *,
-    make_plots: Callable[[str, list[dict]], Sequence[str]] | None = None,
     make_sections: Callable[[str, list[dict]], Sequence[str]] | None = None,
     **kwargs,
 ) -> int:
-    """`sweep.run_study`, with `make_sections(study_dir, results)` appended to the report as markdown.
-
-    `sweep.run_study` takes fixed `extra_sections`; here they are filled in from the collected results
-    inside the `make_plots` callback, which `sweep.run_study` calls with those results just before it
-    writes the report. So the sections, like the rest of the report, depend only on `results.jsonl` and
-    the run directories.
-    """
+    """`sweep.run_study`, with `make_sections(study_dir, results)` appended to the report as markdown
+    (computed from the collected results, so the report still depends only on `results.jsonl` and the
+    run directories), and `--list` commands that keep the study's extra switches."""
     if args.list and getattr(args, "extra_argv", None):
         runs = sweep.expand(kwargs["variants"], args.seeds)
         print("\n".join(f"{c} {' '.join(args.extra_argv)}" for c in sweep.list_commands(kwargs["module"], args, runs)))
         return 0
-    sections: list[str] = []
-
-    def plots_and_sections(study_dir, results):
-        sections[:] = make_sections(study_dir, results) if make_sections else []
-        return make_plots(study_dir, results) if make_plots else []
-
-    return sweep.run_study(args, make_plots=plots_and_sections, extra_sections=sections, **kwargs)
+    return sweep.run_study(args, extra_sections=make_sections or (), **kwargs)
 
 
 def run_dir(study_dir: str, result: Mapping) -> str:
@@ -100,21 +89,6 @@ def fmt(value, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}g}"
 
 
-def write_json(path: str, value) -> None:
-    """`value` as indented JSON at `path`, written through a temporary file and a rename."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def scalars(result: Mapping) -> dict:
-    """The numeric entries of an evaluation result (no predictions, no by-length lists)."""
-    return {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
 def beam_test(config, workdir: str, *, beam_size: int, max_examples: int = 0, evaluated_step: int = 0) -> dict:
     """Decodes the test split of a trained run with `beam_size`; `{'test_beam/<metric>': value, ...}`.
 
@@ -133,4 +107,4 @@ def beam_test(config, workdir: str, *, beam_size: int, max_examples: int = 0, ev
                                       max_examples=max_examples)
     result["split"] = "test_beam"  # -> eval/test_beam.json, eval/test_beam_predictions.tsv
     train.write_eval(workdir, result, evaluated_step)
-    return {f"test_beam/{k}": v for k, v in scalars(result).items()}
+    return {f"test_beam/{k}": v for k, v in train.scalar_metrics(result).items()}

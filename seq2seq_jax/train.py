@@ -191,7 +191,7 @@ def _is_better(value: float, best: float | None, mode: str) -> bool:
     return best is None or (value > best if mode == "max" else value < best)
 
 
-def _summary(result: dict) -> dict:
+def scalar_metrics(result: dict) -> dict:
     """The scalar part of an evaluation result."""
     return {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
@@ -274,7 +274,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 pending, window_start = [], time.perf_counter()
             if t.eval_every and step % t.eval_every == 0 and step != t.num_steps:
                 result = evaluate("validation", config.eval.max_validation_examples)
-                logger.write({"step": step, **{f"validation/{k}": v for k, v in _summary(result).items()}})
+                logger.write({"step": step, **{f"validation/{k}": v for k, v in scalar_metrics(result).items()}})
                 value = result[config.eval.best_metric]
                 if _is_better(value, meta["best"], config.eval.best_mode):
                     meta = {"best": value, "best_step": step}
@@ -315,8 +315,8 @@ def _final_evaluation(config, workdir, state, checkpoints, evaluate, logger, ite
     final = {"step": step, "evaluated_step": chosen_step}
     for split, result in results.items():
         write_eval(workdir, result, chosen_step)
-        logger.write({"step": step, **{f"{split}/{k}": v for k, v in _summary(result).items()}})
-        final.update({f"{split}/{k}": v for k, v in _summary(result).items()})
+        logger.write({"step": step, **{f"{split}/{k}": v for k, v in scalar_metrics(result).items()}})
+        final.update({f"{split}/{k}": v for k, v in scalar_metrics(result).items()})
     return final
 
 
