@@ -23,7 +23,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from seq2seq_jax import checkpointing
 from seq2seq_jax import inference
+from seq2seq_jax import metrics as metrics_lib
 from seq2seq_jax.data import pipeline
+from seq2seq_jax.data import vocab as vocab_lib
 from seq2seq_jax.logger import MetricsLogger
 from seq2seq_jax.model import ModelConfig, Seq2Seq, shift_right
 
@@ -63,10 +65,9 @@ def validate_train_config(t: ml_collections.ConfigDict, e: ml_collections.Config
         raise ValueError(f"eval.beam_size={e.beam_size!r} must be a positive integer")
     if e.best_mode not in ("max", "min"):
         raise ValueError(f"eval.best_mode={e.best_mode!r} is not allowed; allowed: ['max', 'min']")
-    from seq2seq_jax.metrics import METRICS  # local: keeps the module's import list short
-    unknown = [m for m in e.metrics if m not in METRICS]
+    unknown = [m for m in e.metrics if m not in metrics_lib.METRICS]
     if unknown:
-        raise ValueError(f"eval.metrics has unknown metric(s) {unknown}; allowed: {sorted(METRICS)}")
+        raise ValueError(f"eval.metrics has unknown metric(s) {unknown}; allowed: {sorted(metrics_lib.METRICS)}")
     if e.best_metric not in (*e.metrics, "loss", "perplexity"):
         raise ValueError(f"eval.best_metric={e.best_metric!r} must be one of eval.metrics {list(e.metrics)} "
                          "or 'loss'/'perplexity'")
@@ -244,7 +245,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         return inference.evaluate_split(model, state.params if params is None else params, data, split,
                                         config.eval, eval_step=p_eval_step, max_examples=max_examples)
 
-    pending, window_start = [], time.perf_counter()
+    pending, window_start, paused = [], time.perf_counter(), 0.0
     progress = logger.progress(start, t.num_steps)
     try:
         for step in range(start + 1, t.num_steps + 1):
@@ -254,11 +255,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             if step % t.log_every == 0 or step == t.num_steps:
                 rows = jax.device_get(pending)
                 losses = [r["loss_sum"] / max(r["token_count"], 1.0) for r in rows]
-                bad = [step - len(rows) + 1 + i for i, loss in enumerate(losses) if not math.isfinite(loss)]
-                if bad:
-                    raise NonFiniteLossError(f"training loss is {losses[bad[0] - step + len(rows) - 1]} at step "
-                                             f"{bad[0]} (workdir {workdir}); last checkpoint kept")
-                elapsed = time.perf_counter() - window_start
+                bad = [i for i, loss in enumerate(losses) if not math.isfinite(loss)]
+                if bad:  # rows[i] is step (step - len(rows) + 1 + i)
+                    raise NonFiniteLossError(f"training loss is {losses[bad[0]]} at step "
+                                             f"{step - len(rows) + 1 + bad[0]} (workdir {workdir}); last checkpoint kept")
+                elapsed = time.perf_counter() - window_start - paused  # training time only
                 tokens = sum(float(r["token_count"]) for r in rows)
                 row = {
                     "step": step,
@@ -271,7 +272,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 }
                 logger.write(row)
                 progress.set_postfix(loss=f"{row['train_loss']:.4f}", tok_s=f"{row['tokens_per_sec']:.0f}")
-                pending, window_start = [], time.perf_counter()
+                pending, window_start, paused = [], time.perf_counter(), 0.0
+            pause_start = time.perf_counter()
             if t.eval_every and step % t.eval_every == 0 and step != t.num_steps:
                 result = evaluate("validation", config.eval.max_validation_examples)
                 logger.write({"step": step, **{f"validation/{k}": v for k, v in scalar_metrics(result).items()}})
@@ -281,6 +283,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     checkpoints.save(state, iterator.get_state(), meta, best=True)
             if step % t.checkpoint_every == 0 or step == t.num_steps:
                 checkpoints.save(state, iterator.get_state(), meta)
+            paused += time.perf_counter() - pause_start  # evaluation and checkpointing
         checkpoints.wait()
         final = _final_evaluation(config, workdir, state, checkpoints, evaluate, logger, iterator)
     finally:
@@ -329,8 +332,6 @@ def load_trained(workdir: str, checkpoint: str = "best"):
     ``checkpoint`` is ``'best'`` (the validation-selected parameters, falling back to the latest when
     no best was saved yet) or ``'latest'``. Needs no dataset: the vocabularies are in ``workdir/vocab``.
     """
-    from seq2seq_jax.data import vocab as vocab_lib  # the data pipeline is not needed here
-
     config_path = os.path.join(workdir, "config.json")
     if not os.path.isdir(workdir):
         raise FileNotFoundError(f"workdir {workdir!r} does not exist")
