@@ -78,7 +78,7 @@ def evaluate_split(model, params, data, split, eval_config, *, eval_step, max_ex
     examples = data.examples(split)
     limit = len(examples) if not max_examples else min(max_examples, len(examples))
     nll = tokens = correct = 0.0
-    hyps, indices, source_lengths, attention = {}, [], {}, {}
+    hyps, source_lengths, attention = {}, {}, {}
     for batch in data.eval_batches(split):
         index = batch["index"]
         if not np.any((index >= 0) & (index < limit)):

@@ -206,13 +206,14 @@ class DecoderCell(nn.Module):
         for i, (layer, carry) in enumerate(zip(self.layers, state.carries)):
             if i > 0:
                 x = self.dropout(x, deterministic=not train)
-            carry, x = layer(carry, x)
-            carries.append(carry)
+            new_carry, x = layer(carry, x)
+            # Keep the carry's dtype (float32) when computing in bfloat16, so the scan's carry is stable.
+            carries.append(jax.tree_util.tree_map(lambda new, old: new.astype(old.dtype), new_carry, carry))
         if c.decoder == "attention":
             x = jnp.tanh(self.output_layer(jnp.concatenate([x, context], axis=-1)))  # o_i, Luong eq. 5
         else:
             weights = jnp.zeros(memory.mask.shape, jnp.float32)  # no attention: [batch, src_len] zeros
-        feed = x if c.input_feeding else None
+        feed = x.astype(jnp.float32) if c.input_feeding else None
         return DecoderState(carries=tuple(carries), feed=feed), (x, weights)
 
 

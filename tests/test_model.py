@@ -218,3 +218,13 @@ def test_unknown_model_field_is_named():
     m = get_model_config()
     with pytest.raises(ValueError, match=r"unknown field\(s\) \['hidden'\]"):
         ModelConfig.from_config({**m.to_dict(), "hidden": 3}, source_vocab_size=5, target_vocab_size=5)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_bfloat16_compute_runs_with_float32_parameters_and_logits(cell):
+    model = make_model(cell=cell, dtype="bfloat16", decoder="attention", input_feeding=True, num_layers=2)
+    batch = make_batch()
+    variables = model.init(jax.random.key(0), *batch)
+    logits = jax.jit(model.apply)(variables, *batch)
+    assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(variables))
+    assert logits.dtype == jnp.float32 and np.all(np.isfinite(logits))
