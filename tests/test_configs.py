@@ -28,3 +28,18 @@ def test_every_default_field_has_a_one_line_comment_above_it(path):
         stripped = line.strip()
         if stripped.startswith(("t.", "e.", "m.", "c.")) and " = " in stripped:
             assert source[i - 1].strip().startswith("#"), f"no comment above {stripped!r}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["dates", "number_words", "tiny"])
+def test_config_trains_end_to_end_on_small_data(name, tmp_path_factory):
+    """Each offline config's dataset, vocabularies and model run through train_and_evaluate (2 steps).
+
+    g2p's dataset is exercised by experiments/g2p_cmudict's test; wmt14 needs the catalog data."""
+    config = importlib.import_module(f"seq2seq_jax.configs.{name}").get_config()
+    config.data.data_dir = str(tmp_path_factory.mktemp("tfds"))
+    config.data.num_train, config.data.num_validation, config.data.num_test = 300, 20, 20
+    config.model.update(dict(hidden_size=16, embedding_size=8, attention_size=8))
+    config.train.num_steps = 2
+    final = train.train_and_evaluate(config, str(tmp_path_factory.mktemp(name)))
+    assert final["step"] == 2 and final["test/num_examples"] == 20

@@ -248,3 +248,12 @@ def test_catalog_pair_maps_xx_en_to_source_xx_unless_reversed(tmp_path, fixed_mo
     batch = next(d.train_iterator())
     assert batch["inputs"].shape[0] == 8
     assert "tensorflow" not in sys.modules
+
+
+def test_a_bucket_smaller_than_a_batch_moves_up_instead_of_failing(data_dir, tmp_path):
+    # 500 examples in 8 buckets of batch 128: some bucket holds fewer than one batch.
+    d = pipeline.get_data(make_config(data_dir, num_buckets=8), batch_size=128, seed=0, vocab_dir=str(tmp_path))
+    iterator = d.train_iterator(prefetch=0)
+    seen = [next(iterator) for _ in range(2 * d.batches_per_epoch)]
+    assert all(b["inputs"].shape[0] == 128 for b in seen)
+    assert d.batches_per_epoch * 128 + d.train_remainder == len(d.examples("train"))

@@ -254,7 +254,7 @@ class Data:
         for b, members in enumerate(self._train_members()):
             pool = np.concatenate([carry, rng.permutation(members)])
             full = len(pool) // self.batch_size * self.batch_size
-            batches += [(b, rows) for rows in np.split(pool[:full], full // self.batch_size)]
+            batches += [(b, rows) for rows in pool[:full].reshape(-1, self.batch_size)]  # none if full == 0
             carry = rng.permutation(pool[full:])
         return [batches[i] for i in rng.permutation(len(batches))]
 
