@@ -81,6 +81,10 @@ def main(argv):
         _initialize_distributed()
     logging.info("JAX devices: %s", jax.devices())
     try:
+        train.validate_config(config)  # a bad value: one message, nothing written
+    except ValueError as error:
+        cli.fail(str(error))
+    try:
         final = train.train_and_evaluate(config, _WORKDIR.value)
     except (train.NonFiniteLossError, checkpointing.CheckpointError) as error:  # messages say what to do
         cli.fail(str(error))

@@ -24,6 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from seq2seq_jax import checkpointing
 from seq2seq_jax import inference
 from seq2seq_jax import metrics as metrics_lib
+from seq2seq_jax.data import config as data_config_lib
 from seq2seq_jax.data import pipeline
 from seq2seq_jax.data import vocab as vocab_lib
 from seq2seq_jax.logger import MetricsLogger
@@ -71,6 +72,13 @@ def validate_train_config(t: ml_collections.ConfigDict, e: ml_collections.Config
     if e.best_metric not in (*e.metrics, "loss", "perplexity"):
         raise ValueError(f"eval.best_metric={e.best_metric!r} must be one of eval.metrics {list(e.metrics)} "
                          "or 'loss'/'perplexity'")
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Every section of a run's config, before any I/O: one ``ValueError`` naming the first bad field."""
+    validate_train_config(config.train, config.eval)
+    ModelConfig.from_config(config.model, source_vocab_size=4, target_vocab_size=4)
+    data_config_lib.validate(config.data)
 
 
 def make_schedule(t: ml_collections.ConfigDict) -> optax.Schedule:
@@ -214,8 +222,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     Returns the final metrics as a flat dict (``validation/seq_acc``, ``test/bleu``, ... and ``step``).
     """
-    validate_train_config(config.train, config.eval)
-    ModelConfig.from_config(config.model, source_vocab_size=4, target_vocab_size=4)  # fail before any I/O
+    validate_config(config)
     os.makedirs(workdir, exist_ok=True)
     _write_or_check_config(config, workdir)
     t = config.train

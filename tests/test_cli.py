@@ -180,3 +180,16 @@ def test_training_cli_rejects_a_misspelt_config_field(tmp_path):
     assert "--config.train.num_step" in result.stderr and 'Did you mean "num_steps"' in result.stderr
     assert "Traceback" not in result.stderr
     assert not workdir.exists()
+
+
+def test_training_cli_rejects_a_bad_config_value_in_one_line(tmp_path):
+    workdir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "seq2seq_jax.main", "--config=seq2seq_jax/configs/tiny.py",
+         f"--workdir={workdir}", "--config.model.cell=lstmm"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"})
+    assert result.returncode == 1
+    assert "error: model.cell='lstmm' is not allowed; allowed: ['gru', 'lstm', 'rnn']" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not workdir.exists()
