@@ -107,10 +107,6 @@ def train_run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 # --- Reading runs ---------------------------------------------------------------------------------------
 
 
-def run_dir(study_dir: str, run_id: str) -> str:
-    return os.path.join(study_dir, "runs", run_id)
-
-
 def ok_results(results: Sequence[Mapping]) -> list[Mapping]:
     return [r for r in results if r["status"] == "ok"]
 
@@ -138,7 +134,7 @@ def by_length(study_dir: str, results: Sequence[Mapping], metric: str) -> tuple[
     """
     values, buckets = {}, {}
     for r in ok_results(results):
-        path = os.path.join(run_dir(study_dir, r["run_id"]), "eval", "test.json")
+        path = os.path.join(sweep.run_workdir(study_dir, r["run_id"]), "eval", "test.json")
         if not os.path.exists(path):
             continue
         with open(path, encoding="utf-8") as f:
@@ -218,7 +214,7 @@ def plot_training_loss(study_dir: str, results: Sequence[Mapping]) -> str | None
     runs = {}
     for r in sorted(ok_results(results), key=lambda r: r["seed"]):
         if r["variant"] not in runs:
-            runs[r["variant"]] = logger.read_metrics(run_dir(study_dir, r["run_id"]))
+            runs[r["variant"]] = logger.read_metrics(sweep.run_workdir(study_dir, r["run_id"]))
     runs = {k: v for k, v in runs.items() if any("train_loss" in row for row in v)}
     if not runs:
         return None
@@ -246,7 +242,7 @@ def attention_heatmaps(study_dir: str, run_id: str, k: int) -> list[str]:
     Sentences come from the run's `eval/test_predictions.tsv`, re-decoded with the run's best parameters and
     decoding settings; PNGs go to `plots/attention/<run_id with / as _>_<j>.png`.
     """
-    workdir = run_dir(study_dir, run_id)
+    workdir = sweep.run_workdir(study_dir, run_id)
     with open(os.path.join(workdir, "eval", "test_predictions.tsv"), encoding="utf-8") as f:
         rows = [line.rstrip("\n").split("\t") for line in f][1:]
     config, model, params, source_vocab, target_vocab = train.load_trained(workdir)

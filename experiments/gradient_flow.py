@@ -222,7 +222,7 @@ def _profiles(study_dir, results) -> dict[str, dict[str, np.ndarray]]:
     """variant -> stage -> mean profile over its seeds (runs without gradient_flow.json left out)."""
     out = {}
     for variant, rs in study_utils.by_variant(results).items():
-        records = [study_utils.read_json(f"{study_utils.run_dir(study_dir, r)}/gradient_flow.json") for r in rs]
+        records = [study_utils.run_json(study_dir, r, "gradient_flow.json") for r in rs]
         records = [rec for rec in records if rec]
         if records:
             out[variant] = {stage: np.mean([rec[stage] for rec in records], axis=0) for stage in ("init", "trained")}
@@ -233,7 +233,7 @@ def _by_length(study_dir, results) -> dict[str, list[list[dict]]]:
     """variant -> per seed, the test split's `by_length` buckets."""
     out = {}
     for variant, rs in study_utils.by_variant(results).items():
-        tests = [study_utils.read_json(f"{study_utils.run_dir(study_dir, r)}/eval/test.json") for r in rs]
+        tests = [study_utils.run_json(study_dir, r, "eval", "test.json") for r in rs]
         tests = [t["by_length"] for t in tests if t]
         if tests:
             out[variant] = tests
@@ -247,7 +247,7 @@ def _bucket_range(bucket: dict, longest: int) -> tuple[int, int]:
 
 def _longest(study_dir, results) -> int:
     """The longest source of the copy data (`data.synthetic_max_length` of the runs' configs)."""
-    configs = [study_utils.read_json(f"{study_utils.run_dir(study_dir, r)}/config.json") for r in results
+    configs = [study_utils.run_json(study_dir, r, "config.json") for r in results
                if r["status"] == "ok"]
     return max((c["data"]["synthetic_max_length"] or 20 for c in configs if c), default=20)
 

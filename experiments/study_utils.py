@@ -3,7 +3,7 @@
 * `parse_args`: `sweep.parse_study_args`, with fewer default seeds under `--quick`.
 * `run_study`: `sweep.run_study`, plus report sections computed from the results (tables that need the
   numbers, not only the config), still generated from `results.jsonl` alone.
-* `by_variant`, `read_json`, `run_dir`: reading what each run left in its workdir.
+* `by_variant`, `read_json`, `run_json`: reading what each run left in its workdir.
 * `beam_test`: the test split of a trained run decoded again with a beam.
 * `markdown_table`, `fmt`: report helpers.
 """
@@ -56,17 +56,17 @@ def run_study(
     return sweep.run_study(args, extra_sections=make_sections or (), **kwargs)
 
 
-def run_dir(study_dir: str, result: Mapping) -> str:
-    """The workdir of the run that produced `result`."""
-    return os.path.join(study_dir, "runs", result["run_id"])
-
-
 def read_json(path: str):
     """The JSON at `path`, or None if the file does not exist."""
     if not os.path.exists(path):
         return None
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def run_json(study_dir: str, result: Mapping, *path: str):
+    """The JSON at ``path`` inside the workdir of the run that produced ``result`` (None if absent)."""
+    return read_json(os.path.join(sweep.run_workdir(study_dir, result["run_id"]), *path))
 
 
 def by_variant(results: Sequence[Mapping]) -> dict[str, list[dict]]:

@@ -176,6 +176,11 @@ def _select(runs: Sequence[Run], shard: tuple[int, int], only: str | None) -> li
     return [r for j, r in enumerate(runs) if j % count == index]
 
 
+def run_workdir(study_dir: str, run_id: str) -> str:
+    """The workdir of run ``run_id`` of the study in ``study_dir``: ``study_dir/runs/<run_id>``."""
+    return os.path.join(study_dir, "runs", run_id)
+
+
 def run_sweep(
     study_dir: str,
     runs: Sequence[Run],
@@ -201,7 +206,7 @@ def run_sweep(
     }
     results = []
     for run in _select(runs, shard, only):
-        workdir = os.path.join(study_dir, "runs", run.run_id)
+        workdir = run_workdir(study_dir, run.run_id)
         result_path = os.path.join(workdir, "result.json")
         previous = _read_result(result_path)
         if previous is not None and previous.get("status") == "ok":

@@ -99,7 +99,7 @@ def make_plots(study_dir: str, results: list[dict]) -> list[str]:
     """Test BLEU against source length (greedy, by length bucket), mean over seeds."""
     curves = {}
     for variant, rs in study_utils.by_variant(results).items():
-        tests = [study_utils.read_json(f"{study_utils.run_dir(study_dir, r)}/eval/test.json") for r in rs]
+        tests = [study_utils.run_json(study_dir, r, "eval", "test.json") for r in rs]
         buckets = [t["by_length"] for t in tests if t]
         if not buckets or len({len(b) for b in buckets}) != 1:
             continue

@@ -169,13 +169,18 @@ def test_missing_required_flags_are_usage_errors(workdir):
         run(translate, f"--workdir={workdir}", "--output=-")
 
 
-def test_training_cli_rejects_a_misspelt_config_field(tmp_path):
-    workdir = tmp_path / "run"
-    result = subprocess.run(
+def run_training_cli(workdir, *flags):
+    """``python -m seq2seq_jax.main`` on the tiny config in a fresh process, as a user runs it."""
+    return subprocess.run(
         [sys.executable, "-m", "seq2seq_jax.main", "--config=seq2seq_jax/configs/tiny.py",
-         f"--workdir={workdir}", "--config.train.num_step=1"],
+         f"--workdir={workdir}", *flags],
         cwd=REPO, capture_output=True, text=True, timeout=120,
         env={**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"})
+
+
+def test_training_cli_rejects_a_misspelt_config_field(tmp_path):
+    workdir = tmp_path / "run"
+    result = run_training_cli(workdir, "--config.train.num_step=1")
     assert result.returncode == 1
     assert "--config.train.num_step" in result.stderr and 'Did you mean "num_steps"' in result.stderr
     assert "Traceback" not in result.stderr
@@ -184,11 +189,7 @@ def test_training_cli_rejects_a_misspelt_config_field(tmp_path):
 
 def test_training_cli_rejects_a_bad_config_value_in_one_line(tmp_path):
     workdir = tmp_path / "run"
-    result = subprocess.run(
-        [sys.executable, "-m", "seq2seq_jax.main", "--config=seq2seq_jax/configs/tiny.py",
-         f"--workdir={workdir}", "--config.model.cell=lstmm"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"})
+    result = run_training_cli(workdir, "--config.model.cell=lstmm")
     assert result.returncode == 1
     assert "error: model.cell='lstmm' is not allowed; allowed: ['gru', 'lstm', 'rnn']" in result.stderr
     assert "Traceback" not in result.stderr
