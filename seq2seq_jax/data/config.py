@@ -33,6 +33,9 @@ def get_data_config() -> ml_collections.ConfigDict:
     c.validation_file = config_dict.placeholder(str)
     # parallel_text only: test data, same forms as train_file; None = no test split.
     c.test_file = config_dict.placeholder(str)
+    # parallel_text only: validation/test lines sharing a source are one example scored against all their
+    # targets (None or True); False keeps every line its own example.
+    c.merge_references = config_dict.placeholder(bool)
     # Swap source and target (e.g. wmt14_translate/fr-en is fr → en; True makes it en → fr).
     c.reverse_pair = False
     # Generated datasets (number_words, dates, synthetic): training examples; None = the builder's default (50k).
@@ -81,6 +84,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
                "None, 'path.tsv' or 'src_path,tgt_path'")
     if c.dataset.partition("/")[0] == "parallel_text":
         _check(c.train_file is not None, "train_file", c.train_file, "'path.tsv' or 'src_path,tgt_path'")
+    _check(c.get("merge_references") in (None, True, False), "merge_references", c.get("merge_references"), "None, True or False")
     _check(isinstance(c.reverse_pair, bool), "reverse_pair", c.reverse_pair, "True or False")
     for field in ("num_train", "num_validation", "num_test", "synthetic_min_length", "synthetic_max_length",
                   "synthetic_alphabet_size", "max_source_length", "max_target_length"):
