@@ -143,10 +143,12 @@ class ParallelText(tfds.core.GeneratorBasedBuilder):
             files = {split: spec for split, spec in specs.items() if spec}
             if "train" not in files:
                 raise ValueError("data.train_file: parallel_text needs a training file ('path.tsv' or 'src,tgt').")
+        else:
+            files, merge_references = config.files, config.merge_references
+        self._examples = {split: self._read_split(spec, split, merge_references) for split, spec in files.items()}
+        if config is None:  # after reading: every file exists
             name = f"files-{files_fingerprint(files)}" + ("" if merge_references else "-unmerged")
             config = ParallelTextConfig(name=name, files=files, merge_references=merge_references)
-        self._examples = {split: self._read_split(spec, split, config.merge_references)
-                          for split, spec in config.files.items()}
         super().__init__(config=config, **kwargs)
 
     @staticmethod
