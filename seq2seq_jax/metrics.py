@@ -214,7 +214,8 @@ def metrics_by_length(
     """Metrics per source-length bucket [edges[k], edges[k+1]) (Bahdanau et al. 2014, fig. 2).
 
     Returns one dict per non-empty bucket, in order: {'lo', 'hi', 'count', <metric>: value, ...}; each
-    bucket's metrics are those of `compute_metrics` (with `tokenize`) on its examples alone. Every length must fall in a bucket.
+    bucket's metrics are those of `compute_metrics` (with `tokenize`) on its examples alone. Every length must
+    fall in a bucket.
     """
     _check(hyps, refs_lists)
     if len(source_lengths) != len(hyps):

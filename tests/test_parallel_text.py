@@ -118,7 +118,8 @@ RAW_BYTES = st.sampled_from([b"\xff", b"\xc3", b"\xef\xbb\xbf", b"\xed\xa0\x80"]
 FILE_CONTENT = st.lists(st.one_of(LINE_PIECES.map(lambda s: s.encode("utf-8")), RAW_BYTES), max_size=30).map(b"".join)
 
 
-@hypothesis.settings(max_examples=60, deadline=None, suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])
+@hypothesis.settings(max_examples=60, deadline=None,
+                     suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])
 @hypothesis.given(content=FILE_CONTENT, two_files=st.booleans(), target=FILE_CONTENT, missing=st.booleans())
 def test_any_file_gives_pairs_or_one_error_naming_the_file(tmp_path, content, two_files, target, missing):
     path = tmp_path / "data.src"

@@ -82,16 +82,14 @@ def read_pairs(spec: str, split: str) -> list[tuple[str, str]]:
         for number, line in enumerate(read_lines(paths[0], split), start=1):
             fields = line.split("\t")
             if len(fields) != 2 and line.strip():
-                raise ValueError(
-                        f"data.{split}_file: {paths[0]!r} line {number}: expected 'source<TAB>target' (exactly one tab), "
-                        f"found {len(fields) - 1} tabs: {line[:80]!r}")
+                raise ValueError(f"data.{split}_file: {paths[0]!r} line {number}: expected 'source<TAB>target' "
+                                 f"(exactly one tab), found {len(fields) - 1} tabs: {line[:80]!r}")
             pairs.append((fields[0], fields[1]) if len(fields) == 2 else ("", ""))
     elif len(paths) == 2:
         sources, targets = (read_lines(p, split) for p in paths)
         if len(sources) != len(targets):
-            raise ValueError(
-                    f"data.{split}_file: {paths[0]!r} has {len(sources)} lines but {paths[1]!r} has {len(targets)}; "
-                    "line-aligned source and target files must have the same number of lines.")
+            raise ValueError(f"data.{split}_file: {paths[0]!r} has {len(sources)} lines but {paths[1]!r} has "
+                             f"{len(targets)}; line-aligned source and target files need as many lines.")
         pairs = list(zip(sources, targets))
     else:
         raise ValueError(f"data.{split}_file: expected 'path.tsv' or 'src_path,tgt_path', got {spec!r}.")
