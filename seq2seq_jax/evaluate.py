@@ -98,11 +98,11 @@ def main(argv):
     if _LENGTH_PENALTY.value is not None:
         eval_config.length_penalty = _LENGTH_PENALTY.value
     with contextlib.redirect_stdout(sys.stderr):  # stdout holds the result alone (TFDS prints to it)
-        data = pipeline.get_data(config.data, batch_size=config.train.batch_size, seed=config.train.seed,
-                                 vocab_dir=os.path.join(workdir, "vocab"))
         try:
+            data = pipeline.get_data(config.data, batch_size=config.train.batch_size, seed=config.train.seed,
+                                     vocab_dir=os.path.join(workdir, "vocab"))
             data.examples(split)
-        except ValueError as error:  # e.g. a parallel_text run without a test file
+        except ValueError as error:  # e.g. a parallel_text run without a test file, or a data file gone bad
             cli.fail(str(error))
         logging.info("evaluating the %s split of %s (%s checkpoint)", split, workdir, checkpoint)
         result = inference.evaluate_split(model, params, data, split, eval_config,

@@ -38,6 +38,7 @@ from seq2seq_jax import checkpointing
 from seq2seq_jax import cli
 from seq2seq_jax import train
 from seq2seq_jax.data import pipeline
+from seq2seq_jax.data.datasets.parallel_text import DataFileError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. seq2seq_jax/configs/tiny.py; override fields with --config.x.y=v.",
@@ -142,7 +143,7 @@ def main(argv):
     try:
         with contextlib.redirect_stdout(sys.stderr):  # stdout holds the result alone (TFDS prints to it)
             final = train.train_and_evaluate(config, _WORKDIR.value)
-    except (train.NonFiniteLossError, checkpointing.CheckpointError) as error:  # messages say what to do
+    except (train.NonFiniteLossError, checkpointing.CheckpointError, DataFileError) as error:  # messages say what to do
         cli.fail(str(error))
     if jax.process_index() == 0:
         print(json.dumps(final, indent=2, sort_keys=True))

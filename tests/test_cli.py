@@ -172,11 +172,11 @@ def test_missing_required_flags_are_usage_errors(workdir):
         run(translate, f"--workdir={workdir}", "--output=-")
 
 
-def run_training_cli(workdir, *flags):
-    """``python -m seq2seq_jax.main`` on the tiny config in a fresh process, as a user runs it (no
+def run_training_cli(workdir, *flags, config="tiny"):
+    """``python -m seq2seq_jax.main`` on ``configs/<config>.py`` in a fresh process, as a user runs it (no
     ``--workdir`` if ``workdir`` is None)."""
     return subprocess.run(
-        [sys.executable, "-m", "seq2seq_jax.main", "--config=seq2seq_jax/configs/tiny.py",
+        [sys.executable, "-m", "seq2seq_jax.main", f"--config=seq2seq_jax/configs/{config}.py",
          *([f"--workdir={workdir}"] if workdir else []), *flags],
         cwd=REPO, capture_output=True, text=True, timeout=120,
         env={**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"})
@@ -253,7 +253,20 @@ def test_training_cli_refuses_parallel_text_without_a_validation_file_before_tra
     train_file.write_text("a\tb\n")
     workdir = tmp_path / "run"
     result = run_training_cli(workdir, "--config.data.dataset=parallel_text", f"--config.data.train_file={train_file}",
-                              f"--config.data.test_file={train_file}")
+                              f"--config.data.test_file={train_file}", config="default")
     assert result.returncode == 1
     assert "error: data.validation_file: training on parallel_text needs a validation file" in result.stderr
     assert "Traceback" not in result.stderr and not workdir.exists()
+
+
+def test_training_cli_names_a_bad_data_file_in_one_line(tmp_path):
+    good, bad = tmp_path / "good.tsv", tmp_path / "bad.tsv"
+    good.write_text("a\tb\n")
+    bad.write_bytes(b"a\tb\nc\xff\td\n")
+    files = (f"--config.data.train_file={bad}", f"--config.data.validation_file={good}",
+             f"--config.data.test_file={good}")
+    result = run_training_cli(tmp_path / "run", "--config.data.dataset=parallel_text", *files,
+                              f"--config.data.data_dir={tmp_path / 'tfds'}", config="default")
+    assert result.returncode == 1
+    assert f"error: data.train_file: file '{bad}' for the train split, line 2: not valid UTF-8" in result.stderr
+    assert "Traceback" not in result.stderr

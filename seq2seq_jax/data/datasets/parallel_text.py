@@ -8,10 +8,10 @@ parallel_text run without them).
 Files are UTF-8 (a leading byte-order mark is dropped) and are split into lines at '\n' only, so U+2028,
 U+0085, form feeds and the other characters `str.splitlines` breaks at stay inside a line; a '\r' before
 the '\n' is dropped (CRLF files). A pair whose source or target is blank (empty lines included) is skipped;
-the skipped lines are counted and logged. Everything else that is wrong raises one `ValueError` naming the
-split's field, the file and, where it applies, the line: a missing, unreadable or empty file, invalid
-UTF-8, a NUL byte (a binary or UTF-16 file), a TSV line without exactly one tab, two files of different
-lengths.
+the skipped lines are counted and logged. Everything else that is wrong raises one `DataFileError` (a
+`ValueError`) naming the split's field, the file and, where it applies, the line: a missing, unreadable or
+empty file, invalid UTF-8, a NUL byte (a binary or UTF-16 file), a TSV line without exactly one tab, two
+files of different lengths.
 
 By default (`merge_references=True`) the lines of the validation and test files that share a source are
 one example whose `references` are all their distinct targets (file order; `target` is the first), so every
@@ -37,6 +37,10 @@ from seq2seq_jax.data.datasets import _common
 MERGED_SPLITS = ("validation", "test")
 
 
+class DataFileError(ValueError):
+    """A data file that cannot be read as documented; the message names the config field, file and line."""
+
+
 @dataclasses.dataclass(eq=False)
 class ParallelTextConfig(tfds.core.BuilderConfig):
     """Split name → file spec (`path.tsv` or `src_path,tgt_path`), and whether to merge references."""
@@ -46,28 +50,28 @@ class ParallelTextConfig(tfds.core.BuilderConfig):
 
 
 def read_lines(path: str, split: str) -> list[str]:
-    """The lines of a UTF-8 text file, split at '\\n' only (BOM and CRLF handled); `ValueError` if bad."""
+    """The lines of a UTF-8 text file, split at '\\n' only (BOM and CRLF handled); `DataFileError` if bad."""
     where = f"data.{split}_file: file {path!r} for the {split} split"
     if not os.path.isfile(path):
-        raise ValueError(f"{where} does not exist (or is not a file).")
+        raise DataFileError(f"{where} does not exist (or is not a file).")
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as error:
-        raise ValueError(f"{where} cannot be read: {error.strerror}.") from None
+        raise DataFileError(f"{where} cannot be read: {error.strerror}.") from None
     data = data.removeprefix(codecs.BOM_UTF8)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
-        raise ValueError(f"{where}, line {line}: not valid UTF-8 ({error.reason}: "
+        raise DataFileError(f"{where}, line {line}: not valid UTF-8 ({error.reason}: "
                          f"{data[error.start:error.end]!r}); save the file as UTF-8.") from None
     if "\0" in text:
         line = text.count("\n", 0, text.index("\0")) + 1
-        raise ValueError(f"{where}, line {line}: contains a NUL byte; is it a binary or UTF-16 file? "
+        raise DataFileError(f"{where}, line {line}: contains a NUL byte; is it a binary or UTF-16 file? "
                          "Save it as UTF-8 text.")
     if not text:
-        raise ValueError(f"{where} is empty.")
+        raise DataFileError(f"{where} is empty.")
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()  # the newline ending the last line
@@ -75,27 +79,27 @@ def read_lines(path: str, split: str) -> list[str]:
 
 
 def read_pairs(spec: str, split: str) -> list[tuple[str, str]]:
-    """(source, target) pairs from a split's file spec, blank pairs skipped (logged); `ValueError` if bad."""
+    """(source, target) pairs from a split's file spec, blank pairs skipped (logged); `DataFileError` if bad."""
     paths = [p.strip() for p in spec.split(",")]
     if len(paths) == 1:
         pairs = []
         for number, line in enumerate(read_lines(paths[0], split), start=1):
             fields = line.split("\t")
             if len(fields) != 2 and line.strip():
-                raise ValueError(f"data.{split}_file: {paths[0]!r} line {number}: expected 'source<TAB>target' "
+                raise DataFileError(f"data.{split}_file: {paths[0]!r} line {number}: expected 'source<TAB>target' "
                                  f"(exactly one tab), found {len(fields) - 1} tabs: {line[:80]!r}")
             pairs.append((fields[0], fields[1]) if len(fields) == 2 else ("", ""))
     elif len(paths) == 2:
         sources, targets = (read_lines(p, split) for p in paths)
         if len(sources) != len(targets):
-            raise ValueError(f"data.{split}_file: {paths[0]!r} has {len(sources)} lines but {paths[1]!r} has "
+            raise DataFileError(f"data.{split}_file: {paths[0]!r} has {len(sources)} lines but {paths[1]!r} has "
                              f"{len(targets)}; line-aligned source and target files need as many lines.")
         pairs = list(zip(sources, targets))
     else:
-        raise ValueError(f"data.{split}_file: expected 'path.tsv' or 'src_path,tgt_path', got {spec!r}.")
+        raise DataFileError(f"data.{split}_file: expected 'path.tsv' or 'src_path,tgt_path', got {spec!r}.")
     blank = [number for number, (s, t) in enumerate(pairs, start=1) if not s.strip() or not t.strip()]
     if len(blank) == len(pairs):
-        raise ValueError(f"data.{split}_file: {spec!r} has no line with both a source and a target.")
+        raise DataFileError(f"data.{split}_file: {spec!r} has no line with both a source and a target.")
     if blank:
         logging.warning("data.%s_file %r: skipped %d of %d lines whose source or target is blank (first: line %d).",
                         split, spec, len(blank), len(pairs), blank[0])
