@@ -2,8 +2,8 @@
 
 One tiny run is trained once for the module (``train.train_and_evaluate`` directly, a few dozen steps:
 accuracy does not matter here). The tools' ``main(argv)`` functions are then called in-process with
-their flags parsed by ``flags.FLAGS`` as ``app.run`` would; only the training CLI's typo check runs in a
-subprocess, to prove the real command fails cleanly.
+their flags parsed by ``flags.FLAGS`` as ``app.run`` would. The training CLI runs in subprocesses (a few
+steps at most), to prove what the real command prints on stdout and that it fails cleanly.
 """
 
 import io
