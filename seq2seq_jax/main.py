@@ -138,7 +138,8 @@ def main(argv):
                 summary = dry_run(config)
         except ValueError as error:  # a bad data file or length setting: one message
             cli.fail(str(error))
-        print(json.dumps(summary, indent=2, sort_keys=True))
+        if jax.process_index() == 0:
+            print(json.dumps(summary, indent=2, sort_keys=True))
         return
     try:
         with contextlib.redirect_stdout(sys.stderr):  # stdout holds the result alone (TFDS prints to it)

@@ -73,7 +73,7 @@ def test_a_bad_file_is_one_error_naming_file_and_line(tmp_path, data, expected):
 def test_blank_pairs_are_skipped_counted_and_logged(tmp_path, caplog):
     src = write(tmp_path / "train.src", ["a", "", "c", "d", " "])
     tgt = write(tmp_path / "train.tgt", ["x", "y", "", "w", "v"])
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING, logger="absl"):
         pairs = parallel_text.read_pairs(f"{src},{tgt}", "train")
     assert pairs == [("a", "x"), ("d", "w")]
     assert "skipped 3 of 5 lines whose source or target is blank (first: line 2)" in caplog.text
@@ -82,7 +82,7 @@ def test_blank_pairs_are_skipped_counted_and_logged(tmp_path, caplog):
 def test_validation_and_test_lines_with_one_source_are_one_example_with_several_references(tmp_path, caplog):
     train = write(tmp_path / "train.tsv", ["read\tR IY D", "read\tR EH D", "cat\tK AE T"])
     test = write(tmp_path / "test.tsv", ["read\tR IY D", "cat\tK AE T", "read\tR EH D", "read\tR IY D"])
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="absl"):
         merged = prepared_splits(tmp_path / "merged", train_file=train, validation_file=test, test_file=test)
     assert "data.test_file: 2 lines merged into examples with several references (2 examples from 4 lines)" \
         in caplog.text
