@@ -65,11 +65,11 @@ def read_lines(path: str, split: str) -> list[str]:
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
         raise DataFileError(f"{where}, line {line}: not valid UTF-8 ({error.reason}: "
-                         f"{data[error.start:error.end]!r}); save the file as UTF-8.") from None
+                            f"{data[error.start:error.end]!r}); save the file as UTF-8.") from None
     if "\0" in text:
         line = text.count("\n", 0, text.index("\0")) + 1
         raise DataFileError(f"{where}, line {line}: contains a NUL byte; is it a binary or UTF-16 file? "
-                         "Save it as UTF-8 text.")
+                            "Save it as UTF-8 text.")
     if not text:
         raise DataFileError(f"{where} is empty.")
     lines = text.split("\n")
@@ -87,13 +87,13 @@ def read_pairs(spec: str, split: str) -> list[tuple[str, str]]:
             fields = line.split("\t")
             if len(fields) != 2 and line.strip():
                 raise DataFileError(f"data.{split}_file: {paths[0]!r} line {number}: expected 'source<TAB>target' "
-                                 f"(exactly one tab), found {len(fields) - 1} tabs: {line[:80]!r}")
+                                    f"(exactly one tab), found {len(fields) - 1} tabs: {line[:80]!r}")
             pairs.append((fields[0], fields[1]) if len(fields) == 2 else ("", ""))
     elif len(paths) == 2:
         sources, targets = (read_lines(p, split) for p in paths)
         if len(sources) != len(targets):
             raise DataFileError(f"data.{split}_file: {paths[0]!r} has {len(sources)} lines but {paths[1]!r} has "
-                             f"{len(targets)}; line-aligned source and target files need as many lines.")
+                                f"{len(targets)}; line-aligned source and target files need as many lines.")
         pairs = list(zip(sources, targets))
     else:
         raise DataFileError(f"data.{split}_file: expected 'path.tsv' or 'src_path,tgt_path', got {spec!r}.")
