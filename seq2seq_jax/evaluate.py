@@ -5,8 +5,9 @@
 
 The run's ``config.json`` fixes the dataset, model and decoding settings, and ``vocab/`` its vocabularies;
 ``--beam_size`` and ``--length_penalty`` override ``eval.beam_size`` and ``eval.length_penalty``. The
-metrics and the by-length table are printed on stdout and written to ``eval/<name>.json`` with the
-predictions in ``eval/<name>_predictions.tsv``. ``<name>`` is the split when the settings are the run's
+result is written to ``eval/<name>.json`` (metrics overall and by source length, sacrebleu's signatures),
+with the predictions in ``eval/<name>_predictions.tsv``, and that JSON alone is printed on stdout; a
+readable report of it goes to stderr with the log. ``<name>`` is the split when the settings are the run's
 own (rewriting the training-time file with the same numbers); any other setting is appended so the
 training-time files are kept: ``test_beam5``, ``test_beam5_lp0.6``, ``test_latest``.
 
@@ -14,8 +15,10 @@ Expected failures (no workdir or checkpoint, a split the dataset lacks, a bad fl
 message and exit status 1, before anything is written. Runs on one process.
 """
 
+import contextlib
 import functools
 import os
+import sys
 
 import jax
 from absl import app, flags, logging
@@ -94,21 +97,25 @@ def main(argv):
         eval_config.beam_size = _BEAM_SIZE.value
     if _LENGTH_PENALTY.value is not None:
         eval_config.length_penalty = _LENGTH_PENALTY.value
-    data = pipeline.get_data(config.data, batch_size=config.train.batch_size, seed=config.train.seed,
-                             vocab_dir=os.path.join(workdir, "vocab"))
-    try:
-        data.examples(split)
-    except ValueError as error:  # e.g. a parallel_text run without a test file
-        cli.fail(str(error))
-    logging.info("evaluating the %s split of %s (%s checkpoint)", split, workdir, checkpoint)
-    result = inference.evaluate_split(model, params, data, split, eval_config,
-                                      eval_step=jax.jit(functools.partial(train.eval_step, model=model)))
+    with contextlib.redirect_stdout(sys.stderr):  # stdout holds the result alone (TFDS prints to it)
+        try:
+            data = pipeline.get_data(config.data, batch_size=config.train.batch_size, seed=config.train.seed,
+                                     vocab_dir=os.path.join(workdir, "vocab"))
+            data.examples(split)
+        except ValueError as error:  # e.g. a parallel_text run without a test file, or a data file gone bad
+            cli.fail(str(error))
+        logging.info("evaluating the %s split of %s (%s checkpoint)", split, workdir, checkpoint)
+        result = inference.evaluate_split(model, params, data, split, eval_config,
+                                          eval_step=jax.jit(functools.partial(train.eval_step, model=model)))
     step = _checkpoint_step(workdir, checkpoint)
     result.update(length_penalty=float(eval_config.length_penalty), checkpoint=checkpoint)
     name = result_name(split, config.eval, _BEAM_SIZE.value, _LENGTH_PENALTY.value, checkpoint)
     train.write_eval(workdir, result, step, name)
-    print(format_report({**result, "step": step}, list(eval_config.metrics)))
-    logging.info("wrote %s", os.path.join(workdir, "eval", f"{name}.json"))
+    print(format_report({**result, "step": step}, list(eval_config.metrics)), file=sys.stderr)
+    path = os.path.join(workdir, "eval", f"{name}.json")
+    with open(path) as f:  # what was saved, so stdout and the file cannot disagree
+        sys.stdout.write(f.read())
+    logging.info("wrote %s", path)
 
 
 if __name__ == "__main__":

@@ -98,6 +98,7 @@ def evaluate_split(model, params, data, split, eval_config, *, eval_step, max_ex
     hyp_list = [hyps[i] for i in indices]
     refs = [examples[i]["references"] for i in indices]
     lengths = [source_lengths[i] for i in indices]
+    names, tokenize = tuple(eval_config.metrics), metrics_lib.vocab_tokenizer(data.target_vocab)
     result = {
         "split": split,
         "num_examples": len(indices),
@@ -105,11 +106,12 @@ def evaluate_split(model, params, data, split, eval_config, *, eval_step, max_ex
         "loss": nll / max(tokens, 1.0),
         "perplexity": metrics_lib.perplexity(nll, tokens),
         "teacher_forced_token_acc": correct / max(tokens, 1.0),
-        **metrics_lib.compute_metrics(hyp_list, refs, names=tuple(eval_config.metrics)),
+        **metrics_lib.compute_metrics(hyp_list, refs, names=names, tokenize=tokenize),
+        "sacrebleu_signatures": metrics_lib.sacrebleu_signatures(hyp_list, refs, names),
     }
     edges = metrics_lib.length_buckets(lengths, eval_config.num_length_buckets)
-    result["by_length"] = metrics_lib.metrics_by_length(hyp_list, refs, lengths, edges,
-                                                        names=tuple(eval_config.metrics))
+    result["by_length"] = metrics_lib.metrics_by_length(hyp_list, refs, lengths, edges, names=names,
+                                                        tokenize=tokenize)
     result["predictions"] = [(examples[i]["source"], hyps[i], list(examples[i]["references"]))
                              for i in indices]
     result["attention"] = {i: attention[i] for i in sorted(attention)}

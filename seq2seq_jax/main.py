@@ -5,8 +5,14 @@
 
 Any config field can be overridden with ``--config.<section>.<field>=value``; the config is locked, so a
 misspelt field (``--config.train.num_step=5``) is an error, not a silently ignored flag. Running again on
-the same workdir resumes from its latest checkpoint. The final metrics are printed as JSON on stdout; the
-log (absl, INFO and up) goes to stderr.
+the same workdir resumes from its latest checkpoint. The final metrics are printed as JSON on stdout, and
+nothing else is: the log (absl, INFO and up), progress bars and TFDS's dataset preparation go to stderr,
+so ``... > metrics.json`` holds valid JSON.
+
+``--dry_run`` prints, as JSON, what the run would train on: the resolved config, the vocabularies' sizes,
+the bucket shapes, the number of parameters and, per split, the examples kept, filtered and truncated by
+the length limits; then it exits without training and writes nothing to the workdir (which it does not
+need). It prepares the dataset in the data directory like a run would.
 
 Multi-host: pass ``--multihost`` on every host to call ``jax.distributed.initialize()`` first. It detects
 SLURM, Open MPI and Cloud TPU by itself; elsewhere set ``JAX_COORDINATOR_ADDRESS`` (host:port of process 0),
@@ -15,18 +21,24 @@ environment implies ``--multihost``.
 """
 
 import ast
+import contextlib
 import json
 import os
 import re
 import sys
+import tempfile
 
 import jax
+import ml_collections
+import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from seq2seq_jax import checkpointing
 from seq2seq_jax import cli
 from seq2seq_jax import train
+from seq2seq_jax.data import pipeline
+from seq2seq_jax.data.datasets.parallel_text import DataFileError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. seq2seq_jax/configs/tiny.py; override fields with --config.x.y=v.",
@@ -34,6 +46,9 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = cli.workdir_flag()
 _MULTIHOST = flags.DEFINE_bool(
     "multihost", False, "Call jax.distributed.initialize() first (see the module docstring).")
+_DRY_RUN = flags.DEFINE_bool(
+    "dry_run", False, "Print the resolved config, vocabulary sizes, bucket shapes, parameter count and examples "
+    "per split as JSON, then exit without training; writes nothing to the workdir.")
 flags.declare_key_flag("workdir")
 
 
@@ -67,10 +82,42 @@ def parse_flags(argv: list[str]) -> list[str]:
         sys.exit(1)
 
 
+def check_evaluation_splits(data_config: ml_collections.ConfigDict) -> None:
+    """A ``ValueError`` if a parallel_text run lacks the validation or test file its training ends by scoring."""
+    if data_config.dataset != "parallel_text":
+        return
+    for split, use in (("validation", "selects its best checkpoint on"), ("test", "ends by scoring")):
+        if data_config[f"{split}_file"] is None:
+            raise ValueError(f"data.{split}_file: training on parallel_text needs a {split} file ('path.tsv' or "
+                             f"'src_path,tgt_path'): the run {use} the {split} split.")
+
+
+def dry_run(config: ml_collections.ConfigDict) -> dict:
+    """What a run of ``config`` would train on (see the module docstring); vocabularies are built in a
+    temporary directory and the parameters are only shaped (``jax.eval_shape``), not initialised."""
+    t = config.train
+    with tempfile.TemporaryDirectory() as vocab_dir:
+        data = pipeline.get_data(config.data, batch_size=t.batch_size // jax.process_count(), seed=t.seed,
+                                 vocab_dir=vocab_dir)
+    model = train.create_model(config, data.source_vocab.size, data.target_vocab.size)
+    params = jax.eval_shape(lambda: train.create_train_state(model, config).params)
+    return {
+        "config": json.loads(config.to_json_best_effort()),
+        "vocab_sizes": {"source": data.source_vocab.size, "target": data.target_vocab.size},
+        "bucket_shapes": [list(shape) for shape in data.bucket_shapes],
+        "num_params": sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(params)),
+        "examples": {split: {"kept": len(data.examples(split)), "filtered": data.num_filtered[split],
+                             "truncated": data.num_truncated[split]} for split in data.num_filtered},
+        "train_batches_per_epoch": data.batches_per_epoch,
+    }
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    cli.require(_CONFIG, _WORKDIR)
+    cli.require(_CONFIG)
+    if not _DRY_RUN.value:
+        cli.require(_WORKDIR)
     config = _CONFIG.value
     try:
         config.get("train")  # config_flags defers a config file's loading error to the first access
@@ -82,11 +129,22 @@ def main(argv):
     logging.info("JAX devices: %s", jax.devices())
     try:
         train.validate_config(config)  # a bad value: one message, nothing written
+        check_evaluation_splits(config.data)
     except ValueError as error:
         cli.fail(str(error))
+    if _DRY_RUN.value:
+        try:
+            with contextlib.redirect_stdout(sys.stderr):  # stdout holds the result alone
+                summary = dry_run(config)
+        except ValueError as error:  # a bad data file or length setting: one message
+            cli.fail(str(error))
+        if jax.process_index() == 0:
+            print(json.dumps(summary, indent=2, sort_keys=True))
+        return
     try:
-        final = train.train_and_evaluate(config, _WORKDIR.value)
-    except (train.NonFiniteLossError, checkpointing.CheckpointError) as error:  # messages say what to do
+        with contextlib.redirect_stdout(sys.stderr):  # stdout holds the result alone (TFDS prints to it)
+            final = train.train_and_evaluate(config, _WORKDIR.value)
+    except (train.NonFiniteLossError, checkpointing.CheckpointError, DataFileError) as error:  # messages say what to do
         cli.fail(str(error))
     if jax.process_index() == 0:
         print(json.dumps(final, indent=2, sort_keys=True))

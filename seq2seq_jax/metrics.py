@@ -1,8 +1,13 @@
 """Evaluation metrics on decoded strings, overall and by source length.
 
 Every metric takes `hyps: list[str]` (one decoded output per example) and `refs_lists: list[list[str]]`
-(per example, every acceptable reference; G2P words often have several pronunciations). Tokens are the
-whitespace-separated pieces of a string (phones for G2P, words for text).
+(per example, every acceptable reference; G2P words often have several pronunciations).
+
+Tokens: `seq_acc`, `token_acc` and `wer` compare the tokens a `tokenize` function splits a string into;
+evaluation passes the target vocabulary's (`vocab_tokenizer`: characters for a character vocabulary,
+words for a word vocabulary, pieces for SentencePiece), and the default is whitespace-separated pieces
+(phones for G2P, words for text). `per` and `text_wer` always count whitespace-separated tokens and `cer`
+characters, whatever the vocabulary.
 
 Scales: `bleu` and `chrf` are sacrebleu's 0-100 scores; every other metric is a fraction in [0, 1]
 (error rates can exceed 1 when outputs are much longer than references).
@@ -15,6 +20,17 @@ import math
 import numpy as np
 from rapidfuzz.distance import Levenshtein
 import sacrebleu
+
+from seq2seq_jax.data.vocab import TokenVocab, Vocab
+
+Tokenizer = Callable[[str], list[str]]
+
+
+def vocab_tokenizer(vocab: Vocab) -> Tokenizer:
+    """The tokens `vocab` splits a string into, as strings: characters, words or SentencePiece pieces."""
+    if isinstance(vocab, TokenVocab):
+        return vocab.split
+    return functools.partial(vocab._sp.encode, out_type=str)  # SentencePieceVocab: pieces such as '▁le'
 
 
 def _check(hyps: Sequence[str], refs_lists: Sequence[Sequence[str]]) -> None:
@@ -38,31 +54,50 @@ def _reference_streams(refs_lists: Sequence[Sequence[str]]) -> list[list[str | N
     return [[refs[k] if k < len(refs) else None for refs in refs_lists] for k in range(num_streams)]
 
 
+# The sacrebleu metric of each score computed by sacrebleu, with its default settings.
+_SACREBLEU = {"bleu": sacrebleu.BLEU, "chrf": sacrebleu.CHRF}
+
+
+def _sacrebleu_score(name: str, hyps: Sequence[str], refs_lists: Sequence[Sequence[str]]):
+    """sacrebleu's `name` metric object after scoring `hyps` (its signature needs a scored corpus)."""
+    _check(hyps, refs_lists)
+    metric = _SACREBLEU[name]()
+    return metric, metric.corpus_score(list(hyps), _reference_streams(refs_lists)).score
+
+
 def corpus_bleu(hyps: Sequence[str], refs_lists: Sequence[Sequence[str]]) -> float:
     """sacrebleu corpus BLEU (default 13a tokenizer, exp smoothing), 0-100, multi-reference."""
-    _check(hyps, refs_lists)
-    return sacrebleu.corpus_bleu(list(hyps), _reference_streams(refs_lists)).score
+    return _sacrebleu_score("bleu", hyps, refs_lists)[1]
 
 
 def corpus_chrf(hyps: Sequence[str], refs_lists: Sequence[Sequence[str]]) -> float:
     """sacrebleu corpus chrF (character 6-grams, beta 2), 0-100, multi-reference."""
-    _check(hyps, refs_lists)
-    return sacrebleu.corpus_chrf(list(hyps), _reference_streams(refs_lists)).score
+    return _sacrebleu_score("chrf", hyps, refs_lists)[1]
 
 
-def sequence_accuracy(hyps: Sequence[str], refs_lists: Sequence[Sequence[str]]) -> float:
-    """Fraction of examples whose tokens equal those of any reference (whitespace differences ignored)."""
+def sacrebleu_signatures(hyps: Sequence[str], refs_lists: Sequence[Sequence[str]],
+                         names: Sequence[str]) -> dict[str, str]:
+    """sacrebleu's own reproducibility signature (`get_signature()`) of each of `names` it computes
+    (`bleu`, `chrf`) on these references, e.g. 'nrefs:var|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0'."""
+    return {name: str(_sacrebleu_score(name, hyps, refs_lists)[0].get_signature())
+            for name in names if name in _SACREBLEU}
+
+
+def sequence_accuracy(hyps: Sequence[str], refs_lists: Sequence[Sequence[str]],
+                      tokenize: Tokenizer = str.split) -> float:
+    """Fraction of examples whose tokens equal those of any reference."""
     _check(hyps, refs_lists)
-    correct = sum(any(h.split() == r.split() for r in refs) for h, refs in zip(hyps, refs_lists))
+    correct = sum(any(tokenize(h) == tokenize(r) for r in refs) for h, refs in zip(hyps, refs_lists))
     return correct / len(hyps)
 
 
-def wer(hyps: Sequence[str], refs_lists: Sequence[Sequence[str]]) -> float:
+def wer(hyps: Sequence[str], refs_lists: Sequence[Sequence[str]], tokenize: Tokenizer = str.split) -> float:
     """G2P word error rate: 1 - sequence accuracy (a word is wrong if it matches none of its references)."""
-    return 1.0 - sequence_accuracy(hyps, refs_lists)
+    return 1.0 - sequence_accuracy(hyps, refs_lists, tokenize)
 
 
-def token_accuracy(hyps: Sequence[str], refs_lists: Sequence[Sequence[str]]) -> float:
+def token_accuracy(hyps: Sequence[str], refs_lists: Sequence[Sequence[str]],
+                   tokenize: Tokenizer = str.split) -> float:
     """Position-wise token accuracy: sum of matches / sum of reference lengths.
 
     For an example with hypothesis tokens h and reference tokens r, matches = #{i < min(|h|, |r|):
@@ -72,10 +107,10 @@ def token_accuracy(hyps: Sequence[str], refs_lists: Sequence[Sequence[str]]) -> 
     _check(hyps, refs_lists)
     total_matches = total_length = 0
     for hyp, refs in zip(hyps, refs_lists):
-        h = hyp.split()
+        h = tokenize(hyp)
         best = None
         for ref in refs:
-            r = ref.split()
+            r = tokenize(ref)
             matches = sum(a == b for a, b in zip(h, r))
             if best is None or matches * best[1] > best[0] * len(r):  # matches/|r| > best ratio, without 0/0
                 best = (matches, len(r))
@@ -136,17 +171,21 @@ METRICS: dict[str, Callable[[Sequence[str], Sequence[Sequence[str]]], float]] = 
     "text_wer": per,  # the same computation as PER, over words instead of phones
     "cer": functools.partial(error_rate, unit="char"),
 }
+# The metrics that take a `tokenize` function.
+TOKENIZED = ("seq_acc", "token_acc", "wer")
 
 
 def compute_metrics(
-    hyps: Sequence[str], refs_lists: Sequence[Sequence[str]], names: Sequence[str] = tuple(METRICS)
+    hyps: Sequence[str], refs_lists: Sequence[Sequence[str]], names: Sequence[str] = tuple(METRICS),
+    tokenize: Tokenizer = str.split,
 ) -> dict[str, float]:
-    """{name: value} for each of `names`, which are keys of `METRICS`."""
+    """{name: value} for each of `names`, which are keys of `METRICS`; `tokenize` goes to `TOKENIZED` ones."""
     unknown = [n for n in names if n not in METRICS]
     if unknown:
         raise ValueError(f"unknown metric names {unknown}; available: {sorted(METRICS)}")
     _check(hyps, refs_lists)
-    return {name: METRICS[name](hyps, refs_lists) for name in names}
+    return {name: METRICS[name](hyps, refs_lists, **({"tokenize": tokenize} if name in TOKENIZED else {}))
+            for name in names}
 
 
 def length_buckets(lengths: Sequence[int], num_buckets: int) -> list[float]:
@@ -170,11 +209,13 @@ def metrics_by_length(
     source_lengths: Sequence[int],
     bucket_edges: Sequence[float],
     names: Sequence[str] = tuple(METRICS),
+    tokenize: Tokenizer = str.split,
 ) -> list[dict[str, float]]:
     """Metrics per source-length bucket [edges[k], edges[k+1]) (Bahdanau et al. 2014, fig. 2).
 
     Returns one dict per non-empty bucket, in order: {'lo', 'hi', 'count', <metric>: value, ...}; each
-    bucket's metrics are those of `compute_metrics` on its examples alone. Every length must fall in a bucket.
+    bucket's metrics are those of `compute_metrics` (with `tokenize`) on its examples alone. Every length must
+    fall in a bucket.
     """
     _check(hyps, refs_lists)
     if len(source_lengths) != len(hyps):
@@ -192,6 +233,6 @@ def metrics_by_length(
     for lo, hi in zip(edges, edges[1:]):
         idx = np.flatnonzero((lengths >= lo) & (lengths < hi))
         if idx.size:
-            subset = compute_metrics([hyps[i] for i in idx], [refs_lists[i] for i in idx], names)
+            subset = compute_metrics([hyps[i] for i in idx], [refs_lists[i] for i in idx], names, tokenize)
             rows.append({"lo": lo, "hi": hi, "count": int(idx.size), **subset})
     return rows

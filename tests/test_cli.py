@@ -2,8 +2,8 @@
 
 One tiny run is trained once for the module (``train.train_and_evaluate`` directly, a few dozen steps:
 accuracy does not matter here). The tools' ``main(argv)`` functions are then called in-process with
-their flags parsed by ``flags.FLAGS`` as ``app.run`` would; only the training CLI's typo check runs in a
-subprocess, to prove the real command fails cleanly.
+their flags parsed by ``flags.FLAGS`` as ``app.run`` would. The training CLI runs in subprocesses (a few
+steps at most), to prove what the real command prints on stdout and that it fails cleanly.
 """
 
 import io
@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import ml_collections
 import pytest
 from absl import app, flags
@@ -20,6 +21,7 @@ from seq2seq_jax import evaluate
 from seq2seq_jax import train
 from seq2seq_jax import translate
 from seq2seq_jax.configs import tiny
+from seq2seq_jax.data import pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -79,8 +81,9 @@ def test_evaluate_writes_overall_and_by_length_metrics(workdir, capsys):
     assert all({"lo", "hi", "count", "seq_acc", "token_acc"} <= set(row) for row in result["by_length"])
     with open(os.path.join(workdir, "eval", "test_predictions.tsv")) as f:
         assert len(f.read().splitlines()) == 1 + 30
-    out = capsys.readouterr().out
-    assert "seq_acc" in out and "by source length:" in out
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == result  # stdout: the saved result, alone
+    assert "seq_acc" in captured.err and "by source length:" in captured.err  # the readable report
 
 
 def test_evaluate_names_files_of_other_settings_apart(workdir):
@@ -169,11 +172,12 @@ def test_missing_required_flags_are_usage_errors(workdir):
         run(translate, f"--workdir={workdir}", "--output=-")
 
 
-def run_training_cli(workdir, *flags):
-    """``python -m seq2seq_jax.main`` on the tiny config in a fresh process, as a user runs it."""
+def run_training_cli(workdir, *flags, config="tiny"):
+    """``python -m seq2seq_jax.main`` on ``configs/<config>.py`` in a fresh process, as a user runs it (no
+    ``--workdir`` if ``workdir`` is None)."""
     return subprocess.run(
-        [sys.executable, "-m", "seq2seq_jax.main", "--config=seq2seq_jax/configs/tiny.py",
-         f"--workdir={workdir}", *flags],
+        [sys.executable, "-m", "seq2seq_jax.main", f"--config=seq2seq_jax/configs/{config}.py",
+         *([f"--workdir={workdir}"] if workdir else []), *flags],
         cwd=REPO, capture_output=True, text=True, timeout=120,
         env={**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"})
 
@@ -194,3 +198,75 @@ def test_training_cli_rejects_a_bad_config_value_in_one_line(tmp_path):
     assert "error: model.cell='lstmm' is not allowed; allowed: ['gru', 'lstm', 'rnn']" in result.stderr
     assert "Traceback" not in result.stderr
     assert not workdir.exists()
+
+
+# A few steps on a little data: what these tests check does not depend on accuracy.
+SMALL_RUN = ("--config.data.num_train=200", "--config.data.num_validation=20", "--config.data.num_test=20",
+             "--config.data.num_buckets=1", "--config.train.num_steps=4", "--config.train.log_every=2",
+             "--config.train.eval_every=0")
+
+
+def test_training_cli_prints_only_the_result_json_even_while_preparing_a_dataset(tmp_path):
+    data_dir = tmp_path / "fresh_tfds"
+    result = run_training_cli(tmp_path / "run", f"--config.data.data_dir={data_dir}", *SMALL_RUN)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Downloading and preparing dataset" in result.stderr  # TFDS's own announcement, moved to stderr
+    final = json.loads(result.stdout)
+    assert final["step"] == 4 and 0 <= final["test/token_acc"] <= 1
+
+
+def test_dry_run_reports_what_would_be_trained_and_writes_nothing(tmp_path):
+    workdir, data_dir = tmp_path / "run", tmp_path / "tfds"
+    workdir.mkdir()
+    args = (f"--config.data.data_dir={data_dir}", "--config.data.max_source_length=8", *SMALL_RUN)
+    result = run_training_cli(workdir, "--dry_run", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert os.listdir(workdir) == []
+    summary = json.loads(result.stdout)
+
+    config = tiny.get_config()
+    config.data.data_dir, config.data.max_source_length = str(data_dir), 8
+    config.data.num_train, config.data.num_validation, config.data.num_test = 200, 20, 20
+    config.data.num_buckets, config.train.num_steps, config.train.log_every, config.train.eval_every = 1, 4, 2, 0
+    assert summary["config"] == json.loads(config.to_json_best_effort())
+    # The same numbers as the pipeline and the model report themselves.
+    data = pipeline.get_data(config.data, batch_size=config.train.batch_size, seed=config.train.seed,
+                             vocab_dir=str(tmp_path / "vocab"))
+    assert summary["vocab_sizes"] == {"source": data.source_vocab.size, "target": data.target_vocab.size}
+    assert summary["bucket_shapes"] == [list(shape) for shape in data.bucket_shapes]
+    assert summary["train_batches_per_epoch"] == data.batches_per_epoch
+    model = train.create_model(config, data.source_vocab.size, data.target_vocab.size)
+    params = train.create_train_state(model, config).params
+    assert summary["num_params"] == sum(x.size for x in jax.tree.leaves(params))
+    for split, total in (("train", 200), ("validation", 20), ("test", 20)):
+        counts = summary["examples"][split]
+        assert counts["kept"] == len(data.examples(split)) and counts["kept"] + counts["filtered"] == total
+        assert counts["truncated"] == 0
+    assert summary["examples"]["train"]["filtered"] > 0  # synthetic strings reach 12 characters
+
+    without_workdir = run_training_cli(None, "--dry_run", *args)
+    assert without_workdir.returncode == 0 and json.loads(without_workdir.stdout) == summary
+
+
+def test_training_cli_refuses_parallel_text_without_a_validation_file_before_training(tmp_path):
+    train_file = tmp_path / "train.tsv"
+    train_file.write_text("a\tb\n")
+    workdir = tmp_path / "run"
+    result = run_training_cli(workdir, "--config.data.dataset=parallel_text", f"--config.data.train_file={train_file}",
+                              f"--config.data.test_file={train_file}", config="default")
+    assert result.returncode == 1
+    assert "error: data.validation_file: training on parallel_text needs a validation file" in result.stderr
+    assert "Traceback" not in result.stderr and not workdir.exists()
+
+
+def test_training_cli_names_a_bad_data_file_in_one_line(tmp_path):
+    good, bad = tmp_path / "good.tsv", tmp_path / "bad.tsv"
+    good.write_text("a\tb\n")
+    bad.write_bytes(b"a\tb\nc\xff\td\n")
+    files = (f"--config.data.train_file={bad}", f"--config.data.validation_file={good}",
+             f"--config.data.test_file={good}")
+    result = run_training_cli(tmp_path / "run", "--config.data.dataset=parallel_text", *files,
+                              f"--config.data.data_dir={tmp_path / 'tfds'}", config="default")
+    assert result.returncode == 1
+    assert f"error: data.train_file: file '{bad}' for the train split, line 2: not valid UTF-8" in result.stderr
+    assert "Traceback" not in result.stderr

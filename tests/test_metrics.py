@@ -6,6 +6,7 @@ import pytest
 import sacrebleu
 
 from seq2seq_jax import metrics
+from seq2seq_jax.data import vocab as vocab_lib
 
 # Three G2P words with several acceptable pronunciations each; no distance ties, so the choice of the
 # closest reference decides every number below.
@@ -155,3 +156,50 @@ def test_length_buckets_are_integer_quantiles_covering_every_length():
     assert [r["count"] for r in rows] == [3, 2, 2, 3]
     # Tied lengths merge edges rather than make empty buckets.
     assert metrics.length_buckets([5, 5, 5, 9, 9], 4) == [5, 9, math.inf]
+
+
+# --- tokens of the target vocabulary, and sacrebleu's signatures ---
+
+
+def test_token_accuracy_differs_from_sequence_accuracy_with_one_wrong_character():
+    char_vocab = vocab_lib.build_vocab("char", ["abcd"])
+    tokenize = metrics.vocab_tokenizer(char_vocab)
+    values = metrics.compute_metrics(["abd"], [["abc"]], names=["seq_acc", "token_acc", "wer"], tokenize=tokenize)
+    assert values == {"seq_acc": 0.0, "token_acc": pytest.approx(2 / 3), "wer": 1.0}
+    # Whitespace tokens would make the whole output one token: token_acc would equal seq_acc.
+    assert metrics.token_accuracy(["abd"], [["abc"]]) == metrics.sequence_accuracy(["abd"], [["abc"]]) == 0.0
+
+
+def test_a_character_vocabulary_counts_spaces_as_characters():
+    tokenize = metrics.vocab_tokenizer(vocab_lib.build_vocab("char", ["a b"]))
+    assert tokenize("a b") == ["a", " ", "b"]
+    assert metrics.sequence_accuracy(["a  b"], [["a b"]], tokenize) == 0.0
+    assert metrics.sequence_accuracy(["a  b"], [["a b"]]) == 1.0  # whitespace tokens ignore the extra space
+
+
+def test_a_word_vocabulary_counts_words():
+    tokenize = metrics.vocab_tokenizer(vocab_lib.build_vocab("word", ["the cat sat"]))
+    assert metrics.token_accuracy(["the dog sat"], [["the cat sat"]], tokenize) == pytest.approx(2 / 3)
+
+
+def test_a_sentencepiece_vocabulary_counts_pieces():
+    text = "the cat sat on the mat with the other cat"
+    sp = vocab_lib.build_vocab("sentencepiece", [text] * 20, vocab_size=30)
+    tokenize = metrics.vocab_tokenizer(sp)
+    pieces = tokenize(text)
+    assert "".join(pieces).replace("\u2581", " ").strip() == text
+    assert len(pieces) == len(sp.encode(text)) and len(pieces) != len(text) and len(pieces) != len(text.split())
+    hyp = text[:-len(" cat")]  # the last word dropped: one piece fewer, the others equal
+    assert tokenize(hyp) == pieces[:-1]
+    assert metrics.token_accuracy([hyp], [[text]], tokenize) == pytest.approx((len(pieces) - 1) / len(pieces))
+
+
+def test_sacrebleu_signatures_are_sacrebleus_own():
+    signatures = metrics.sacrebleu_signatures(TEXT_HYPS, TEXT_REFS, ["bleu", "chrf", "seq_acc"])
+    assert set(signatures) == {"bleu", "chrf"}
+    streams = metrics._reference_streams(TEXT_REFS)
+    for name, metric in (("bleu", sacrebleu.BLEU()), ("chrf", sacrebleu.CHRF())):
+        metric.corpus_score(TEXT_HYPS, streams)
+        assert signatures[name] == str(metric.get_signature())
+    assert signatures["bleu"].startswith("nrefs:var|") and "tok:13a" in signatures["bleu"]
+    assert f"version:{sacrebleu.__version__}" in signatures["chrf"]

@@ -29,10 +29,13 @@ def get_data_config() -> ml_collections.ConfigDict:
     c.data_dir = default_data_dir()
     # parallel_text only: training data, 'path.tsv' (source<TAB>target lines) or 'src_path,tgt_path' (aligned lines).
     c.train_file = config_dict.placeholder(str)
-    # parallel_text only: validation data, same forms as train_file; None = no validation split.
+    # parallel_text only: validation data, same forms as train_file; None = no validation split (training needs one).
     c.validation_file = config_dict.placeholder(str)
-    # parallel_text only: test data, same forms as train_file; None = no test split.
+    # parallel_text only: test data, same forms as train_file; None = no test split (training needs one).
     c.test_file = config_dict.placeholder(str)
+    # parallel_text only: validation/test lines sharing a source are one example scored against all their
+    # targets (None or True); False keeps every line its own example.
+    c.merge_references = config_dict.placeholder(bool)
     # Swap source and target (e.g. wmt14_translate/fr-en is fr → en; True makes it en → fr).
     c.reverse_pair = False
     # Generated datasets (number_words, dates, synthetic): training examples; None = the builder's default (50k).
@@ -81,6 +84,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
                "None, 'path.tsv' or 'src_path,tgt_path'")
     if c.dataset.partition("/")[0] == "parallel_text":
         _check(c.train_file is not None, "train_file", c.train_file, "'path.tsv' or 'src_path,tgt_path'")
+    merge = c.get("merge_references")  # get: absent from the configs of runs made before the field existed
+    _check(merge is None or isinstance(merge, bool), "merge_references", merge, "None, True or False")
     _check(isinstance(c.reverse_pair, bool), "reverse_pair", c.reverse_pair, "True or False")
     for field in ("num_train", "num_validation", "num_test", "synthetic_min_length", "synthetic_max_length",
                   "synthetic_alphabet_size", "max_source_length", "max_target_length"):

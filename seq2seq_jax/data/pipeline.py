@@ -95,11 +95,12 @@ def _builder_kwargs(c: ml_collections.ConfigDict) -> dict:
     """The config fields that parametrise the chosen dataset's builder (unset fields left out)."""
     fields = {
         "train_file": "train_file", "validation_file": "validation_file", "test_file": "test_file",
+        "merge_references": "merge_references",
         "num_train": "num_train", "num_validation": "num_validation", "num_test": "num_test",
         "synthetic_min_length": "min_length", "synthetic_max_length": "max_length",
         "synthetic_alphabet_size": "alphabet_size",
     }
-    return {kwarg: c[field] for field, kwarg in fields.items() if c[field] is not None}
+    return {kwarg: c.get(field) for field, kwarg in fields.items() if c.get(field) is not None}  # get: older runs' configs
 
 
 def _vocab(kind: str, name: str, texts, vocab_dir: str, vocab_size: int) -> vocab_lib.Vocab:

@@ -41,9 +41,9 @@ def _local_builder(cls, config_name: str | None, name: str, data_dir: str, kwarg
     if cls is ParallelText:
         if config_name:
             raise _unknown(name, " (parallel_text takes no config; set data.train_file etc.)")
-        if unknown := sorted(set(kwargs) - {"train_file", "validation_file", "test_file"}):
+        if unknown := sorted(set(kwargs) - {"train_file", "validation_file", "test_file", "merge_references"}):
             raise ValueError(f"data.{unknown[0]} does not apply to dataset 'parallel_text' (it takes "
-                             "train_file, validation_file, test_file).")
+                             "train_file, validation_file, test_file, merge_references).")
         return ParallelText(data_dir=data_dir, file_format="array_record", **kwargs)
     config = cls.builder_configs.get(config_name) if config_name else cls.BUILDER_CONFIGS[0]
     if config is None:
@@ -62,7 +62,7 @@ def get_builder(name: str, data_dir: str, **kwargs) -> tfds.core.DatasetBuilder:
       name: `dataset` or `dataset/config` (see module docstring).
       data_dir: TFDS data directory.
       **kwargs: local generated datasets: config overrides such as `num_train`; `parallel_text`:
-        `train_file`, `validation_file`, `test_file`. Catalog datasets take none.
+        `train_file`, `validation_file`, `test_file`, `merge_references`. Catalog datasets take none.
 
     Raises:
       ValueError: naming `data.dataset` for an unknown name, or the field a keyword does not apply to.
