@@ -289,7 +289,6 @@ def main(spec: Study, argv: Sequence[str] | None = None) -> int:
     partial sweep (`--shard`, `--only`) writes only its runs' result.json files, so parallel shards never
     write the same file; run `--report_only` once they have all finished.
     """
-    logging.set_verbosity(logging.INFO)
     args = parse_args(spec, sys.argv[1:] if argv is None else argv)
     runs = sweep.expand(spec.variants, args.seeds)
     if args.list:
