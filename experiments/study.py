@@ -294,17 +294,18 @@ def main(spec: Study, argv: Sequence[str] | None = None) -> int:
     if args.list:
         print("\n".join(list_commands(spec, args, runs)))
         return 0
-    if not args.report_only:
-        try:
+    try:
+        if not args.report_only:
             done = sweep.run_sweep(args.workdir, runs, lambda: args.config, spec.run_fn or train_run,
                                    shard=args.shard, only=args.only)
-        except ValueError as error:  # a stale run or a bad override: nothing has trained
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        if args.only is not None or args.shard != (0, 1):
-            logging.info("Partial sweep done; run with --report_only when every shard has finished.")
-            return int(any(r["status"] != "ok" for r in done))
-    results = sweep.collect(args.workdir, runs)
+            if args.only is not None or args.shard != (0, 1):
+                logging.info("Partial sweep done; run with --report_only when every shard has finished.")
+                return int(any(r["status"] != "ok" for r in done))
+        results = sweep.collect(args.workdir, runs)
+        sweep.check_configs(args.workdir, results, sweep.run_configs(runs, lambda: args.config))
+    except ValueError as error:  # a finished run with another config: nothing has trained or been reported
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     write_report(spec, args, results)
     missing = len(runs) - len(results)
     failed = sum(r["status"] != "ok" for r in results)

@@ -199,23 +199,11 @@ def run_sweep(
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         raise ValueError("run ids must be unique; use expand() to build runs")
-    configs = {
-        r.run_id: apply_overrides(make_config(), r.variant.overrides, seed=r.seed, variant=r.variant.name)
-        for r in runs
-    }
+    configs = run_configs(runs, make_config)
     selected = _select(runs, shard, only)
     previous = {r.run_id: _read_result(os.path.join(run_workdir(study_dir, r.run_id), "result.json"))
                 for r in selected}
-    stale = []
-    for run in selected:
-        done = previous[run.run_id]
-        if done is not None and done.get("status") == "ok":
-            differing = config_differences(done.get("config"), flat_config(configs[run.run_id]))
-            if differing:
-                stale.append(f"{run.run_id} ({', '.join(differing)})")
-    if stale:
-        raise ValueError(f"{study_dir}: finished runs trained with another config than the current one: "
-                         f"{'; '.join(stale)}. Use a new --workdir, or delete those runs to redo them.")
+    check_configs(study_dir, [p for p in previous.values() if p is not None], configs)
     results = []
     for run in selected:
         workdir = run_workdir(study_dir, run.run_id)
@@ -231,6 +219,26 @@ def run_sweep(
         checkpointing.save_json(os.path.join(workdir, "result.json"), record)
         results.append(record)
     return results
+
+
+def run_configs(runs: Sequence[Run], make_config: Callable[[], ml_collections.ConfigDict]) -> dict:
+    """`{run_id: config}`: `make_config()` with each run's variant overrides and seed."""
+    return {r.run_id: apply_overrides(make_config(), r.variant.overrides, seed=r.seed, variant=r.variant.name)
+            for r in runs}
+
+
+def check_configs(study_dir: str, results: Sequence[Mapping], configs: Mapping) -> None:
+    """A ValueError naming each finished ('ok') result whose recorded config differs from `configs[run_id]`,
+    and the differing fields: an old run must never be reported under new settings."""
+    stale = []
+    for r in results:
+        if r.get("status") == "ok":
+            differing = config_differences(r.get("config"), flat_config(configs[r["run_id"]]))
+            if differing:
+                stale.append(f"{r['run_id']} ({', '.join(differing)})")
+    if stale:
+        raise ValueError(f"{study_dir}: finished runs trained with another config than the current one: "
+                         f"{'; '.join(stale)}. Use a new --workdir, or delete those runs to redo them.")
 
 
 def flat_config(config: ml_collections.ConfigDict) -> dict:

@@ -258,10 +258,13 @@ def test_report_only_fails_when_a_run_failed(tmp_path):
     assert "RuntimeError: diverged" in (tmp_path / "report.md").read_text()
 
 
-def test_a_rerun_with_another_base_config_refuses_the_finished_runs(tmp_path, capsys):
+def test_a_rerun_or_report_with_another_base_config_refuses_the_finished_runs(tmp_path, capsys):
     assert study.main(fake_spec(), [f"--workdir={tmp_path}", "--seeds=1"]) == 0
-    assert study.main(fake_spec(), [f"--workdir={tmp_path}", "--seeds=1", "--config.train.num_steps=80"]) == 2
-    assert "train.num_steps: 1000 -> 80" in capsys.readouterr().err
+    report = (tmp_path / "report.md").read_text()
+    for flag in ([], ["--report_only"]):
+        assert study.main(fake_spec(), [f"--workdir={tmp_path}", "--seeds=1", "--config.train.num_steps=80", *flag]) == 2
+        assert "train.num_steps: 1000 -> 80" in capsys.readouterr().err
+    assert (tmp_path / "report.md").read_text() == report  # the old runs are not reported as new
 
 
 # --- End to end ---------------------------------------------------------------------------------------
