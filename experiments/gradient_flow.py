@@ -154,13 +154,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def _profiles(study_dir, results) -> dict[str, dict]:
-    """variant -> {'n': seeds, stage: mean profile over seeds} (runs without gradient_flow.json left out)."""
+    """variant -> {'n': seeds, stage: mean profile over seeds, stage_range: (min, max) over seeds or None}
+    (runs without gradient_flow.json left out)."""
     out = {}
     for variant, rs in study.by_variant(results).items():
         records = [rec for rec in (study.run_json(study_dir, r, "gradient_flow.json") for r in rs) if rec]
         if records:
-            out[variant] = {"n": len(records), **{stage: np.mean([rec[stage] for rec in records], axis=0)
-                                                  for stage in ("init", "trained")}}
+            out[variant] = {"n": len(records)}
+            for stage in ("init", "trained"):
+                values = np.array([rec[stage] for rec in records])  # [seeds, T]
+                out[variant][stage] = values.mean(0)
+                out[variant][f"{stage}_range"] = (values.min(0), values.max(0)) if len(records) > 1 else None
     return out
 
 
@@ -168,11 +172,12 @@ def make_plots(study_dir: str, results: list) -> list[str]:
     plots = []
     profiles = _profiles(study_dir, results)
     for stage, when in (("init", "at initialisation"), ("trained", "after training")):
-        curves = {f"{v} (n={p['n']})": (np.arange(len(p[stage])), p[stage]) for v, p in profiles.items()}
+        curves = {f"{v} (n={p['n']})": (np.arange(len(p[stage])), p[stage], p[f"{stage}_range"])
+                  for v, p in profiles.items()}
         if curves:
             plots.append(plotting.plot_gradient_flow(curves, f"{study_dir}/plots/gradient_flow_{stage}.png",
-                                                     title=f"‖∂L/∂h_t‖ {when} (mean over the probe batch and "
-                                                           "n seeds)"))
+                                                     title=f"‖∂L/∂h_t‖ {when}: mean over the probe batch and "
+                                                           "n seeds, band = range of the seeds"))
     return plots
 
 

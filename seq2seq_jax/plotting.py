@@ -152,20 +152,24 @@ def plot_training_curves_over_seeds(
 
 
 def plot_gradient_flow(curves: Mapping[str, tuple], path: str, title: str | None = None) -> str:
-    """‖∂L/∂h_t‖ against distance from the output, log y axis; a line per `label: (distances, norms)`.
+    """‖∂L/∂h_t‖ against distance from the output, log y axis; a line per `label: (distances, norms)`, or
+    `(distances, norms, (low, high))` to shade a band (e.g. the range over seeds) around the line.
 
     Norms must be >= 0; exact zeros (underflow) cannot be drawn on a log axis and are left out.
     """
     _nonempty("curves", curves)
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.add_subplot()
-    for label, (distances, norms) in curves.items():
+    for label, (distances, norms, *band) in curves.items():
         distances, norms = _finite(f"{label}: distances", distances), _finite(f"{label}: norms", norms)
         if distances.shape != norms.shape:
             raise ValueError(f"{label}: distances has {distances.size} points, norms {norms.size}")
         if np.any(norms < 0):
             raise ValueError(f"{label}: norms must be >= 0")
-        ax.plot(distances, norms, label=label)
+        line, = ax.plot(distances, norms, label=label)
+        if band and band[0] is not None:
+            low, high = (_finite(f"{label}: band", b) for b in band[0])
+            ax.fill_between(distances, low, high, color=line.get_color(), alpha=0.25, lw=0)
     ax.set_yscale("log", nonpositive="mask")
     ax.set_xlabel("distance from the output (time steps)")
     ax.set_ylabel(r"$\|\partial L / \partial h_t\|$")
