@@ -68,3 +68,10 @@ def test_config_trains_end_to_end_on_small_data(name, tmp_path_factory):
     config.train.num_steps = 2
     final = train.train_and_evaluate(config, str(tmp_path_factory.mktemp(name)))
     assert final["step"] == 2 and final["test/num_examples"] == 20
+
+
+def test_a_negative_test_beam_size_is_refused_naming_the_field():
+    config = importlib.import_module("seq2seq_jax.configs.g2p").get_config("quick")
+    config.eval.test_beam_size = -1  # (a value of another type is refused by the ConfigDict itself)
+    with pytest.raises(ValueError, match=r"eval.test_beam_size=.* must be a non-negative integer"):
+        train.validate_config(config)
