@@ -1,51 +1,52 @@
 """Which attention score, and does input feeding help? Additive vs dot vs general, with/without feeding.
 
-Claims tested: Luong, Pham & Manning (2015, sec. 3.1 and table 4) find the multiplicative `general` score
-(h_t^T W h_s) competitive with Bahdanau's additive score (v^T tanh(W s + U h)), and the parameter-free `dot`
-score weaker for global attention; input feeding (sec. 3.3: the previous attentional vector joins the
-next input, so the model knows its past alignments) adds about 1 BLEU. Six variants: {additive, dot,
-general} x {without, with input feeding}, all with the same cell and sizes. `dot` needs the encoder's
-annotations and the decoder state to be the same size, which holds here (unidirectional encoder, one
-hidden size); the model raises a ValueError otherwise.
-
-Task: English number names -> digits (see `experiments/common.py`).
-
-    python -m experiments.attention_variants                 # quick: 6 variants x 1 seed on CPU, ~5 min
-    python -m experiments.attention_variants --full          # GPU setting, 3 seeds
-    python -m experiments.attention_variants --full --list   # one command per run
-
-Writes report.md (overall and by-length tables), results.jsonl, results.csv and plots/ under --workdir
-(default runs/attention_variants), with attention maps of each score without input feeding.
+    python -m experiments.attention_variants                  # quick: 6 variants x 3 seeds, ~8 min on 2 cores
+    python -m experiments.attention_variants --setting=cpu    # the README's setting
+    python -m experiments.attention_variants --help           # the question, settings and claims
 """
 
-from collections.abc import Mapping, Sequence
-
-from experiments import common
+from experiments import study
 from experiments import sweep
 
 SCORES = ("additive", "dot", "general")
 
-VARIANTS = [
-    sweep.Variant(f"{score}{suffix}", {"model.decoder": "attention", "model.attention": score,
-                                       "model.bidirectional": False, "model.input_feeding": feed})
-    for score in SCORES
-    for suffix, feed in (("", False), ("_feed", True))
-]
-
-STUDY = common.Study(
-    module="experiments.attention_variants",
+STUDY = study.Study(
+    name="attention_variants",
     title="Attention variants: additive vs dot vs general score, with and without input feeding",
-    description=common.description(__doc__, 2),
-    variants=VARIANTS,
-    num_steps=(400, 20_000),
-    seeds=(1, 3),
+    question="Does input feeding help, and how do the additive, dot and general attention scores compare? "
+             "(Luong, Pham & Manning 2015, sec. 3.1 and 3.3)",
+    description="""
+Luong et al. (2015) compare Bahdanau's additive score (v^T tanh(W s + U h)) with the multiplicative `dot`
+(h_t^T h_s) and `general` (h_t^T W h_s) scores, and find that input feeding (sec. 3.3: the previous
+attentional vector joins the next input, so the model knows its past alignments) adds about 1 BLEU. Six
+variants: {additive, dot, general} x {without, with input feeding}, same cell and sizes. `dot` needs the
+encoder's annotations and the decoder state to be the same size, which holds here (unidirectional
+encoder). Task: English number names -> digits (`seq2seq_jax/configs/number_digits.py`).
+""",
+    config="number_digits.py",
+    variants=[
+        sweep.Variant(f"{score}{suffix}", {"model.decoder": "attention", "model.attention": score,
+                                           "model.bidirectional": False, "model.input_feeding": feed})
+        for score in SCORES
+        for suffix, feed in (("", False), ("_feed", True))
+    ],
+    settings={
+        "quick": study.Setting(3, note="~8 min on 2 CPU cores (18 runs of ~25 s)"),
+        "cpu": study.Setting(3, note="~25 min on 2 CPU cores (18 runs of ~75 s)"),
+        "gpu": study.Setting(3, note="character sources, LSTM 256, 20k steps"),
+    },
+    claims=[
+        study.Claim("Input feeding helps additive attention (test seq_acc)", better="additive_feed",
+                    worse="additive", metric="test/seq_acc",
+                    paper="Luong et al. 2015, table 1: +1.3 BLEU from input feeding (WMT'14 en→de)"),
+    ],
     heatmaps=SCORES,
     heatmap_count=1,
 )
 
 
-def main(argv: Sequence[str] | None = None, *, overrides: Mapping | None = None) -> int:
-    return common.main(argv, spec=STUDY, overrides=overrides)
+def main(argv=None) -> int:
+    return study.main(STUDY, argv)
 
 
 if __name__ == "__main__":

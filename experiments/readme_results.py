@@ -1,16 +1,17 @@
-"""Writes the README's Results section from finished studies' reports — no number is typed by hand.
+"""Writes the README's Results section from finished studies' `claims.json` — no number is typed by hand.
 
-    python -m experiments.readme_results runs/bottleneck_vs_attention runs/reverse_source ... runs/g2p_cmudict
+    python -m experiments.readme_results runs/cpu/bottleneck_vs_attention runs/cpu/reverse_source ...
 
-Each argument is a study directory holding a ``report.md`` written by that study's script. Its report and
-every plot it links are copied to ``docs/results/<study dir name>/``; the README gets, per study, the
-report's first results table, its first ``key_plots`` plots and the report's "Command, setting and
-machine" text (or a line saying how it was run), between the ``<!-- results:begin/end -->`` markers.
+Each argument is a study directory holding the `report.md` and `claims.json` its study wrote. The section
+starts with one table, a row per claim: claim | the paper's finding | ours (estimate, 95% interval,
+setting, n seeds) | verdict; then one key plot per claim and links to the full reports, which are copied
+(with every plot they link) to `docs/results/<study dir name>/`. A claim measured in the `quick` setting
+never sits next to a published number: its paper column says so instead.
 """
 
 import argparse
+import json
 import os
-import platform
 import re
 import shutil
 import sys
@@ -19,84 +20,74 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
-def _section(report: str, heading: str) -> str:
-    """The text under the first ``## heading`` (to the next ``## ``), or ''."""
-    match = re.search(rf"^## {re.escape(heading)}[^\n]*\n(.*?)(?=^## |\Z)", report, re.M | re.S)
-    return match.group(1).strip() if match else ""
-
-
-def _first_table(text: str) -> str:
-    match = re.search(r"((?:^\|.*\|\n?)+)", text, re.M)
-    return match.group(1).strip() if match else ""
-
-
-def copy_report(study_dir: str, out_dir: str) -> tuple[str, list[str]]:
-    """Copies ``report.md`` and its linked images; returns the report text and its image paths."""
-    with open(os.path.join(study_dir, "report.md")) as f:
-        report = f.read()
-    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+def copy_report(study_dir: str, out_dir: str) -> list[str]:
+    """Copies `report.md`, `claims.json` and every image the report links; returns the images' paths."""
+    with open(os.path.join(study_dir, "report.md"), encoding="utf-8") as f:
+        images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", f.read())
     os.makedirs(out_dir, exist_ok=True)
-    shutil.copy(os.path.join(study_dir, "report.md"), os.path.join(out_dir, "report.md"))
-    for image in images:
-        os.makedirs(os.path.dirname(os.path.join(out_dir, image)), exist_ok=True)
-        shutil.copy(os.path.join(study_dir, image), os.path.join(out_dir, image))
-    return report, images
+    for name in ("report.md", "claims.json", *images):
+        os.makedirs(os.path.dirname(os.path.join(out_dir, name)), exist_ok=True)
+        shutil.copy(os.path.join(study_dir, name), os.path.join(out_dir, name))
+    return images
 
 
-def study_section(study_dir: str, key_plots: int) -> str:
-    name = os.path.basename(os.path.normpath(study_dir))
-    out_dir = os.path.join(ROOT, "docs", "results", name)
-    report, images = copy_report(study_dir, out_dir)
-    title = re.search(r"^# (.*)$", report, re.M)
-    rel = os.path.relpath(out_dir, ROOT)
-    parts = [f"### {title.group(1) if title else name} (`{name}`)", "",
-             _first_table(_section(report, "Results")), ""]
-    parts += [f"![{os.path.basename(image)}]({rel}/{image})" for image in images[:key_plots]]
-    for heading in ("Next to published results", "Command, setting and machine"):
-        text = _section(report, heading)
-        if text:
-            text = re.sub(r"^(#+) ", r"\1# ", text, flags=re.M)  # its subheadings, below the study's
-            parts += ["", f"**{heading}.**" if heading.startswith("Next") else "", text]
-    parts += ["", f"Full report: [{rel}/report.md]({rel}/report.md)", ""]
-    return "\n".join(parts)
+def key_plot(claim: dict, images: list[str]) -> str | None:
+    """The plot that shows a claim: by length for a claim on a length bucket, else the overall bars, else
+    the study's first plot."""
+    metric = claim["quantity"].rpartition(": ")[2].split(",")[0].rpartition("/")[2]
+    wanted = f"plots/by_length_{metric}.png" if "length bucket" in claim["quantity"] else f"plots/overall_{metric}.png"
+    return wanted if wanted in images else (images[0] if images else None)
 
 
-def machine_line() -> str:
-    """This machine, where the studies are meant to have run (``experiments/readme_studies.sh``)."""
-    import jax  # imported here: only --machine needs it
-
-    return (f"The studies below ran with the commands of `experiments/readme_studies.sh` (the quick setting of "
-            f"each study; `g2p_cmudict_full` is the full G2P setting, one seed; where a report names its "
-            f"command, that is the exact one) on {platform.platform()}, {os.cpu_count()} CPUs, Python "
-            f"{platform.python_version()}, jax {jax.__version__} ({jax.default_backend()}), no GPU. wmt14 needs "
-            "the TFDS catalog data and a GPU and was not run here. Generated by `python -m experiments.readme_results`.")
+def _ours(claim: dict) -> str:
+    if claim["estimate"] is None:
+        return f"no finished runs ({claim['setting']})"
+    interval = "" if claim["low"] is None else f" [{claim['low']:.3g}, {claim['high']:.3g}]"
+    return f"{claim['estimate']:.3g}{interval} ({claim['setting']}, n={claim['n']})"
 
 
-def render(study_dirs, key_plots: int, intro: str) -> str:
-    return "\n".join([intro, ""] + [study_section(d, key_plots) for d in study_dirs])
+def render(study_dirs: list[str]) -> str:
+    """The Results section's body; copies each study's report and plots to `docs/results/`."""
+    rows, plots, links = [], [], []
+    for study_dir in study_dirs:
+        name = os.path.basename(os.path.normpath(study_dir))
+        out_dir = os.path.join(ROOT, "docs", "results", name)
+        rel = os.path.relpath(out_dir, ROOT).replace(os.sep, "/")
+        images = copy_report(study_dir, out_dir)
+        with open(os.path.join(study_dir, "claims.json"), encoding="utf-8") as f:
+            claims = json.load(f)
+        for claim in claims:
+            paper = ("(not shown: measured in the quick setting)" if claim["setting"] == "quick"
+                     else claim.get("paper") or "—")
+            rows.append(f"| {claim['claim']} (`{name}`) | {paper} | {_ours(claim)} | **{claim['verdict']}** |")
+            plot = key_plot(claim, images)
+            if plot:
+                plots.append(f"**{claim['claim']}** (`{name}`):\n\n![{name}: {os.path.basename(plot)}]({rel}/{plot})")
+        links.append(f"- [`{name}`]({rel}/report.md)")
+    table = ["| claim | the paper's finding | ours: difference [95% interval] (setting, seeds) | verdict |",
+             "|---|---|---|---|", *rows]
+    return "\n\n".join(["\n".join(table), *plots, "Full reports:\n\n" + "\n".join(links)])
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("study_dirs", nargs="+", help="study directories with a report.md")
-    parser.add_argument("--key_plots", type=int, default=2, help="plots shown per study in the README")
-    parser.add_argument("--intro", default="", help="a paragraph put before the studies")
-    parser.add_argument("--machine", action="store_true", help="start with a line describing this machine")
+    parser.add_argument("study_dirs", nargs="+", help="study directories with a report.md and claims.json")
     args = parser.parse_args(argv)
-    missing = [d for d in args.study_dirs if not os.path.exists(os.path.join(d, "report.md"))]
+    missing = [d for d in args.study_dirs
+               if not all(os.path.exists(os.path.join(d, f)) for f in ("report.md", "claims.json"))]
     if missing:
-        parser.error(f"no report.md in {', '.join(missing)}: run the study first")
+        parser.error(f"no report.md and claims.json in {', '.join(missing)}: run the study first")
     readme_path = os.path.join(ROOT, "README.md")
-    with open(readme_path) as f:
+    with open(readme_path, encoding="utf-8") as f:
         readme = f.read()
     if BEGIN not in readme or END not in readme:
         parser.error(f"README.md lacks the {BEGIN} / {END} markers")
-    intro = "\n\n".join(p for p in (machine_line() if args.machine else "", args.intro) if p)
-    body = render(args.study_dirs, args.key_plots, intro)
+    body = render(args.study_dirs)
     head, rest = readme.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    with open(readme_path, "w") as f:
+    with open(readme_path + ".tmp", "w", encoding="utf-8") as f:
         f.write(f"{head}{BEGIN}\n{body}\n{END}{tail}")
+    os.replace(readme_path + ".tmp", readme_path)
     print(f"wrote {len(args.study_dirs)} studies into {readme_path}", file=sys.stderr)
     return 0
 

@@ -1,40 +1,30 @@
 """Sweeps as data (after big_vision): variants x seeds, one workdir per run, resumable, failure-isolated.
 
-A study script `experiments/NAME.py` declares its variants as config overrides and hands them here:
+`experiments.study` builds a study's runs and config from its data and hands them here:
 
-    VARIANTS = [sweep.Variant("bottleneck", {"model.decoder": "bottleneck"}),
-                sweep.Variant("attention", {"model.decoder": "attention"})]
-
-    def main(argv):
-        args = sweep.parse_study_args(argv, default_workdir="runs/NAME")
-        return sweep.run_study(args, module="experiments.NAME", variants=VARIANTS, make_config=...,
-                               run_fn=train.train_and_evaluate, title=..., description=..., metric_keys=[...])
-
-    python -m experiments.NAME --workdir=DIR --quick --seeds=3        # every run, then the report
-    python -m experiments.NAME --workdir=DIR --list                    # one command per run (SLURM, parallel)
-    python -m experiments.NAME --workdir=DIR --shard=0/4               # runs j with j % 4 == 0
-    python -m experiments.NAME --workdir=DIR --report_only             # results.jsonl + report.md again
-
-A study may run its quick setting by default (`parse_study_args(..., quick_by_default=True)`): then `--full`
-selects the full setting, and `--list` writes `--quick` or `--full` into every command it prints.
+    runs = sweep.expand([sweep.Variant("bottleneck", {"model.decoder": "bottleneck"}), ...], seeds=[0, 1, 2])
+    results = sweep.run_sweep(study_dir, runs, make_config, run_fn)    # skips finished runs
+    results = sweep.collect(study_dir, runs)                            # -> results.jsonl
+    sweep.write_report(study_dir, title, description, results, metric_keys, ...)
 
 Layout of a study directory:
     runs/<variant>/seed<k>/   the run's workdir (checkpoints, metrics.jsonl, ...) and result.json
-    results.jsonl             every result.json, one per line, sorted by (variant, seed)
+    results.jsonl             every run's result.json, one per line, sorted by (variant, seed)
     report.md, results.csv    generated from results.jsonl only, so regenerating them is byte-identical
+
+A finished run records the config it trained with (`config` in result.json, machine paths left out); a
+later sweep whose config for that run differs refuses, naming the fields, instead of reporting the old run
+under the new settings.
 """
 
-import argparse
 from collections.abc import Callable, Mapping, Sequence
 import copy
 import csv
 import dataclasses
-import glob
 import io
 import json
 import os
 import re
-import shlex
 import statistics
 import time
 import traceback
@@ -42,8 +32,12 @@ import traceback
 from absl import logging
 import ml_collections
 
+from seq2seq_jax import checkpointing
+
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.,=+-]*")
 SEED_KEY = "train.seed"
+# Config fields that describe the machine, not the run: never part of a run's identity or its report.
+MACHINE_KEYS = ("data.data_dir",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,12 +84,15 @@ def apply_overrides(
     *,
     seed: int | None = None,
     variant: str = "?",
+    source: str | None = None,
 ) -> ml_collections.ConfigDict:
     """A copy of `config` with each dotted key set, and `train.seed = seed` unless seed is None.
 
     Only existing fields can be set: an unknown key, or a value of the wrong type, is a ValueError naming
-    the key and the variant (typos must not silently train the default model).
+    the key and where it came from (`source`, default "variant '<variant>'"): typos must not silently
+    train the default model.
     """
+    source = f"variant {variant!r}" if source is None else source
     config = copy.deepcopy(config)
     items = dict(overrides)
     if seed is not None:
@@ -106,11 +103,11 @@ def apply_overrides(
         for part in parents:
             node = node[part] if isinstance(node, ml_collections.ConfigDict) and part in node else None
         if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
-            raise ValueError(f"variant {variant!r}: unknown config key {key!r}")
+            raise ValueError(f"{source}: unknown config key {key!r}")
         try:
             node[leaf] = value
         except TypeError as e:
-            raise ValueError(f"variant {variant!r}: cannot set {key!r} to {value!r}: {e}") from e
+            raise ValueError(f"{source}: cannot set {key!r} to {value!r}: {e}") from e
     return config
 
 
@@ -194,36 +191,81 @@ def run_sweep(
 
     Selected: `runs[j]` with `j % n == i` for `shard=(i, n)`, or the one run `only`. Every run's config is
     built before anything trains, so a bad override fails at once. A run whose result.json says 'ok' is
-    skipped (its record is returned); failed and missing ones are run, and `run_fn` resumes from whatever
-    its workdir holds. A failing run is recorded as 'failed' and the sweep goes on.
+    skipped (its record is returned) if it trained with the same config (`flat_config`), and refused with
+    a ValueError naming the differing fields otherwise, before anything runs; failed and missing runs are
+    run, and `run_fn` resumes from whatever its workdir holds. A failing run is recorded as 'failed' and
+    the sweep goes on.
     """
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         raise ValueError("run ids must be unique; use expand() to build runs")
-    configs = {
-        r.run_id: apply_overrides(make_config(), r.variant.overrides, seed=r.seed, variant=r.variant.name)
-        for r in runs
-    }
+    configs = run_configs(runs, make_config)
+    selected = _select(runs, shard, only)
+    previous = {r.run_id: _read_result(os.path.join(run_workdir(study_dir, r.run_id), "result.json"))
+                for r in selected}
+    check_configs(study_dir, [p for p in previous.values() if p is not None], configs)
     results = []
-    for run in _select(runs, shard, only):
+    for run in selected:
         workdir = run_workdir(study_dir, run.run_id)
-        result_path = os.path.join(workdir, "result.json")
-        previous = _read_result(result_path)
-        if previous is not None and previous.get("status") == "ok":
-            logging.info("Skipping %s: already done.", run.run_id)
-            results.append(previous)
+        done = previous[run.run_id]
+        if done is not None and done.get("status") == "ok":
+            logging.info("Skipping %s: already done with this config.", run.run_id)
+            results.append(done)
             continue
         logging.info("Running %s (%s).", run.run_id, run.variant.overrides)
         os.makedirs(workdir, exist_ok=True)
         record = _execute(run, configs[run.run_id], workdir, run_fn)
-        _write_atomic(result_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+        record["config"] = flat_config(configs[run.run_id])
+        checkpointing.save_json(os.path.join(workdir, "result.json"), record)
         results.append(record)
     return results
 
 
-def collect(study_dir: str) -> list[dict]:
-    """Every `runs/**/result.json`, sorted by (variant, seed); rewrites `study_dir/results.jsonl`."""
-    paths = glob.glob(os.path.join(study_dir, "runs", "**", "result.json"), recursive=True)
+def run_configs(runs: Sequence[Run], make_config: Callable[[], ml_collections.ConfigDict]) -> dict:
+    """`{run_id: config}`: `make_config()` with each run's variant overrides and seed."""
+    return {r.run_id: apply_overrides(make_config(), r.variant.overrides, seed=r.seed, variant=r.variant.name)
+            for r in runs}
+
+
+def check_configs(study_dir: str, results: Sequence[Mapping], configs: Mapping) -> None:
+    """A ValueError naming each finished ('ok') result whose recorded config differs from `configs[run_id]`,
+    and the differing fields: an old run must never be reported under new settings."""
+    stale = []
+    for r in results:
+        if r.get("status") == "ok":
+            differing = config_differences(r.get("config"), flat_config(configs[r["run_id"]]))
+            if differing:
+                stale.append(f"{r['run_id']} ({', '.join(differing)})")
+    if stale:
+        raise ValueError(f"{study_dir}: finished runs trained with another config than the current one: "
+                         f"{'; '.join(stale)}. Use a new --workdir, or delete those runs to redo them.")
+
+
+def flat_config(config: ml_collections.ConfigDict) -> dict:
+    """`{"section.field": value}` of a config as JSON values, without the machine fields (`MACHINE_KEYS`)."""
+    def flat(node, prefix):
+        out = {}
+        for key, value in node.items():
+            if isinstance(value, Mapping):
+                out.update(flat(value, f"{prefix}{key}."))
+            elif f"{prefix}{key}" not in MACHINE_KEYS:
+                out[f"{prefix}{key}"] = value
+        return out
+    return flat(json.loads(config.to_json_best_effort()), "")
+
+
+def config_differences(saved: Mapping | None, current: Mapping) -> list[str]:
+    """`field: saved -> current` for each field that differs; `['no recorded config']` if `saved` is None."""
+    if saved is None:
+        return ["no recorded config"]
+    return [f"{k}: {saved.get(k, '<absent>')!r} -> {current.get(k, '<absent>')!r}"
+            for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
+
+
+def collect(study_dir: str, runs: Sequence[Run]) -> list[dict]:
+    """The result.json of each of `runs` that has one, sorted by (variant, seed); rewrites
+    `study_dir/results.jsonl`. Results of runs outside `runs` (other seeds or variants) are left out."""
+    paths = [os.path.join(run_workdir(study_dir, r.run_id), "result.json") for r in runs]
     results = sorted(filter(None, map(_read_result, paths)), key=lambda r: (r["variant"], r["seed"]))
     _write_atomic(os.path.join(study_dir, "results.jsonl"),
                   "".join(json.dumps(r, sort_keys=True) + "\n" for r in results))
@@ -231,11 +273,11 @@ def collect(study_dir: str) -> list[dict]:
 
 
 def summarize(results: Sequence[Mapping], metric_keys: Sequence[str]) -> list[dict]:
-    """Per variant, in order of first appearance: seed counts and mean / std of each metric over ok seeds.
+    """Per variant, in order of first appearance: seed counts and mean / std / n of each metric over ok seeds.
 
-    std is the sample standard deviation (ddof=1) when a metric has two or more values, else 0.0; a metric
-    no ok seed reported has mean and std None.
-    Rows: {"variant", "overrides", "n_ok", "n_failed", "mean": {key: ...}, "std": {key: ...}}.
+    std is the sample standard deviation (ddof=1) when a metric has two or more values, else None; a metric
+    no ok seed reported has mean None and n 0.
+    Rows: {"variant", "overrides", "n_ok", "n_failed", "mean": {key: ...}, "std": {key: ...}, "n": {key: ...}}.
     """
     rows = {}
     for r in results:
@@ -244,38 +286,43 @@ def summarize(results: Sequence[Mapping], metric_keys: Sequence[str]) -> list[di
         if r["status"] == "ok":
             row["n_ok"] += 1
             for k in metric_keys:
-                if k in r["metrics"]:
+                if isinstance(r["metrics"].get(k), (int, float)):
                     row["values"][k].append(r["metrics"][k])
         else:
             row["n_failed"] += 1
     for row in rows.values():
         values = row.pop("values")
         row["mean"] = {k: statistics.fmean(v) if v else None for k, v in values.items()}
-        row["std"] = {k: _std(v) for k, v in values.items()}
+        row["std"] = {k: statistics.stdev(v) if len(v) > 1 else None for k, v in values.items()}
+        row["n"] = {k: len(v) for k, v in values.items()}
     return list(rows.values())
 
 
-def _std(values: Sequence[float]) -> float | None:
-    if not values:
-        return None
-    return statistics.stdev(values) if len(values) > 1 else 0.0
+def cell(mean: float | None, std: float | None, n: int) -> str:
+    """A table cell: `mean ± std (n=k)`; one value alone as `mean (n=1)` (no ±: there is no spread); '—'."""
+    if mean is None or n == 0:
+        return "—"
+    return f"{mean:.4g} (n=1)" if n == 1 or std is None else f"{mean:.4g} ± {std:.2g} (n={n})"
 
 
-def _cell(mean: float | None, std: float | None) -> str:
-    return "—" if mean is None else f"{mean:.4g} ± {std:.2g}"
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+    return "\n".join(lines)
 
 
-def _report_markdown(study_dir, title, description, results, metric_keys, plots, extra_sections) -> str:
+def _report_markdown(study_dir, title, description, results, metric_keys, plots, head_sections,
+                     extra_sections) -> str:
     summary = summarize(results, metric_keys)
-    lines = [f"# {title}", "", description.strip(), "", "## Results", "",
-             f"{len(results)} runs. Each cell: mean ± sample standard deviation (ddof=1; 0 for one seed) "
-             "over the seeds that finished.", "",
-             "| " + " | ".join(["variant", "seeds ok", "seeds failed", *metric_keys]) + " |",
-             "|" + "---|" * (3 + len(metric_keys))]
-    for row in summary:
-        cells = [f"`{row['variant']}`", str(row["n_ok"]), str(row["n_failed"])]
-        cells += [_cell(row["mean"][k], row["std"][k]) for k in metric_keys]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines = [f"# {title}", "", description.strip()]
+    for section in head_sections:
+        lines += ["", section.strip()]
+    rows = [[f"`{row['variant']}`", row["n_ok"], row["n_failed"],
+             *(cell(row["mean"][k], row["std"][k], row["n"][k]) for k in metric_keys)] for row in summary]
+    lines += ["", "## Results", "",
+              f"{len(results)} runs. Each cell: mean ± sample standard deviation (ddof=1) over the seeds that "
+              "finished, with their number n; a single seed shows its value alone.", "",
+              markdown_table(["variant", "seeds ok", "seeds failed", *metric_keys], rows)]
     lines += ["", "## Variants", ""]
     for row in summary:
         overrides = ", ".join(f"`{k}={v!r}`" for k, v in row["overrides"].items()) or "defaults"
@@ -317,136 +364,18 @@ def write_report(
     metric_keys: Sequence[str],
     plots: Sequence[str] = (),
     extra_sections: Sequence[str] = (),
+    head_sections: Sequence[str] = (),
 ) -> str:
-    """Writes `report.md` (summary table, variants, failed runs, plots, extra sections) and `results.csv`
-    (one row per run, metrics flattened into columns); returns the report's path.
+    """Writes `report.md` (head sections, summary table, variants, failed runs, plots, extra sections) and
+    `results.csv` (one row per run, metrics flattened into columns, wall times included); returns the
+    report's path.
 
-    Both depend only on the arguments (no timestamps), so the same results give byte-identical files.
-    `plots` are image paths, linked relative to `study_dir`; `extra_sections` are markdown, appended as is.
+    The report depends only on the arguments (no timestamps, no wall times), so the same results give a
+    byte-identical report, however often the runs were interrupted and resumed. `plots` are image paths,
+    linked relative to `study_dir`; sections are markdown, put before the results or after the plots.
     """
     report = os.path.join(study_dir, "report.md")
     _write_atomic(report, _report_markdown(study_dir, title, description, results, metric_keys, plots,
-                                           extra_sections))
+                                           head_sections, extra_sections))
     _write_atomic(os.path.join(study_dir, "results.csv"), _results_csv(results))
     return report
-
-
-def _parse_shard(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"(\d+)/(\d+)", text)
-    if not match or not int(match[1]) < int(match[2]):
-        raise argparse.ArgumentTypeError(f"expected i/n with 0 <= i < n (e.g. 0/4), got {text!r}")
-    return int(match[1]), int(match[2])
-
-
-def _parse_seeds(text: str) -> list[int]:
-    """'N' -> seeds 0..N-1; a comma-separated list ('0,5', or '7,' for seed 7 alone) -> those seeds."""
-    try:
-        if "," in text:
-            seeds = [int(s) for s in text.split(",") if s.strip()]
-        else:
-            seeds = list(range(int(text)))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or a comma-separated list, got {text!r}") from None
-    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"expected at least one distinct non-negative seed, got {text!r}")
-    return seeds
-
-
-def _format_seeds(seeds: Sequence[int]) -> str:
-    """The inverse of `_parse_seeds`."""
-    if list(seeds) == list(range(len(seeds))):
-        return str(len(seeds))
-    return ",".join(map(str, seeds)) + ("," if len(seeds) == 1 else "")
-
-
-def parse_study_args(
-    argv: Sequence[str],
-    default_workdir: str,
-    default_seeds: int = 3,
-    *,
-    quick_by_default: bool = False,
-    full_seeds: int | None = None,
-) -> argparse.Namespace:
-    """The flags every study script shares; `argv` excludes the program name.
-
-    Namespace fields: workdir, quick, full, seeds (list[int]), shard ((i, n)), only, list, report_only.
-
-    With `quick_by_default`, a study runs its quick setting unless `--full` is given (`--quick` is still
-    accepted, and means the default); without `--seeds` it runs `default_seeds` seeds in the quick setting
-    and `full_seeds` (default: `default_seeds`) in the full one. Otherwise `--quick` opts in and `full` is
-    always False.
-    """
-    parser = argparse.ArgumentParser(description="Run (part of) a study sweep and write its report.")
-    parser.add_argument("--workdir", default=default_workdir, help="the study directory")
-    parser.add_argument("--quick", action="store_true",
-                        help="the study's small, fast settings" + (" (the default)" if quick_by_default else ""))
-    if quick_by_default:
-        parser.add_argument("--full", action="store_true", help="the study's full settings (sized for a GPU)")
-    parser.add_argument("--seeds", type=_parse_seeds, default=None,
-                        help="N (seeds 0..N-1) or a comma-separated list; '7,' is seed 7 alone")
-    parser.add_argument("--shard", type=_parse_shard, default=(0, 1),
-                        help="i/n: run only runs j with j %% n == i")
-    parser.add_argument("--only", metavar="RUN_ID", help="run only this run, e.g. attention/seed0")
-    parser.add_argument("--list", action="store_true", help="print one command per run and exit")
-    parser.add_argument("--report_only", action="store_true", help="only rewrite results.jsonl and report")
-    args = parser.parse_args(list(argv))
-    if args.only is not None and args.shard != (0, 1):
-        parser.error("argument --only: not allowed with --shard")
-    if args.list and args.report_only:
-        parser.error("argument --list: not allowed with --report_only")
-    if quick_by_default:
-        if args.quick and args.full:
-            parser.error("argument --full: not allowed with --quick")
-        args.quick = not args.full
-    else:
-        args.full = False
-    if args.seeds is None:
-        count = full_seeds if args.full and full_seeds is not None else default_seeds
-        args.seeds = list(range(count))
-    return args
-
-
-def list_commands(module: str, args: argparse.Namespace, runs: Sequence[Run]) -> list[str]:
-    """One shell command per run, `python -m MODULE --workdir=W [--quick|--full] --seeds=S --only=RUN_ID`."""
-    common = ["python", "-m", module, f"--workdir={args.workdir}"]
-    common += ["--quick"] * args.quick + ["--full"] * getattr(args, "full", False)
-    common.append(f"--seeds={_format_seeds(args.seeds)}")
-    return [shlex.join([*common, f"--only={r.run_id}"]) for r in runs]
-
-
-def run_study(
-    args: argparse.Namespace,
-    *,
-    module: str,
-    variants: Sequence[Variant],
-    make_config: Callable[[], ml_collections.ConfigDict],
-    run_fn: Callable[[ml_collections.ConfigDict, str], Mapping],
-    title: str,
-    description: str,
-    metric_keys: Sequence[str],
-    make_plots: Callable[[str, list[dict]], Sequence[str]] | None = None,
-    extra_sections: Sequence[str] | Callable[[str, list[dict]], Sequence[str]] = (),
-) -> int:
-    """What a study's `main` does with parsed flags; returns the exit status (1 if a run failed).
-
-    A full sweep ends with `collect` and `write_report` (plots from `make_plots(study_dir, results)`). A
-    partial one (`--shard`, `--only`) writes only its runs' result.json files, so parallel shards never
-    write the same file; run `--report_only` once they have all finished. `extra_sections` may be a
-    function `(study_dir, results) -> sections`, called after `make_plots`, for sections made from results.
-    """
-    runs = expand(variants, args.seeds)
-    if args.list:
-        print("\n".join(list_commands(module, args, runs)))
-        return 0
-    failed = False
-    if not args.report_only:
-        results = run_sweep(args.workdir, runs, make_config, run_fn, shard=args.shard, only=args.only)
-        failed = any(r["status"] != "ok" for r in results)
-        if args.only is not None or args.shard != (0, 1):
-            logging.info("Partial sweep done; run with --report_only when every shard has finished.")
-            return int(failed)
-    results = collect(args.workdir)
-    plots = make_plots(args.workdir, results) if make_plots else ()
-    sections = extra_sections(args.workdir, results) if callable(extra_sections) else extra_sections
-    write_report(args.workdir, title, description, results, metric_keys, plots, sections)
-    return int(failed)

@@ -64,6 +64,8 @@ def validate_train_config(t: ml_collections.ConfigDict, e: ml_collections.Config
         raise ValueError(f"train.batch_size={t.batch_size} must be divisible by the {jax.device_count()} devices")
     if not isinstance(e.beam_size, int) or e.beam_size < 1:
         raise ValueError(f"eval.beam_size={e.beam_size!r} must be a positive integer")
+    if not isinstance(e.test_beam_size, int) or e.test_beam_size < 0:
+        raise ValueError(f"eval.test_beam_size={e.test_beam_size!r} must be a non-negative integer (0 = eval.beam_size)")
     if e.best_mode not in ("max", "min"):
         raise ValueError(f"eval.best_mode={e.best_mode!r} is not allowed; allowed: ['max', 'min']")
     unknown = [m for m in e.metrics if m not in metrics_lib.METRICS]
@@ -248,9 +250,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     schedule = make_schedule(t)
     logger = MetricsLogger(workdir, start_step=start, hparams=json.loads(config.to_json_best_effort()))
 
-    def evaluate(split, max_examples=0, params=None):
+    def evaluate(split, max_examples=0, params=None, beam_size=None):
         return inference.evaluate_split(model, state.params if params is None else params, data, split,
-                                        config.eval, eval_step=p_eval_step, max_examples=max_examples)
+                                        config.eval, eval_step=p_eval_step, max_examples=max_examples,
+                                        beam_size=beam_size)
 
     pending, window_start, paused = [], time.perf_counter(), 0.0
     progress = logger.progress(start, t.num_steps)
@@ -305,7 +308,7 @@ def _final_evaluation(config, workdir, state, checkpoints, evaluate, logger, ite
 
     The final parameters and the best periodic checkpoint (if any, at another step) are both scored on
     all of validation; the better one is saved as ``best`` (what ``evaluate``/``translate`` load) and
-    scored on test.
+    scored on test, decoded with ``eval.test_beam_size`` (when set) instead of ``eval.beam_size``.
     """
     step = int(state.step)
     e = config.eval
@@ -321,7 +324,8 @@ def _final_evaluation(config, workdir, state, checkpoints, evaluate, logger, ite
         checkpoints.save(state, iterator.get_state(), {"best": validation[e.best_metric], "best_step": step},
                          best=True)
         checkpoints.wait()
-    results = {"validation": validation, "test": evaluate("test", params=chosen_params)}
+    test = evaluate("test", params=chosen_params, beam_size=e.test_beam_size or e.beam_size)
+    results = {"validation": validation, "test": test}
     final = {"step": step, "evaluated_step": chosen_step}
     for split, result in results.items():
         write_eval(workdir, result, chosen_step)

@@ -1,4 +1,4 @@
-"""Every shipped config is valid: its model, train and eval sections pass validation as they are."""
+"""Every shipped config is valid in each of its settings: its sections pass validation as they are."""
 
 import importlib
 import pathlib
@@ -11,14 +11,39 @@ from seq2seq_jax.model import ModelConfig
 
 CONFIGS = sorted(p.stem for p in pathlib.Path(train.__file__).parent.joinpath("configs").glob("*.py")
                  if p.stem not in ("__init__", "model"))
+# (config, setting): every setting of a config file with settings (`get_config(setting)`, loaded as
+# `--config=path.py:setting`), and None (`get_config()`) for every config.
+SETTINGS = [(name, None) for name in CONFIGS] + [
+    (name, setting) for name in CONFIGS
+    for setting in getattr(importlib.import_module(f"seq2seq_jax.configs.{name}"), "SETTINGS", ())]
 
 
-@pytest.mark.parametrize("name", CONFIGS)
-def test_config_is_valid(name):
-    config = importlib.import_module(f"seq2seq_jax.configs.{name}").get_config()
+@pytest.mark.parametrize("name, setting", SETTINGS)
+def test_config_is_valid_in_each_setting(name, setting):
+    module = importlib.import_module(f"seq2seq_jax.configs.{name}")
+    config = module.get_config() if setting is None else module.get_config(setting)
     ModelConfig.from_config(config.model, source_vocab_size=10, target_vocab_size=10)
     data_config.validate(config.data)
-    train.validate_train_config(config.train, config.eval)
+    train.validate_config(config)
+
+
+@pytest.mark.parametrize("name", [n for n in CONFIGS if hasattr(importlib.import_module(f"seq2seq_jax.configs.{n}"), "SETTINGS")])
+def test_an_unknown_setting_names_the_allowed_ones(name):
+    with pytest.raises(ValueError, match=r"setting 'huge' is not one of \['quick', 'cpu', 'gpu'\]"):
+        importlib.import_module(f"seq2seq_jax.configs.{name}").get_config("huge")
+
+
+def test_a_config_file_setting_loads_through_the_training_cli_flag():
+    """`--config=seq2seq_jax/configs/X.py:quick` (ml_collections' config_flags) passes `quick` to get_config;
+    the studies print such commands for each run (tests/test_cli.py covers `--config.*` overrides)."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "", flag_values=values, lock_config=True)
+    path = pathlib.Path(train.__file__).parent / "configs" / "copy.py"
+    values(["prog", f"--config={path}:quick"])
+    assert values.config.data.synthetic_max_length == 10
 
 
 @pytest.mark.parametrize("path", ["configs/default.py", "configs/model.py", "data/config.py"])
@@ -35,7 +60,7 @@ def test_every_default_field_has_a_one_line_comment_above_it(path):
 def test_config_trains_end_to_end_on_small_data(name, tmp_path_factory):
     """Each offline config's dataset, vocabularies and model run through train_and_evaluate (2 steps).
 
-    g2p's dataset is exercised by experiments/g2p_cmudict's test; wmt14 needs the catalog data."""
+    number_digits, copy, g2p and wmt14 (on mock data) train in the studies' tests (tests/test_studies*.py)."""
     config = importlib.import_module(f"seq2seq_jax.configs.{name}").get_config()
     config.data.data_dir = str(tmp_path_factory.mktemp("tfds"))
     config.data.num_train, config.data.num_validation, config.data.num_test = 300, 20, 20
@@ -43,3 +68,10 @@ def test_config_trains_end_to_end_on_small_data(name, tmp_path_factory):
     config.train.num_steps = 2
     final = train.train_and_evaluate(config, str(tmp_path_factory.mktemp(name)))
     assert final["step"] == 2 and final["test/num_examples"] == 20
+
+
+def test_a_negative_test_beam_size_is_refused_naming_the_field():
+    config = importlib.import_module("seq2seq_jax.configs.g2p").get_config("quick")
+    config.eval.test_beam_size = -1  # (a value of another type is refused by the ConfigDict itself)
+    with pytest.raises(ValueError, match=r"eval.test_beam_size=.* must be a non-negative integer"):
+        train.validate_config(config)

@@ -1,41 +1,68 @@
-"""The README's Results section is generated from study reports, tables and plots included."""
+"""The README's Results section is generated from the studies' claims.json: one table of claims, a key plot
+per claim, links to the full reports; a quick-setting number never sits next to a published one."""
 
+import json
 import os
-import shutil
+
+import pytest
 
 from experiments import readme_results
 
 REPORT = """# A study
 
-Intro.
-
-## Results
-
-2 runs. Each cell: mean.
-
-| variant | test/seq_acc |
-|---|---|
-| `attention` | 0.9 ± 0.01 |
-
 ## Plots
 
-![curve](plots/curve.png)
-
-## Command, setting and machine
-
-Command: `python -m experiments.a_study`
+![by_length_seq_acc](plots/by_length_seq_acc.png)
+![overall_seq_acc](plots/overall_seq_acc.png)
 """
 
 
-def test_section_has_the_table_the_plot_and_the_command(tmp_path, monkeypatch):
-    study = tmp_path / "a_study"
+def write_study(root, name, setting, claims):
+    study = root / name
     (study / "plots").mkdir(parents=True)
     (study / "report.md").write_text(REPORT)
-    (study / "plots" / "curve.png").write_bytes(b"\x89PNG")
+    for plot in ("by_length_seq_acc.png", "overall_seq_acc.png"):
+        (study / "plots" / plot).write_bytes(b"\x89PNG")
+    (study / "claims.json").write_text(json.dumps([{"setting": setting, "study": name, **c} for c in claims]))
+    return str(study)
+
+
+LONG = {"claim": "Attention wins on long inputs", "quantity": "attention − bottleneck: test/seq_acc, length bucket -1",
+        "estimate": 0.62, "low": 0.55, "high": 0.7, "n": 3, "verdict": "reproduced", "paper": "26.75 vs 17.82 BLEU"}
+ONE_SEED = {"claim": "Reversal helps", "quantity": "bottleneck_reversed − bottleneck: test/seq_acc",
+            "estimate": 0.1, "low": None, "high": None, "n": 1, "verdict": "inconclusive", "paper": "BLEU 25.9 → 30.6"}
+
+
+def test_one_table_of_claims_with_the_papers_number_ours_and_the_verdict(tmp_path, monkeypatch):
     monkeypatch.setattr(readme_results, "ROOT", str(tmp_path / "repo"))
-    text = readme_results.render([str(study)], key_plots=1, intro="Intro line.")
-    assert "### A study (`a_study`)" in text and "| `attention` | 0.9 ± 0.01 |" in text
-    assert "![curve.png](docs/results/a_study/plots/curve.png)" in text
-    assert "Command: `python -m experiments.a_study`" in text
-    assert os.path.exists(tmp_path / "repo" / "docs" / "results" / "a_study" / "plots" / "curve.png")
-    shutil.rmtree(tmp_path / "repo")
+    cpu = write_study(tmp_path, "bottleneck_vs_attention", "cpu", [LONG])
+    quick = write_study(tmp_path, "reverse_source", "quick", [ONE_SEED])
+    text = readme_results.render([cpu, quick])
+    assert ("| Attention wins on long inputs (`bottleneck_vs_attention`) | 26.75 vs 17.82 BLEU | "
+            "0.62 [0.55, 0.7] (cpu, n=3) | **reproduced** |") in text
+    # A quick-setting number is never next to a published one; one seed prints no interval and no ±.
+    assert ("| Reversal helps (`reverse_source`) | (not shown: measured in the quick setting) | 0.1 (quick, n=1) | "
+            "**inconclusive** |") in text
+    assert "BLEU 25.9" not in text and "±" not in text
+    # One key plot per claim (by length for a claim on a length bucket), and links to the copied reports.
+    assert "![bottleneck_vs_attention: by_length_seq_acc.png](docs/results/bottleneck_vs_attention/plots/by_length_seq_acc.png)" in text
+    assert "![reverse_source: overall_seq_acc.png](docs/results/reverse_source/plots/overall_seq_acc.png)" in text
+    assert "- [`reverse_source`](docs/results/reverse_source/report.md)" in text
+    for name in ("report.md", "claims.json", "plots/by_length_seq_acc.png"):
+        assert os.path.exists(tmp_path / "repo" / "docs" / "results" / "bottleneck_vs_attention" / name)
+
+
+def test_main_replaces_only_the_marked_section_and_refuses_a_study_without_claims(tmp_path, monkeypatch, capsys):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "README.md").write_text(f"intro\n{readme_results.BEGIN}\nold\n{readme_results.END}\noutro\n")
+    monkeypatch.setattr(readme_results, "ROOT", str(repo))
+    study = write_study(tmp_path, "bottleneck_vs_attention", "cpu", [LONG])
+    assert readme_results.main([study]) == 0
+    readme = (repo / "README.md").read_text()
+    assert readme.startswith("intro\n<!-- results:begin -->\n| claim |") and readme.endswith("<!-- results:end -->\noutro\n")
+    assert "old" not in readme
+    os.remove(os.path.join(study, "claims.json"))
+    with pytest.raises(SystemExit):
+        readme_results.main([study])
+    assert "no report.md and claims.json in" in capsys.readouterr().err

@@ -1,71 +1,189 @@
-"""The study scripts: every variant's config is valid in both settings, by-length results aggregate over
-seeds, and each study runs end to end (the `--quick` code path on a tiny task) to a complete report."""
+"""The study framework: every study takes the same flags and its variants are valid configs in every setting;
+claims get the verdict their numbers call for; a study runs end to end, survives a kill, and regenerates its
+report byte for byte."""
 
+import dataclasses
 import importlib
 import json
 import os
 import re
+import shlex
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
-from experiments import common
+from experiments import study
 from experiments import sweep
-from seq2seq_jax.model import ModelConfig
+from seq2seq_jax import train
 
-STUDIES = ["bottleneck_vs_attention", "reverse_source", "cell_ablation", "attention_variants"]
+STUDIES = ["bottleneck_vs_attention", "reverse_source", "cell_ablation", "attention_variants", "gradient_flow",
+           "g2p_cmudict", "wmt14"]
 
 # The quick setting shrunk to seconds per run: a few hundred examples, 8 units, 6 steps, one shape bucket.
 TINY = {"data.num_train": 300, "data.num_validation": 20, "data.num_test": 60, "data.num_buckets": 1,
         "model.embedding_size": 8, "model.hidden_size": 8, "model.attention_size": 8,
-        "train.num_steps": 6, "train.batch_size": 16, "train.log_every": 2, "eval.num_length_buckets": 3}
-
-
-# Compile-bound at this size: XLA's CPU backend at optimization level 0 halves the file's time. Only code
-# generation changes; the Python path is `--quick`'s.
+        "train.num_steps": 6, "train.batch_size": 16, "train.log_every": 2, "train.checkpoint_every": 3,
+        "eval.num_length_buckets": 3}
+TINY_FLAGS = [f"--config.{k}={v}" for k, v in TINY.items()]
+# Compile-bound at this size: XLA's CPU backend at optimization level 0 halves the time. Only code
+# generation changes; the Python path is the quick setting's.
 FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def study(name):
-    return importlib.import_module(f"experiments.{name}")
+def spec(name) -> study.Study:
+    return importlib.import_module(f"experiments.{name}").STUDY
 
 
-def run_main(name, argv):
-    """`experiments.<name>.main(argv, overrides=TINY)` in a fresh process (so XLA_FLAGS take effect)."""
-    code = ("import sys, jax; jax.config.update('jax_numpy_rank_promotion', 'raise'); "
-            f"from experiments import {name}; sys.exit({name}.main({argv!r}, overrides={TINY!r}))")
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": FAST_COMPILE,
-           "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
+# --- Flags and configs --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("full", [False, True], ids=["quick", "full"])
 @pytest.mark.parametrize("name", STUDIES)
-def test_every_variant_is_a_valid_model_in_both_settings(name, full):
-    spec = study(name).STUDY
-    base = common.make_config(spec, full)
-    assert base.train.num_steps == spec.num_steps[int(full)]
-    for run in sweep.expand(spec.variants, [0]):
-        config = sweep.apply_overrides(base, run.variant.overrides, seed=0, variant=run.variant.name)
-        ModelConfig.from_config(config.model, source_vocab_size=10, target_vocab_size=10)
+def test_help_shows_the_studys_own_question_settings_and_claims(name, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        study.parse_args(spec(name), ["--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    assert spec(name).question in " ".join(out.split())
+    for setting in study.SETTINGS:
+        assert f"--config=seq2seq_jax/configs/{spec(name).config}:{setting}" in out
+    for claim in spec(name).claims:
+        assert claim.text in out
 
 
-def test_the_main_study_compares_equal_sized_models_that_differ_only_in_the_decoder():
-    spec = study("bottleneck_vs_attention").STUDY
-    assert [v.name for v in spec.variants] == ["bottleneck", "attention"]
-    assert {k for v in spec.variants for k in v.overrides} <= {"model.decoder", "model.attention"}
-    args = sweep.parse_study_args([], "w", default_seeds=spec.seeds[0], quick_by_default=True)
-    assert args.quick and args.seeds == [0, 1]
+@pytest.mark.parametrize("name", STUDIES)
+def test_every_study_takes_the_shared_flags_and_lists_commands_that_keep_them(name, tmp_path, capsys):
+    s = spec(name)
+    argv = [f"--workdir={tmp_path}", "--setting=cpu", "--seeds=0,5", "--list", "--config.train.num_steps=7"]
+    assert study.main(s, argv) == 0
+    commands = capsys.readouterr().out.splitlines()
+    assert len(commands) == 2 * len(s.variants)
+    listed = shlex.split(commands[-1])
+    assert listed[:3] == ["python", "-m", f"experiments.{name}"]
+    assert listed[-1] == f"--only={s.variants[-1].name}/seed5"
+    args = study.parse_args(s, listed[3:])
+    assert (args.setting, args.seeds, args.overrides, args.workdir) == ("cpu", [0, 5], {"train.num_steps": 7},
+                                                                         str(tmp_path))
+    assert args.config.train.num_steps == 7
+    assert not os.listdir(tmp_path)  # --list runs nothing
 
 
-def _write_test_json(study_dir, run_id, rows):
+@pytest.mark.parametrize("name", STUDIES)
+def test_a_typo_in_a_config_override_names_the_field(name, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        study.parse_args(spec(name), ["--config.train.num_stepz=7"])
+    assert exit_.value.code == 2
+    assert "--config: unknown config key 'train.num_stepz'" in capsys.readouterr().err
+
+
+def test_an_override_of_what_the_study_varies_or_of_the_seed_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        study.parse_args(spec("bottleneck_vs_attention"), ["--config.model.decoder=attention"])
+    assert "--config.model.decoder: variant 'bottleneck' sets this field" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        study.parse_args(spec("bottleneck_vs_attention"), ["--config.train.seed=3"])
+    assert "seeds come from --seeds" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, seeds", [("3", [0, 1, 2]), ("0,5", [0, 5]), ("7,", [7])])
+def test_seeds_flag_is_a_count_or_a_list(text, seeds):
+    assert study.parse_args(spec("reverse_source"), [f"--seeds={text}"]).seeds == seeds
+
+
+@pytest.mark.parametrize("flag", ["--shard=3/2", "--shard=x", "--seeds=-1,2", "--seeds=two", "--setting=big"])
+def test_bad_flags_are_errors_naming_the_flag(flag, capsys):
+    with pytest.raises(SystemExit):
+        study.parse_args(spec("reverse_source"), [flag])
+    assert f"argument {flag.split('=')[0]}" in capsys.readouterr().err
+
+
+def test_quick_is_the_default_setting_and_sets_the_seed_count():
+    args = study.parse_args(spec("g2p_cmudict"), [])
+    assert (args.setting, args.seeds) == ("quick", [0, 1, 2])
+    assert study.parse_args(spec("g2p_cmudict"), ["--setting=cpu"]).seeds == [0]
+
+
+@pytest.mark.parametrize("setting", study.SETTINGS)
+@pytest.mark.parametrize("name", STUDIES)
+def test_every_variant_of_every_study_is_a_valid_run_in_every_setting(name, setting):
+    s = spec(name)
+    base = study.base_config(s, setting)
+    for run in sweep.expand(s.variants, [0]):
+        train.validate_config(sweep.apply_overrides(base, run.variant.overrides, seed=0, variant=run.variant.name))
+
+
+def test_the_main_study_compares_models_of_equal_size_that_differ_only_in_the_decoder():
+    s = spec("bottleneck_vs_attention")
+    configs = [sweep.apply_overrides(study.base_config(s, "quick"), v.overrides) for v in s.variants]
+    differing = {k for k, v in sweep.flat_config(configs[0]).items() if sweep.flat_config(configs[1])[k] != v}
+    assert differing == {"model.decoder"}
+    sizes = [(c.model.cell, c.model.embedding_size, c.model.hidden_size, c.model.num_layers) for c in configs]
+    assert sizes[0] == sizes[1]
+
+
+# --- Claims -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pairs, verdict", [
+    ([(0.9, 0.5), (0.85, 0.45), (0.92, 0.55)], "reproduced"),     # a clear effect
+    ([(0.5, 0.9), (0.45, 0.85), (0.55, 0.92)], "not reproduced"),  # reversed
+    ([(0.6, 0.5), (0.5, 0.62), (0.58, 0.55)], "inconclusive"),     # noise
+])
+def test_claims_over_seeds_get_the_verdict_of_their_paired_t_interval(pairs, verdict):
+    stats = study.claim_estimate(pairs)
+    assert stats["n"] == 3 and stats["low"] < stats["estimate"] < stats["high"]
+    assert stats["estimate"] == pytest.approx(sum(a - b for a, b in pairs) / 3)
+    assert study.verdict(stats["low"], stats["high"]) == verdict
+
+
+def test_one_seed_is_bootstrapped_over_test_examples_for_per_example_metrics():
+    clear = study.claim_estimate([(0.9, 0.5)], [(1000, 1000)], per_example=True)
+    assert clear["n"] == 1 and "bootstrap" in clear["method"]
+    assert 0.3 < clear["low"] < 0.4 < clear["high"] < 0.5
+    assert study.verdict(clear["low"], clear["high"]) == "reproduced"
+    few = study.claim_estimate([(0.6, 0.5)], [(20, 20)], per_example=True)  # 20 examples: too few to tell
+    assert study.verdict(few["low"], few["high"]) == "inconclusive"
+    other = study.claim_estimate([(-0.1, -0.5)], [(1000, 1000)], per_example=False)  # no per-example values
+    assert (other["low"], other["high"], study.verdict(other["low"], other["high"])) == (None, None, "inconclusive")
+
+
+def test_the_claims_table_of_one_seed_prints_no_spread():
+    claims = [{"claim": "c", "quantity": "a − b", "n": 1, "estimate": 0.4, "low": None, "high": None,
+               "method": "one seed, no interval", "verdict": "inconclusive"}]
+    section = study.claims_section(claims, "quick")
+    assert "| c | `a − b` | 0.4 | — | 1 | one seed, no interval | **inconclusive** |" in section
+    assert "±" not in section.split("\n\n", 2)[2]
+
+
+def _write_test_json(study_dir, run_id, rows, **metrics):
     path = os.path.join(study_dir, "runs", run_id, "eval", "test.json")
     os.makedirs(os.path.dirname(path))
     with open(path, "w") as f:
-        json.dump({"by_length": rows}, f)
+        json.dump({"by_length": rows, **metrics}, f)
+
+
+def test_a_bucket_claim_pairs_the_variants_by_seed_on_that_bucket(tmp_path):
+    inf = float("inf")
+    results = []
+    for seed, (long_a, long_b) in enumerate([(0.9, 0.2), (0.8, 0.3), (0.85, 0.1)]):
+        for variant, long in (("a", long_a), ("b", long_b)):
+            _write_test_json(tmp_path, f"{variant}/seed{seed}", [{"lo": 1, "hi": 6, "count": 50, "seq_acc": 0.9},
+                                                                 {"lo": 6, "hi": inf, "count": 50, "seq_acc": long}])
+            results.append({"run_id": f"{variant}/seed{seed}", "variant": variant, "seed": seed, "status": "ok",
+                            "metrics": {"test/seq_acc": 0.5}})
+    s = dataclasses.replace(spec("bottleneck_vs_attention"), variants=[sweep.Variant("a", {}), sweep.Variant("b", {})],
+                            claims=[study.Claim("long", better="a", worse="b", metric="test/seq_acc", bucket=-1),
+                                    study.Claim("all", better="a", worse="b", metric="test/seq_acc")])
+    long, overall = study.evaluate_claims(s, str(tmp_path), results)
+    assert (long["n"], long["seeds"], long["estimate"]) == (3, [0, 1, 2], pytest.approx(0.65))
+    assert long["verdict"] == "reproduced"
+    assert (overall["estimate"], overall["verdict"]) == (0.0, "inconclusive")
+
+
+# --- Tables and plots ---------------------------------------------------------------------------------
 
 
 def test_by_length_is_mean_and_sample_std_over_seeds_per_bucket(tmp_path):
@@ -73,51 +191,143 @@ def test_by_length_is_mean_and_sample_std_over_seeds_per_bucket(tmp_path):
     for seed, accs in [(0, (0.9, 0.4)), (1, (0.7, 0.2))]:
         _write_test_json(tmp_path, f"a/seed{seed}", [{"lo": 1, "hi": 6, "count": 5, "seq_acc": accs[0]},
                                                      {"lo": 6, "hi": inf, "count": 7, "seq_acc": accs[1]}])
+    _write_test_json(tmp_path, "b/seed0", [{"lo": 1, "hi": 6, "count": 5, "seq_acc": 0.5}])
     results = [{"run_id": f"a/seed{s}", "variant": "a", "seed": s, "status": "ok"} for s in (0, 1)]
-    results.append({"run_id": "a/seed2", "variant": "a", "seed": 2, "status": "failed"})
-    buckets, table = common.by_length(str(tmp_path), results, "seq_acc")
+    results += [{"run_id": "a/seed2", "variant": "a", "seed": 2, "status": "failed"},
+                {"run_id": "b/seed0", "variant": "b", "seed": 0, "status": "ok"}]
+    buckets, table = study.by_length(str(tmp_path), results, "seq_acc")
     assert [(b["label"], b["count"]) for b in buckets] == [("1–5", 5), ("≥ 6", 7)]
-    (m0, s0, n0), (m1, s1, n1) = table["a"]
-    assert (m0, m1, n0, n1) == (pytest.approx(0.8), pytest.approx(0.3), 2, 2)
-    assert (s0, s1) == (pytest.approx(0.1414, abs=1e-4), pytest.approx(0.1414, abs=1e-4))
-    section = common.by_length_section(str(tmp_path), results, ["seq_acc"])
-    assert "| ≥ 6 | 7 | 0.3 ± 0.14 |" in section
+    assert table["a"] == [[0.9, 0.7], [0.4, 0.2]] and table["b"] == [[0.5], []]
+    section = study.by_length_section(str(tmp_path), results, ["seq_acc"])
+    assert "| 1–5 | 5 | 0.8 ± 0.14 (n=2) | 0.5 (n=1) |" in section
+    assert "| ≥ 6 | 7 | 0.3 ± 0.14 (n=2) | — |" in section
+
+
+def test_by_length_curves_are_drawn_at_bucket_centres():
+    buckets = [{"lo": 1, "hi": 6}, {"lo": 6, "hi": 9}, {"lo": 9, "hi": float("inf")}]
+    assert study._centres(buckets, longest=14) == [3.0, 7.0, 11.5]
 
 
 def test_spread_by_length_picks_shortest_to_longest():
     sources = ["a b c", "a", "a b", "a b c d", "a b c d e"]
-    picks = common.spread_by_length(sources, 3, lambda s: len(s.split()))
+    picks = study.spread_by_length(sources, 3, lambda s: len(s.split()))
     assert [sources[i] for i in picks] == ["a", "a b c", "a b c d e"]
 
 
+# --- A sweep stopped and rerun ------------------------------------------------------------------------
+
+
+def fake_spec(stop_after: list | None = None) -> study.Study:
+    """A two-variant study whose runs write a test.json instead of training; `stop_after=[k]` interrupts
+    the sweep (KeyboardInterrupt, as a kill would) when the k-th run starts."""
+    started = []
+
+    def run_fn(config, workdir):
+        started.append(workdir)
+        if stop_after and len(started) == stop_after[0]:
+            raise KeyboardInterrupt
+        acc = 0.5 + 0.1 * config.train.seed + (0.3 if config.model.decoder == "attention" else 0.0)
+        os.makedirs(os.path.join(workdir, "eval"))
+        with open(os.path.join(workdir, "eval", "test.json"), "w") as f:
+            json.dump({"by_length": [{"lo": 1, "hi": float("inf"), "count": 100, "seq_acc": acc}]}, f)
+        return {"test/seq_acc": acc, "test/num_examples": 100}
+
+    return dataclasses.replace(spec("bottleneck_vs_attention"), run_fn=run_fn, heatmaps=())
+
+
+def test_a_sweep_stopped_midway_and_rerun_writes_the_report_of_an_uninterrupted_one(tmp_path):
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    assert study.main(fake_spec(), [f"--workdir={whole}", "--seeds=2"]) == 0
+    with pytest.raises(KeyboardInterrupt):
+        study.main(fake_spec(stop_after=[3]), [f"--workdir={stopped}", "--seeds=2"])
+    assert study.main(fake_spec(), [f"--workdir={stopped}", "--seeds=2", "--report_only"]) == 1  # runs missing
+    assert study.main(fake_spec(), [f"--workdir={stopped}", "--seeds=2"]) == 0
+    for name in ("report.md", "claims.json"):
+        assert (stopped / name).read_text().replace(str(stopped), str(whole)) == (whole / name).read_text()
+    claims = json.loads((whole / "claims.json").read_text())
+    assert [(c["n"], c["verdict"]) for c in claims] == [(2, "reproduced"), (2, "reproduced")]
+
+
+def test_report_only_fails_when_a_run_failed(tmp_path):
+    def failing(config, workdir):
+        raise RuntimeError("diverged")
+
+    s = dataclasses.replace(fake_spec(), run_fn=failing)
+    assert study.main(s, [f"--workdir={tmp_path}", "--seeds=1"]) == 1
+    assert study.main(s, [f"--workdir={tmp_path}", "--seeds=1", "--report_only"]) == 1
+    assert "RuntimeError: diverged" in (tmp_path / "report.md").read_text()
+
+
+def test_a_rerun_or_report_with_another_base_config_refuses_the_finished_runs(tmp_path, capsys):
+    assert study.main(fake_spec(), [f"--workdir={tmp_path}", "--seeds=1"]) == 0
+    report = (tmp_path / "report.md").read_text()
+    for flag in ([], ["--report_only"]):
+        assert study.main(fake_spec(), [f"--workdir={tmp_path}", "--seeds=1", "--config.train.num_steps=80", *flag]) == 2
+        assert "train.num_steps: 1000 -> 80" in capsys.readouterr().err
+    assert (tmp_path / "report.md").read_text() == report  # the old runs are not reported as new
+
+
+# --- End to end ---------------------------------------------------------------------------------------
+
+
+def study_process(name, argv):
+    """`python -m experiments.<name> *argv` with the tiny overrides, in a fresh process."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": FAST_COMPILE,
+           "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))}
+    return subprocess.Popen([sys.executable, "-m", f"experiments.{name}", *argv, *TINY_FLAGS], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def run_study(name, argv, expected=0):
+    process = study_process(name, argv)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == expected, err[-3000:]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", STUDIES)
-def test_study_runs_end_to_end_and_writes_a_complete_report(name, tmp_path):
-    module = study(name)
-    seeds = 2 if name == "bottleneck_vs_attention" else 1  # the main study: std over seeds for real
-    argv = [f"--workdir={tmp_path}", f"--seeds={seeds}"]
-    run_main(name, argv)
+def test_a_tiny_study_runs_end_to_end_survives_a_kill_and_regenerates_its_report_byte_for_byte(tmp_path):
+    argv = [f"--workdir={tmp_path}", "--seeds=2"]
+    process = study_process("bottleneck_vs_attention", argv)
+    first = tmp_path / "runs" / "bottleneck" / "seed0" / "result.json"
+    deadline = time.monotonic() + 240
+    while not first.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)  # after the first run, during the second
+    process.communicate(timeout=60)
+    assert first.exists() and not (tmp_path / "report.md").exists()
+    finished = first.read_text()
+    run_study("bottleneck_vs_attention", argv)
+    assert first.read_text() == finished  # the finished run was kept, not redone
 
     report = (tmp_path / "report.md").read_text()
-    for variant in module.VARIANTS:
-        assert re.search(rf"^\| `{re.escape(variant.name)}` \| {seeds} \| 0 \|", report, re.M), variant.name
-    assert "## Test metrics by source length" in report and "### seq_acc" in report
-    assert "## Command, setting and machine" in report
-    assert f"`python -m experiments.{name} --workdir={tmp_path} --seeds={seeds}`" in report
-    assert "backend `cpu`" in report
-    with open(tmp_path / "results.jsonl") as f:
-        assert len(f.readlines()) == len(module.VARIANTS) * seeds
-    assert len((tmp_path / "results.csv").read_text().splitlines()) == 1 + len(module.VARIANTS) * seeds
-
+    claims = (tmp_path / "claims.json").read_text()
+    assert report.startswith("# Fixed-vector bottleneck vs additive attention")
+    assert report.index("## Claims") < report.index("## Results")
+    for variant in ("bottleneck", "attention"):
+        assert re.search(rf"^\| `{variant}` \| 2 \| 0 \| .*\(n=2\)", report, re.M), variant
+    assert [c["n"] for c in json.loads(claims)] == [2, 2]
+    assert "python -m seq2seq_jax.main --config=seq2seq_jax/configs/number_digits.py:quick" in report
     linked = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)
-    assert {"plots/by_length_seq_acc.png", "plots/by_length_chrf.png", "plots/overall_seq_acc.png",
-            "plots/train_loss.png"} <= set(linked)
-    for variant in module.STUDY.heatmaps:
-        assert f"plots/attention/{variant}_seed0_0.png" in linked
+    assert {"plots/by_length_seq_acc.png", "plots/overall_seq_acc.png", "plots/train_loss.png",
+            "plots/attention/attention_seed0_0.png"} <= set(linked)
     for path in linked:
         assert (tmp_path / path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
 
-    if name == "bottleneck_vs_attention":  # once is enough (each costs a process and the heatmaps' compile)
-        # The report is made from the saved runs only: regenerating it trains nothing and changes nothing.
-        run_main(name, [*argv, "--report_only"])
-        assert (tmp_path / "report.md").read_text() == report
+    # The report is made from the saved runs only: regenerating it trains nothing and changes nothing.
+    run_study("bottleneck_vs_attention", [*argv, "--report_only"])
+    assert (tmp_path / "report.md").read_text() == report
+    assert (tmp_path / "claims.json").read_text() == claims
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["reverse_source", "cell_ablation", "attention_variants"])
+def test_study_runs_end_to_end_and_writes_a_complete_report(name, tmp_path):
+    run_study(name, [f"--workdir={tmp_path}", "--seeds=1"])
+    report = (tmp_path / "report.md").read_text()
+    for variant in spec(name).variants:
+        assert re.search(rf"^\| `{re.escape(variant.name)}` \| 1 \| 0 \|", report, re.M), variant.name
+    assert "## Claims" in report
+    assert not [line for line in report.splitlines() if line.startswith("| `") and "±" in line]  # one seed
+    assert len(json.loads((tmp_path / "claims.json").read_text())) == len(spec(name).claims)
+    for path in re.findall(r"!\[[^]]*\]\(([^)]+)\)", report):
+        assert (tmp_path / path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path

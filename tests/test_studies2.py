@@ -1,7 +1,8 @@
 """The gradient-flow, G2P and WMT'14 studies: the gradient measurement itself, then each study end to end
-on a budget far below `--quick` (same code path, smaller numbers through `main(..., config_overrides)`)."""
+on a budget far below `quick` (the same code path, smaller numbers through `--config.*` flags)."""
 
 import csv
+import dataclasses
 import functools
 import json
 import os
@@ -14,10 +15,11 @@ import tensorflow_datasets as tfds
 
 from experiments import g2p_cmudict
 from experiments import gradient_flow
+from experiments import study
 from experiments import wmt14
 from seq2seq_jax import train
+from seq2seq_jax.configs import copy as copy_config
 from seq2seq_jax.data import vocab as vocab_lib
-from seq2seq_jax.data.config import default_data_dir
 from seq2seq_jax.model import Seq2Seq
 
 pytestmark = pytest.mark.slow
@@ -27,7 +29,7 @@ VOCAB = vocab_lib.build_vocab("char", ["abcdefghij"])
 
 def tiny(cell, **model):
     """(config, model, initial params) of a small bottleneck model from the gradient-flow base config."""
-    config = gradient_flow.get_config(quick=True)
+    config = copy_config.get_config("quick")
     config.model.cell = cell
     config.model.hidden_size, config.model.embedding_size = 8, 4
     config.model.update(model)
@@ -78,11 +80,11 @@ def test_vanilla_rnn_gradient_vanishes_much_faster_than_the_lstms_at_init():
     decay = {}
     for cell in ("rnn", "lstm"):
         config, model, params = tiny(cell, hidden_size=32)
-        config.gradient_flow.probe_length, config.gradient_flow.probe_batch = 20, 8
-        profile = gradient_flow.gradient_profile(model, params, gradient_flow.probe_batch(config, VOCAB, VOCAB))
+        batch = gradient_flow.probe_batch(config, VOCAB, VOCAB, length=20, size=8)
+        profile = gradient_flow.gradient_profile(model, params, batch)
         assert profile.shape == (20,) and np.all(profile > 0)
         decay[cell] = profile[-1] / profile[0]
-    assert decay["rnn"] < 1e-4 < 1e-2 < decay["lstm"]
+    assert decay["rnn"] < 1e-4 and decay["lstm"] > 1e-2
 
 
 def read_results(study_dir):
@@ -103,61 +105,66 @@ def assert_study_written(study_dir, variants, plots, report_has=()):
     return results
 
 
+def flags(overrides: dict) -> list[str]:
+    return [f"--config.{k}={v}" for k, v in overrides.items()]
+
+
+def only(spec: study.Study, *names: str) -> study.Study:
+    """The study with only the variants `names` (and the claims between them): a cheaper end-to-end run."""
+    return dataclasses.replace(spec, variants=[v for v in spec.variants if v.name in names],
+                               claims=[c for c in spec.claims if {c.better, c.worse} <= set(names)])
+
+
 def test_gradient_flow_study_end_to_end(tmp_path):
-    overrides = {"data.data_dir": str(tmp_path / "tfds"), "data.num_train": 300, "data.num_validation": 30,
+    overrides = {"data.data_dir": tmp_path / "tfds", "data.num_train": 300, "data.num_validation": 30,
                  "data.num_test": 60, "data.synthetic_max_length": 6, "data.num_buckets": 1,
-                 "model.hidden_size": 16, "train.num_steps": 8, "train.log_every": 4,
-                 "train.checkpoint_every": 8, "gradient_flow.probe_batch": 4}
-    study = str(tmp_path / "study")
-    variants = [v for v in gradient_flow.VARIANTS if v.name in ("rnn", "lstm")]
-    assert gradient_flow.main([f"--workdir={study}", "--quick"], config_overrides=overrides, variants=variants) == 0
+                 "model.hidden_size": 16, "train.num_steps": 8, "train.log_every": 4, "train.checkpoint_every": 8}
+    study_dir = str(tmp_path / "study")
+    spec = only(gradient_flow.STUDY, "rnn", "lstm")
+    assert study.main(spec, [f"--workdir={study_dir}", "--seeds=1", *flags(overrides)]) == 0
     results = assert_study_written(
-        study, ["rnn", "lstm"],
-        ["gradient_flow_init.png", "gradient_flow_trained.png", "copy_accuracy_vs_length.png"],
-        ["## Gradient norm by distance from the output", "## Copy accuracy by source length"])
+        study_dir, ["rnn", "lstm"],
+        ["plots/gradient_flow_init.png", "plots/gradient_flow_trained.png", "plots/by_length_seq_acc.png"],
+        ["## Gradient norm by distance from the output", "## Test metrics by source length"])
     for r in results:
         assert np.isfinite(r["metrics"]["grad_init/log10_per_step"]) and r["metrics"]["probe_length"] == 6
-        record = json.load(open(os.path.join(study, "runs", r["run_id"], "gradient_flow.json")))
+        record = json.load(open(os.path.join(study_dir, "runs", r["run_id"], "gradient_flow.json")))
         assert len(record["init"]) == len(record["trained"]) == 6
+    claims = json.load(open(os.path.join(study_dir, "claims.json")))
+    assert [c["n"] for c in claims] == [1, 1]
 
 
-def test_g2p_study_end_to_end_with_a_beam_test_and_the_published_table(tmp_path):
+def test_g2p_study_end_to_end_decodes_test_with_a_beam_and_shows_the_published_table(tmp_path):
     # Words of at most 3 letters only: a few thousand training examples, a few hundred test words.
-    overrides = {"data.data_dir": default_data_dir(), "data.max_source_length": 3, "data.num_buckets": 1,
+    overrides = {"data.data_dir": tmp_path / "tfds", "data.max_source_length": 3, "data.num_buckets": 1,
                  "model.hidden_size": 16, "model.embedding_size": 8, "model.attention_size": 16,
                  "train.num_steps": 6, "train.log_every": 3, "train.checkpoint_every": 6,
-                 "eval.max_validation_examples": 20, "g2p.test_beam_size": 2, "g2p.test_beam_examples": 20}
-    study = str(tmp_path / "study")
-    variants = [v for v in g2p_cmudict.VARIANTS if v.name == "attention"]  # the bottleneck runs on wmt14
-    assert g2p_cmudict.main([f"--workdir={study}", "--quick"], config_overrides=overrides, variants=variants) == 0
-    results = assert_study_written(study, ["attention"], ["test_per.png"],
-                                   ["## Next to published results (not directly comparable)", "5.45", "20.24",
+                 "eval.max_validation_examples": 20, "eval.test_beam_size": 2}
+    study_dir = str(tmp_path / "study")
+    spec = only(g2p_cmudict.STUDY, "attention")  # the bottleneck runs on wmt14
+    assert study.main(spec, [f"--workdir={study_dir}", "--seeds=1", *flags(overrides)]) == 0
+    results = assert_study_written(study_dir, ["attention"], ["plots/overall_per.png"],
+                                   ["## Published results (not directly comparable)", "5.45", "20.24",
                                     "2007 CMUdict"])
     for r in results:
         m = r["metrics"]
-        assert m["test_beam/beam_size"] == 2 and m["test_beam/num_examples"] == 20 and m["cmudict_version"]
-        assert 0 <= m["test_beam/wer"] <= 1 and m["test/num_examples"] > 20
-        assert os.path.exists(os.path.join(study, "runs", r["run_id"], "eval", "test_beam_predictions.tsv"))
-
-
-def test_g2p_list_keeps_the_gpu_flag(tmp_path, capsys):
-    assert g2p_cmudict.main([f"--workdir={tmp_path}", "--gpu", "--list"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 and all(line.endswith("--gpu") and "--only=" in line for line in lines)
+        assert m["test/beam_size"] == 2 and m["validation/beam_size"] == 1 and m["cmudict_version"]
+        assert 0 <= m["test/wer"] <= 1 and m["test/num_examples"] > 20
 
 
 def test_wmt14_study_runs_a_few_steps_on_mock_data(tmp_path, fixed_mock_getitems):
-    overrides = {"data.data_dir": str(tmp_path / "tfds"), "data.vocab_size": 60, "data.num_buckets": 1,
+    overrides = {"data.data_dir": tmp_path / "tfds", "data.vocab_size": 60, "data.num_buckets": 1,
                  "data.max_source_length": None, "data.max_target_length": None,
                  "model.hidden_size": 16, "model.embedding_size": 8, "model.attention_size": 16,
                  "train.batch_size": 8, "train.num_steps": 3, "train.log_every": 3, "train.checkpoint_every": 3,
-                 "eval.max_validation_examples": 8, "wmt14.test_beam_examples": 8}
-    study = str(tmp_path / "study")
+                 "eval.max_validation_examples": 8}
+    study_dir = str(tmp_path / "study")
     with tfds.testing.mock_data(num_examples=24, policy=tfds.testing.MockPolicy.USE_CODE):
-        variants = [v for v in wmt14.VARIANTS if v.name == "bottleneck"]  # attention runs on g2p
-        assert wmt14.main([f"--workdir={study}", "--quick"], config_overrides=overrides, variants=variants) == 0
-    results = assert_study_written(study, ["bottleneck"], ["bleu_vs_length.png"])
+        spec = only(wmt14.STUDY, "bottleneck")  # attention runs on g2p
+        assert study.main(spec, [f"--workdir={study_dir}", "--seeds=1", *flags(overrides)]) == 0
+    results = assert_study_written(study_dir, ["bottleneck"], ["plots/by_length_bleu.png"])
     for r in results:
-        assert r["metrics"]["step"] == 3 and 0 <= r["metrics"]["test_beam/bleu"] <= 100
-    config = json.load(open(os.path.join(study, "runs", "bottleneck", "seed0", "config.json")))
+        assert r["metrics"]["step"] == 3 and r["metrics"]["test/beam_size"] == 2
+        assert 0 <= r["metrics"]["test/bleu"] <= 100
+    config = json.load(open(os.path.join(study_dir, "runs", "bottleneck", "seed0", "config.json")))
     assert config["data"]["source_vocab"] == config["data"]["target_vocab"] == "sentencepiece"

@@ -1,8 +1,7 @@
-"""The sweep runner: overrides, resumption, failure isolation, shards, the CLI and a reproducible report."""
+"""The sweep runner: overrides, resumption, failure isolation, shards, stale runs and a reproducible report."""
 
 import json
 import os
-import shlex
 
 import ml_collections
 import pytest
@@ -36,13 +35,6 @@ def fake_run_fn(config, workdir):
 def calls(study_dir, run_id) -> int:
     path = os.path.join(study_dir, "runs", run_id, "calls")
     return len(open(path).read()) if os.path.exists(path) else 0
-
-
-def run_main(argv, study_dir):
-    args = sweep.parse_study_args([f"--workdir={study_dir}", *argv], default_workdir="unused")
-    return sweep.run_study(args, module="experiments.fake", variants=VARIANTS, make_config=make_config,
-                           run_fn=fake_run_fn, title="Fake study", description="A study of nothing.",
-                           metric_keys=METRIC_KEYS)
 
 
 def test_apply_overrides_returns_a_copy_with_dotted_keys_and_the_seed_set():
@@ -140,42 +132,16 @@ def test_only_runs_one_run(tmp_path):
         sweep.run_sweep(str(tmp_path), runs, make_config, fake_run_fn, only="attention/seed7")
 
 
-@pytest.mark.parametrize("text, seeds", [("3", [0, 1, 2]), ("0,5", [0, 5]), ("7,", [7])])
-def test_seeds_flag_is_a_count_or_a_list(text, seeds):
-    assert sweep.parse_study_args([f"--seeds={text}"], "w").seeds == seeds
-
-
-@pytest.mark.parametrize("flag", ["--shard=3/2", "--shard=x", "--shard=1/0", "--seeds=-1,2", "--seeds=two"])
-def test_bad_flags_are_errors_naming_the_flag(flag, capsys):
-    with pytest.raises(SystemExit):
-        sweep.parse_study_args([flag], "w")
-    assert f"argument {flag.split('=')[0]}" in capsys.readouterr().err
-
-
-def test_list_prints_one_command_per_run_and_each_runs_exactly_that_run(tmp_path, capsys):
-    study_dir = tmp_path / "my study"  # a space, so the commands must quote
-    assert run_main(["--list", "--quick", "--seeds=4,9"], study_dir) == 0
-    commands = capsys.readouterr().out.splitlines()
-
-    assert len(commands) == len(VARIANTS) * 2
-    expected = f"python -m experiments.fake '--workdir={study_dir}' --quick --seeds=4,9 --only=baseline/seed4"
-    assert commands[0] == expected
-    for command in commands:
-        argv = shlex.split(command)
-        assert argv[:3] == ["python", "-m", "experiments.fake"]
-        run_main(argv[3:], study_dir)
-    for run in sweep.expand(VARIANTS, [4, 9]):
-        assert calls(study_dir, run.run_id) == 1
-    assert not os.path.exists(study_dir / "report.md")  # partial runs leave the report to --report_only
-
-
-def test_full_study_writes_a_report_that_regenerates_byte_identical(tmp_path):
-    assert run_main(["--seeds=3"], tmp_path) == 1  # the broken variant failed
+def test_report_regenerates_byte_identical_from_results_jsonl(tmp_path):
+    runs = sweep.expand(VARIANTS, [0, 1, 2])
+    sweep.run_sweep(str(tmp_path), runs, make_config, fake_run_fn)
+    results = sweep.collect(str(tmp_path), runs)
+    sweep.write_report(str(tmp_path), "Fake study", "A study of nothing.", results, METRIC_KEYS)
     report = (tmp_path / "report.md").read_text()
     csv_text = (tmp_path / "results.csv").read_text()
 
     # attention: acc = 0.5, 0.6, 0.7 -> mean 0.6, sample std 0.1; loss 1.0 every seed -> std 0.
-    assert "| `attention` | 3 | 0 | 0.6 ± 0.1 | 1 ± 0 |" in report
+    assert "| `attention` | 3 | 0 | 0.6 ± 0.1 (n=3) | 1 ± 0 (n=3) |" in report
     assert "| `broken` | 0 | 3 | — | — |" in report
     assert "- `broken/seed2`: RuntimeError: diverged at step 7" in report
     assert "- `attention`: `model.bonus=0.5`, `model.decoder='attention'`" in report
@@ -188,12 +154,45 @@ def test_full_study_writes_a_report_that_regenerates_byte_identical(tmp_path):
     assert (tmp_path / "report.md").read_text() == report
     assert (tmp_path / "results.csv").read_text() == csv_text
 
-    assert run_main(["--report_only"], tmp_path) == 0
-    assert (tmp_path / "report.md").read_text() == report
-    assert sum(calls(tmp_path, r.run_id) for r in sweep.expand(VARIANTS, [0, 1, 2])) == 9
+
+def test_collect_reports_only_the_runs_of_the_current_sweep(tmp_path):
+    sweep.run_sweep(str(tmp_path), sweep.expand(VARIANTS[:1], [0, 1, 2]), make_config, fake_run_fn)
+    results = sweep.collect(str(tmp_path), sweep.expand(VARIANTS[:1], [0, 1]))
+    assert [r["run_id"] for r in results] == ["baseline/seed0", "baseline/seed1"]
 
 
-def test_summarize_uses_sample_std_and_zero_for_one_seed():
+def test_a_sweep_rerun_after_a_base_config_change_refuses_the_old_runs_naming_the_fields(tmp_path):
+    runs = sweep.expand(VARIANTS[:2], [0])
+    sweep.run_sweep(str(tmp_path), runs, make_config, fake_run_fn)
+
+    def changed():
+        config = make_config()
+        config.train.num_steps = 80
+        return config
+
+    with pytest.raises(ValueError, match=r"attention/seed0 \(train.num_steps: 10 -> 80\)"):
+        sweep.run_sweep(str(tmp_path), runs, changed, fake_run_fn)
+    assert [calls(tmp_path, r.run_id) for r in runs] == [1, 1]  # refused before anything ran
+    sweep.run_sweep(str(tmp_path), runs, make_config, fake_run_fn)  # the same config: reused
+    assert [calls(tmp_path, r.run_id) for r in runs] == [1, 1]
+
+
+def test_machine_paths_are_not_part_of_a_runs_recorded_config():
+    config = make_config()
+    config.data = {"data_dir": "/somewhere", "dataset": "x"}
+    assert sweep.flat_config(config) == {"model.decoder": "bottleneck", "model.bonus": 0.0, "model.broken": False,
+                                         "train.seed": 0, "train.num_steps": 10, "data.dataset": "x"}
+
+
+@pytest.mark.parametrize("values, text", [([], "—"), ([0.5], "0.5 (n=1)"), ([0.5, 0.7], "0.6 ± 0.14 (n=2)")])
+def test_a_cell_shows_n_and_never_a_spread_for_one_seed(values, text):
+    results = [{"variant": "a", "overrides": {}, "status": "ok", "metrics": {"acc": v}} for v in values]
+    results.append({"variant": "a", "overrides": {}, "status": "failed", "metrics": {}})
+    (row,) = sweep.summarize(results, ["acc"])
+    assert sweep.cell(row["mean"]["acc"], row["std"]["acc"], row["n"]["acc"]) == text
+
+
+def test_summarize_uses_sample_std_and_none_for_one_seed():
     results = [
         {"variant": "a", "overrides": {}, "status": "ok", "metrics": {"acc": 1.0}},
         {"variant": "a", "overrides": {}, "status": "ok", "metrics": {"acc": 3.0}},
@@ -202,43 +201,6 @@ def test_summarize_uses_sample_std_and_zero_for_one_seed():
     ]
     a, b = sweep.summarize(results, ["acc"])
     assert (a["n_ok"], a["n_failed"], a["mean"]["acc"], a["std"]["acc"]) == (2, 0, 2.0, pytest.approx(2**0.5))
-    assert (b["n_ok"], b["n_failed"], b["mean"]["acc"], b["std"]["acc"]) == (1, 1, 5.0, 0.0)
+    assert (b["n_ok"], b["n_failed"], b["mean"]["acc"], b["std"]["acc"], b["n"]["acc"]) == (1, 1, 5.0, None, 1)
 
 
-@pytest.mark.parametrize("argv, quick, full, seeds", [
-    ([], True, False, [0, 1]),
-    (["--quick"], True, False, [0, 1]),
-    (["--full"], False, True, [0, 1, 2, 3]),
-    (["--full", "--seeds=1"], False, True, [0]),
-])
-def test_quick_by_default_studies_run_quick_unless_full_with_a_seed_count_per_setting(argv, quick, full, seeds):
-    args = sweep.parse_study_args(argv, "w", default_seeds=2, quick_by_default=True, full_seeds=4)
-    assert (args.quick, args.full, args.seeds) == (quick, full, seeds)
-
-
-def test_full_and_quick_together_are_an_error_and_full_needs_quick_by_default(capsys):
-    with pytest.raises(SystemExit):
-        sweep.parse_study_args(["--full", "--quick"], "w", quick_by_default=True)
-    assert "argument --full" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        sweep.parse_study_args(["--full"], "w")
-    assert not sweep.parse_study_args(["--quick"], "w").full
-
-
-@pytest.mark.parametrize("flag", ["--full", "--quick"])
-def test_listed_commands_keep_the_setting_of_a_quick_by_default_study(flag):
-    args = sweep.parse_study_args([flag], "w", default_seeds=2, quick_by_default=True, full_seeds=4)
-    commands = sweep.list_commands("experiments.fake", args, sweep.expand(VARIANTS[:1], args.seeds))
-    reparsed = sweep.parse_study_args(shlex.split(commands[0])[3:], "w", default_seeds=2, quick_by_default=True)
-    assert (reparsed.quick, reparsed.full, reparsed.seeds) == (args.quick, args.full, args.seeds)
-
-
-def test_extra_sections_can_be_made_from_the_results(tmp_path):
-    def sections(study_dir, results):
-        return [f"## Extra\n\n{len(results)} results in {os.path.basename(study_dir)}"]
-
-    args = sweep.parse_study_args([f"--workdir={tmp_path}", "--seeds=2"], "unused")
-    sweep.run_study(args, module="experiments.fake", variants=VARIANTS[:2], make_config=make_config,
-                    run_fn=fake_run_fn, title="Fake", description="d", metric_keys=METRIC_KEYS,
-                    extra_sections=sections)
-    assert f"## Extra\n\n4 results in {tmp_path.name}" in (tmp_path / "report.md").read_text()

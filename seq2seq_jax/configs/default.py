@@ -50,6 +50,9 @@ def get_eval_config() -> ml_collections.ConfigDict:
     e = ml_collections.ConfigDict()
     # Beam size of validation/test decoding (1 = greedy).
     e.beam_size = 1
+    # Beam size of the final test decoding, after model selection (0 = eval.beam_size): e.g. greedy
+    # validation during training, a beam for the test score.
+    e.test_beam_size = 0
     # GNMT length-penalty alpha for beam search (0 = plain log-probability).
     e.length_penalty = 0.0
     # Longest output is max_output_ratio * (source bucket length) + max_output_extra tokens.
