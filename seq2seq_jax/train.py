@@ -15,11 +15,11 @@ import time
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 from absl import logging
 from flax.training import train_state
 from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec
 
 from seq2seq_jax import checkpointing
 from seq2seq_jax import inference
@@ -30,6 +30,7 @@ from seq2seq_jax.data import pipeline
 from seq2seq_jax.data import vocab as vocab_lib
 from seq2seq_jax.logger import MetricsLogger
 from seq2seq_jax.model import ModelConfig, Seq2Seq, shift_right
+from seq2seq_jax.parallel import data_mesh, shard_batch
 
 OPTIMIZERS = ("adam", "sgd", "adadelta")
 SCHEDULES = ("constant", "halving", "warmup_decay")
@@ -222,8 +223,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     multihost_utils.sync_global_devices("data prepared")  # before the other processes read them
     data = data or get_data()
     model = create_model(config, data.source_vocab.size, data.target_vocab.size)
-    mesh = parallel.data_mesh()
-    replicated = parallel.replicated(mesh)
+    mesh = data_mesh()
+    replicated = NamedSharding(mesh, PartitionSpec())
     state = jax.device_put(create_train_state(model, config), replicated)
     checkpoints = checkpointing.Checkpoints(workdir, keep=t.keep_checkpoints)
     iterator = data.train_iterator()
@@ -249,7 +250,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     progress = logger.progress(start, t.num_steps)
     try:
         for step in range(start + 1, t.num_steps + 1):
-            state, metrics = p_train_step(state, parallel.shard_batch(next(iterator), mesh))
+            state, metrics = p_train_step(state, shard_batch(next(iterator), mesh))
             pending.append(metrics)
             progress.update(1)
             if step % t.log_every == 0 or step == t.num_steps:

@@ -6,69 +6,18 @@ Run A trains 8 steps on 1 device, then resumes on 8 devices for 8 more; run B do
 phase ends with the full evaluation, so both device counts are compared on every part of a run.
 """
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
+from cli_runs import SMALL, assert_same_evaluation, final_metrics, finish, read_eval, start, succeed
 
 from seq2seq_jax import inference, parallel, train
 from seq2seq_jax.logger import read_metrics
 
 pytestmark = pytest.mark.slow
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = (  # the tiny config, smaller: mechanics, not learning; beam search so both searches are covered
-    "--config=seq2seq_jax/configs/tiny.py", "--config.data.num_train=256", "--config.data.num_validation=24",
-    "--config.data.num_test=24", "--config.data.synthetic_max_length=8", "--config.model.hidden_size=16",
-    "--config.model.embedding_size=8", "--config.model.attention_size=8", "--config.train.batch_size=16",
-    "--config.train.learning_rate=0.02", "--config.train.log_every=1", "--config.train.eval_every=0",
-    "--config.train.checkpoint_every=8", "--config.eval.beam_size=2")
-
-
-def start(module: str, *flags: str, devices: int = 1, env: dict | None = None) -> subprocess.Popen:
-    """``python -m seq2seq_jax.<module> flags`` in a fresh process that sees ``devices`` CPU devices."""
-    env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", f"seq2seq_jax.{module}", *flags], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(process: subprocess.Popen, timeout: float = 180) -> tuple[int, str, str]:
-    """``(returncode, stdout, stderr)``; the process is killed if it outlives ``timeout`` seconds."""
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        stdout, stderr = process.communicate()
-    return process.returncode, stdout, stderr
-
-
-def succeed(*processes: subprocess.Popen) -> list[tuple[str, str]]:
-    """Waits for all ``processes``; each must exit 0. Returns their ``(stdout, stderr)``."""
-    results = [finish(p) for p in processes]
-    for code, _, stderr in results:
-        assert code == 0, stderr[-3000:]
-    return [(stdout, stderr) for _, stdout, stderr in results]
-
-
-def read_eval(workdir, name: str = "test") -> tuple[dict, str]:
-    with open(os.path.join(workdir, "eval", f"{name}.json")) as f:
-        result = json.load(f)
-    with open(os.path.join(workdir, "eval", f"{name}_predictions.tsv")) as f:
-        return result, f.read()
-
-
-def assert_same_evaluation(actual: tuple[dict, str], expected: tuple[dict, str]) -> None:
-    """Equal metrics (float tolerance: the sums are reduced in another order) and identical predictions."""
-    shared = {"loss", "perplexity", "seq_acc", "token_acc", "by_length", "num_examples", "step"}
-    assert shared <= set(actual[0]) & set(expected[0])
-    assert {k: actual[0][k] for k in shared} == pytest.approx({k: expected[0][k] for k in shared}, rel=1e-5)
-    assert actual[1] == expected[1]
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +59,7 @@ def test_eight_devices_evaluate_and_decode_like_one(runs):
     assert_same_evaluation(read_eval(runs["a"]), read_eval(runs["b"]))  # step 16: A on 8 devices, B on 1
     hypotheses = [line.split("\t")[1] for line in read_eval(runs["a"])[1].splitlines()[1:]]
     assert len(set(hypotheses)) > 1  # the model says something: equal predictions are not all empty
-    finals = [json.loads(stdout) for stdout, _ in runs["second"]]
+    finals = [final_metrics(stdout) for stdout, _ in runs["second"]]
     assert finals[0] == pytest.approx(finals[1], rel=1e-5)
 
 
@@ -134,8 +83,8 @@ def test_translate_on_eight_devices_gives_the_hypotheses_of_one(runs, tmp_path):
 
 def test_batch_size_not_divisible_by_the_devices_fails_before_anything_is_written(tmp_path):
     workdir = tmp_path / "run"
-    code, _, stderr = finish(start("main", *SMALL, f"--workdir={workdir}", "--config.train.batch_size=12",
-                                   devices=8), timeout=120)
+    [(code, _, stderr)] = finish(start("main", *SMALL, f"--workdir={workdir}", "--config.train.batch_size=12",
+                                       devices=8))
     assert code == 1
     assert "train.batch_size=12 must be divisible by the 8 devices" in stderr and "Traceback" not in stderr
     assert not workdir.exists()
