@@ -14,6 +14,7 @@ import numpy as np
 
 from seq2seq_jax import decoding
 from seq2seq_jax import metrics as metrics_lib
+from seq2seq_jax import parallel
 from seq2seq_jax.data.vocab import BOS, EOS
 from seq2seq_jax.model import Seq2Seq
 
@@ -55,13 +56,23 @@ def predict_fn(model: Seq2Seq, beam_size: int, max_len: int):
 
 
 def decode_batch(model, params, batch, eval_config, *, beam_size=None, alpha=None) -> decoding.DecodeOutput:
-    """Decodes one padded batch with ``eval_config``'s settings (overridable); results on the host."""
+    """Decodes one padded batch with ``eval_config``'s settings (overridable); results on the host.
+
+    A numpy ``batch`` is split over this process's devices (padded to a multiple of their number); a
+    batch of global arrays (``parallel.shard_batch``, every process calling) is decoded where it lies.
+    """
     beam_size = eval_config.beam_size if beam_size is None else beam_size
     alpha = eval_config.length_penalty if alpha is None else alpha
     max_len = max_output_length(batch["inputs"].shape[1], eval_config)
-    out = predict_fn(model, int(beam_size), max_len)(params, batch["inputs"], batch["input_lengths"],
+    inputs, rows = {k: batch[k] for k in ("inputs", "input_lengths")}, None
+    if not isinstance(inputs["inputs"], jax.Array):
+        rows, mesh = len(inputs["inputs"]), parallel.data_mesh(jax.local_devices())
+        inputs = parallel.shard_batch(parallel.pad_rows(inputs, jax.local_device_count()), mesh)
+        params = jax.device_put(params, parallel.replicated(mesh))
+    out = predict_fn(model, int(beam_size), max_len)(params, inputs["inputs"], inputs["input_lengths"],
                                                       jnp.float32(alpha))
-    return jax.device_get(out)
+    out = parallel.to_host(out)
+    return out if rows is None else jax.tree.map(lambda x: x[:rows], out)
 
 
 def _tokens_of(output, row) -> list[int]:
@@ -72,26 +83,33 @@ def evaluate_split(model, params, data, split, eval_config, *, eval_step, max_ex
                    beam_size=None, keep_attention=0) -> dict:
     """Loss, perplexity and decoded-output metrics of ``split``, overall and by source length.
 
-    Returns a JSON-able dict; ``predictions`` holds ``(source, hypothesis, references)`` per example and
-    ``attention`` the weights of the first ``keep_attention`` examples (for heatmaps).
+    Every process calls it: each one's eval batches (padded to a multiple of its devices) become one
+    global batch sharded over all devices, for the teacher-forced step and the search alike, and the
+    decoded rows come back to every process, so all return the whole split's result, the same as on
+    one device. Returns a JSON-able dict; ``predictions`` holds ``(source, hypothesis, references)`` per
+    example and ``attention`` the weights of the first ``keep_attention`` examples (for heatmaps).
     """
     examples = data.examples(split)
     limit = len(examples) if not max_examples else min(max_examples, len(examples))
+    mesh = parallel.data_mesh()
+    params = jax.device_put(params, parallel.replicated(mesh))
     nll = tokens = correct = 0.0
     hyps, source_lengths, attention = {}, {}, {}
-    for batch in data.eval_batches(split):
-        index = batch["index"]
-        if not np.any((index >= 0) & (index < limit)):
+    for local_batch in data.eval_batches(split):
+        batch = parallel.shard_batch(parallel.pad_rows(local_batch, jax.local_device_count()), mesh)
+        index = parallel.to_host(batch.pop("index"))  # every process's rows, in the global batch's order
+        if not np.any((index >= 0) & (index < limit)):  # the same decision on every process
             continue
-        sums = jax.device_get(eval_step(params, {k: v for k, v in batch.items() if k != "index"}))
+        sums = parallel.to_host(eval_step(params, batch))
         nll += float(sums["loss_sum"])
         tokens += float(sums["token_count"])
         correct += float(sums["correct_sum"])
         output = decode_batch(model, params, batch, eval_config, beam_size=beam_size)
+        input_lengths = parallel.to_host(batch["input_lengths"])
         for row, i in enumerate(index):
             if 0 <= i < limit:
                 hyps[int(i)] = data.target_vocab.decode(_tokens_of(output, row))
-                source_lengths[int(i)] = int(batch["input_lengths"][row])
+                source_lengths[int(i)] = int(input_lengths[row])
                 if i < keep_attention:
                     attention[int(i)] = output.attention[row, : output.lengths[row], : source_lengths[int(i)]]
     indices = sorted(hyps)

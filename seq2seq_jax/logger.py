@@ -12,6 +12,8 @@ import os
 import tqdm
 from tensorboardX import SummaryWriter
 
+from seq2seq_jax import parallel
+
 
 def read_metrics(workdir: str) -> list[dict]:
     """The rows of ``workdir/metrics.jsonl`` (empty if none)."""
@@ -25,6 +27,9 @@ def read_metrics(workdir: str) -> list[dict]:
 class MetricsLogger:
     def __init__(self, workdir: str, *, start_step: int = 0, hparams: dict | None = None):
         self.path = os.path.join(workdir, "metrics.jsonl")
+        self._file = self._writer = None
+        if not parallel.is_main_process():  # process 0 writes for all; write() and close() do nothing here
+            return
         kept = [row for row in read_metrics(workdir) if row["step"] <= start_step]
         with open(self.path + ".tmp", "w") as f:
             f.writelines(json.dumps(row) + "\n" for row in kept)
@@ -36,6 +41,8 @@ class MetricsLogger:
 
     def write(self, row: dict) -> None:
         """Appends ``row`` (must have ``step``) to metrics.jsonl and its scalars to TensorBoard."""
+        if self._file is None:
+            return
         self._file.write(json.dumps(row) + "\n")
         self._file.flush()
         for key, value in row.items():
@@ -48,5 +55,7 @@ class MetricsLogger:
         return tqdm.tqdm(initial=start, total=total, unit="step", dynamic_ncols=True, disable=None)
 
     def close(self) -> None:
+        if self._file is None:
+            return
         self._file.close()
         self._writer.close()

@@ -15,20 +15,22 @@ import time
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 from absl import logging
 from flax.training import train_state
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec
 
 from seq2seq_jax import checkpointing
 from seq2seq_jax import inference
 from seq2seq_jax import metrics as metrics_lib
+from seq2seq_jax import parallel
 from seq2seq_jax.data import config as data_config_lib
 from seq2seq_jax.data import pipeline
 from seq2seq_jax.data import vocab as vocab_lib
 from seq2seq_jax.logger import MetricsLogger
 from seq2seq_jax.model import ModelConfig, Seq2Seq, shift_right
+from seq2seq_jax.parallel import data_mesh, shard_batch
 
 OPTIMIZERS = ("adam", "sgd", "adadelta")
 SCHEDULES = ("constant", "halving", "warmup_decay")
@@ -163,20 +165,6 @@ def eval_step(params, batch, *, model: Seq2Seq):
     return token_losses(logits, batch["targets"], batch["target_lengths"])
 
 
-# --- Devices -----------------------------------------------------------------------------------------
-
-
-def data_mesh() -> Mesh:
-    """All devices of all processes along one ``'data'`` axis."""
-    return Mesh(np.asarray(jax.devices()), ("data",))
-
-
-def shard_batch(batch: dict, mesh: Mesh) -> dict:
-    """This process's numpy batch -> global arrays split along the batch axis."""
-    sharding = NamedSharding(mesh, PartitionSpec("data"))
-    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
-
-
 # --- The loop ----------------------------------------------------------------------------------------
 
 
@@ -195,7 +183,8 @@ def _write_or_check_config(config: ml_collections.ConfigDict, workdir: str) -> N
         if differing:
             raise ValueError(f"workdir {workdir} holds a run with a different config ({', '.join(differing)} "
                              "differ); use a new --workdir or the same model/data settings")
-    checkpointing.save_json(path, current)
+    if parallel.is_main_process():
+        checkpointing.save_json(path, current)
 
 
 def _is_better(value: float, best: float | None, mode: str) -> bool:
@@ -210,6 +199,8 @@ def scalar_metrics(result: dict) -> dict:
 def write_eval(workdir: str, result: dict, step: int, name: str | None = None) -> None:
     """``eval/<name>.json`` (metrics, by length) and ``eval/<name>_predictions.tsv``; ``name`` defaults to
     the split (``seq2seq_jax.evaluate`` passes e.g. ``test_beam4`` to keep the training-time files)."""
+    if not parallel.is_main_process():  # every process holds the same result; one writes it
+        return
     name = result["split"] if name is None else name
     saved = {k: v for k, v in result.items() if k not in ("predictions", "attention")}
     checkpointing.save_json(os.path.join(workdir, "eval", f"{name}.json"), {**saved, "step": step})
@@ -228,8 +219,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     os.makedirs(workdir, exist_ok=True)
     _write_or_check_config(config, workdir)
     t = config.train
-    data = pipeline.get_data(config.data, batch_size=t.batch_size // jax.process_count(), seed=t.seed,
-                             vocab_dir=os.path.join(workdir, "vocab"))
+    get_data = functools.partial(pipeline.get_data, config.data, batch_size=t.batch_size // jax.process_count(),
+                                 seed=t.seed, vocab_dir=os.path.join(workdir, "vocab"))
+    data = get_data() if parallel.is_main_process() else None  # prepares the dataset, saves the vocabularies
+    multihost_utils.sync_global_devices("data prepared")  # before the other processes read them
+    data = data or get_data()
     model = create_model(config, data.source_vocab.size, data.target_vocab.size)
     mesh = data_mesh()
     replicated = NamedSharding(mesh, PartitionSpec())

@@ -15,7 +15,9 @@ Training order: every epoch, each bucket's examples are shuffled with `(seed, ep
 batches; the few left over roll up into the next larger bucket (they fit its shape), and only the last
 bucket's remainder (< batch_size examples, different ones every epoch) is dropped. The batch order is then
 shuffled too. This plan is computed per epoch inside a grain `MapDataset`, whose `DatasetIterator` is
-checkpointable with `get_state()`/`set_state()`.
+checkpointable with `get_state()`/`set_state()`. With several processes (`grain.sharding.ShardByJaxProcess`),
+`batch_size` is each process's share: all plan the same global batches and each takes its own slice, so
+the training batches do not depend on the number of processes. Evaluation splits every bucket between them.
 """
 
 import dataclasses
@@ -221,25 +223,30 @@ class Data:
     # --- Training ---
 
     def _train_members(self) -> list[np.ndarray]:
-        """This process's training example indices, per bucket."""
+        """The training example indices, per bucket."""
         train = self._splits["train"]
-        mine = np.arange(len(train.examples))[self._shard_index::self._shard_count]
-        return [mine[train.bucket[mine] == b] for b in range(len(self.bucket_shapes))]
+        return [np.flatnonzero(train.bucket == b) for b in range(len(self.bucket_shapes))]
+
+    @property
+    def _global_batch_size(self) -> int:
+        """Rows of a training batch over all processes: each one takes its slice of every global batch, so
+        the batches (and a resumed run) do not depend on the number of processes."""
+        return self.batch_size * self._shard_count
 
     def _train_plan_sizes(self) -> None:
         """Batches per epoch and the examples dropped per epoch (fixed: they do not depend on the shuffle)."""
         carry, self.batches_per_epoch = 0, 0
         for members in self._train_members():
             pool = carry + len(members)
-            self.batches_per_epoch += pool // self.batch_size
-            carry = pool % self.batch_size
+            self.batches_per_epoch += pool // self._global_batch_size
+            carry = pool % self._global_batch_size
         self.train_remainder = carry
         if self.batches_per_epoch == 0:
             raise ValueError(
-                f"The train split of dataset {self._config.dataset!r} has fewer examples on this process "
-                f"({carry}) than batch_size={self.batch_size}.")
+                f"The train split of dataset {self._config.dataset!r} has fewer examples ({carry}) than one batch "
+                f"of {self._global_batch_size}.")
         logging.info("Training: %d batches of %d per epoch; %d examples per epoch left out at random (the "
-                     "remainder, reshuffled every epoch).", self.batches_per_epoch, self.batch_size, carry)
+                     "remainder, reshuffled every epoch).", self.batches_per_epoch, self._global_batch_size, carry)
 
     def _epoch_plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
         """(bucket, example indices) of every training batch of `epoch`, in order; the last two are cached."""
@@ -254,15 +261,16 @@ class Data:
         batches, carry = [], np.zeros(0, dtype=np.int64)
         for b, members in enumerate(self._train_members()):
             pool = np.concatenate([carry, rng.permutation(members)])
-            full = len(pool) // self.batch_size * self.batch_size
-            batches += [(b, rows) for rows in pool[:full].reshape(-1, self.batch_size)]  # none if full == 0
+            full = len(pool) // self._global_batch_size * self._global_batch_size
+            batches += [(b, rows) for rows in pool[:full].reshape(-1, self._global_batch_size)]  # none if full == 0
             carry = rng.permutation(pool[full:])
         return [batches[i] for i in rng.permutation(len(batches))]
 
     def _train_batch(self, step: int, _) -> dict[str, np.ndarray]:
         epoch, i = divmod(step, self.batches_per_epoch)
         bucket, rows = self._epoch_plan(epoch)[i]
-        return self._batch(self._splits["train"], rows, bucket)
+        mine = rows[self._shard_index * self.batch_size:(self._shard_index + 1) * self.batch_size]
+        return self._batch(self._splits["train"], mine, bucket)
 
     def train_iterator(self, *, prefetch: int = 4) -> grain.DatasetIterator:
         """Infinite training batches, exactly `batch_size` rows each; checkpoint with `get_state`/`set_state`."""
