@@ -84,6 +84,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     cli.require(_WORKDIR)
     cli.quiet_libraries()
+    cli.enable_compilation_cache()
     workdir, split, checkpoint = _WORKDIR.value, _SPLIT.value, _CHECKPOINT.value
     try:
         config, model, params, _, _ = train.load_trained(workdir, checkpoint)

@@ -1,7 +1,7 @@
 """The translate command: streaming line by line, N-best TSV, empty and bad lines, a compilation cache.
 
-One tiny run is trained once for the module (a few dozen steps: accuracy does not matter here). Most
-tests call ``translate.main`` in-process with the compilation cache off; the pipe and the cache are
+One tiny run is trained once for the module (a few dozen steps: accuracy does not matter here); the
+tests that use it are marked slow. Most tests call ``translate.main`` in-process with the compilation cache off; the pipe and the cache are
 tested on the real command in subprocesses.
 """
 
@@ -18,12 +18,11 @@ import pytest
 from absl import flags
 from hypothesis import strategies as st
 
+from seq2seq_jax import cli
 from seq2seq_jax import inference
 from seq2seq_jax import train
 from seq2seq_jax import translate
 from seq2seq_jax.configs import tiny
-
-pytestmark = pytest.mark.slow
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,6 +75,7 @@ def translate_file(workdir, tmp_path, content: bytes, *args) -> list[str]:
     return text.split("\n")[:-1]
 
 
+@pytest.mark.slow
 def test_one_output_line_per_input_line_and_attention_plots(workdir, tmp_path):
     lines = ["abc", "", "zyx\u00e9\u20ac", "hello world", "q"]
     plots = tmp_path / "plots"
@@ -89,6 +89,7 @@ def test_one_output_line_per_input_line_and_attention_plots(workdir, tmp_path):
     assert not (tmp_path / "out.txt.tmp").exists()
 
 
+@pytest.mark.slow
 def test_outputs_are_the_beams_best_in_input_order(workdir, tmp_path):
     """Chunks, length sorting and padding change nothing: each line is what the beam gives it alone."""
     lines = ["abcdefghijkl", "b", "", "cab", "abcabcabcabc", "ba", "a"]
@@ -101,6 +102,7 @@ def test_outputs_are_the_beams_best_in_input_order(workdir, tmp_path):
     assert len(out) == len(lines)  # CRLF and no final newline
 
 
+@pytest.mark.slow
 def test_nbest_writes_ranked_rows_with_the_beams_scores(workdir, tmp_path):
     lines = ["abc", "", "cbad"]
     rows = [row.split("\t") for row in
@@ -118,6 +120,7 @@ def test_nbest_writes_ranked_rows_with_the_beams_scores(workdir, tmp_path):
         assert scores == sorted(scores, reverse=True)
 
 
+@pytest.mark.slow
 def test_bad_bytes_unknown_characters_and_a_byte_order_mark(workdir, tmp_path, caplog):
     content = b"\xef\xbb\xbfabc\n\xff\xfe\x00garbage\n\xe2\x82\xac\xe2\x80\xa8x\x0c\n\n"
     out = translate_file(workdir, tmp_path, content)
@@ -128,6 +131,7 @@ def test_bad_bytes_unknown_characters_and_a_byte_order_mark(workdir, tmp_path, c
     assert not any(m.startswith("line 1:") for m in messages)  # the BOM is not read as a character
 
 
+@pytest.mark.slow
 def test_an_over_long_line_is_cut_with_a_warning(workdir, tmp_path, caplog, monkeypatch):
     monkeypatch.setattr(translate, "DEFAULT_MAX_SOURCE_LENGTH", 40)  # the tiny run sets no max_source_length
     start = time.monotonic()
@@ -142,6 +146,7 @@ def load_once(monkeypatch):
     monkeypatch.setattr(train, "load_trained", functools.cache(train.load_trained))
 
 
+@pytest.mark.slow
 @hypothesis.settings(max_examples=15, deadline=None, suppress_health_check=list(hypothesis.HealthCheck))
 @hypothesis.given(st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")), min_size=1, max_size=6))
 def test_any_bytes_give_one_output_line_per_input_line(workdir, tmp_path_factory, load_once, lines):
@@ -154,6 +159,7 @@ def test_any_bytes_give_one_output_line_per_input_line(workdir, tmp_path_factory
             assert got == ""
 
 
+@pytest.mark.slow
 def test_a_failed_run_leaves_an_existing_output_as_it_was(workdir, tmp_path, monkeypatch):
     output = tmp_path / "out.txt"
     output.write_text("precious\n")
@@ -173,6 +179,7 @@ def test_a_failed_run_leaves_an_existing_output_as_it_was(workdir, tmp_path, mon
     assert output.read_text() == "precious\n" and sorted(os.listdir(tmp_path)) == ["in.txt", "out.txt"]
 
 
+@pytest.mark.slow
 def test_bad_requests_are_one_clear_error(workdir, tmp_path):
     source = tmp_path / "in.txt"
     source.write_text("abc\n")
@@ -211,6 +218,7 @@ def read_line(stream, timeout: float) -> str:
     return stream.readline()
 
 
+@pytest.mark.slow
 def test_a_pipe_is_answered_line_by_line_and_a_second_call_compiles_nothing(workdir, tmp_path):
     env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu", "SEQ2SEQ_JAX_CACHE_DIR": str(tmp_path / "cache")}
     compilations = []
@@ -234,3 +242,12 @@ def test_a_pipe_is_answered_line_by_line_and_a_second_call_compiles_nothing(work
         compilations.append(int(stderr.split("XLA compilations: ")[1].split()[0]))
     assert compilations[0] > 0 and compilations[1] == 0
     assert os.listdir(tmp_path / "cache")
+
+
+def test_the_compilation_cache_directory_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SEQ2SEQ_JAX_CACHE_DIR", "/some/where")
+    assert cli.compilation_cache_dir() == "/some/where"
+    monkeypatch.setenv("SEQ2SEQ_JAX_CACHE_DIR", "off")
+    assert cli.compilation_cache_dir() is None and cli.enable_compilation_cache() is None
+    monkeypatch.delenv("SEQ2SEQ_JAX_CACHE_DIR")
+    assert cli.compilation_cache_dir() == os.path.expanduser("~/.cache/seq2seq_jax/jax_cache")
