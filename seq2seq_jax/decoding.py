@@ -48,7 +48,7 @@ class DecodeOutput:
     every field, best first).
 
     tokens: ``[batch, max_len]`` int32, ``EOS`` included where emitted, ``PAD`` after it.
-    lengths: ``[batch]`` int32, tokens including the ``EOS`` (``max_len`` if it never ended).
+    lengths: ``[batch]`` int32, tokens including the ``EOS`` (the example's limit if it never ended).
     scores: ``[batch]`` float32, total log-probability ``log p(Y|X)`` of ``tokens``.
     normalized_scores: ``[batch]`` float32, ``scores / lp(Y)`` (`length_penalty`; greedy: ``scores``).
     attention: ``[batch, max_len, src_len]`` float32, the weights of each chosen step (zeros after the
@@ -126,6 +126,13 @@ def _check_args(step_fn, memory, init_state, batch_size, max_len, src_len):
     return logits.shape[1]
 
 
+def _limits(max_lengths, batch_size: int, max_len: int) -> jax.Array:
+    """``[batch]`` int32: each example's longest output, ``max_lengths`` clipped to ``[1, max_len]``."""
+    if max_lengths is None:
+        return jnp.full((batch_size,), max_len, jnp.int32)
+    return jnp.clip(jnp.asarray(max_lengths, jnp.int32), 1, max_len)
+
+
 class _GreedyState(NamedTuple):
     step: jax.Array  # [] int32: steps run
     last: jax.Array  # [batch] int32: y_{i-1}
@@ -138,9 +145,11 @@ class _GreedyState(NamedTuple):
 
 
 def greedy_search(step_fn: StepFn, memory, init_state, *, batch_size: int, max_len: int, src_len: int,
-                  bos_id=1, eos_id=2, with_attention: bool = False) -> DecodeOutput:
-    """Greedy decoding ``y_i = argmax_y log p(y | y_<i, X)``, until every sequence emitted EOS or max_len."""
+                  bos_id=1, eos_id=2, with_attention: bool = False, max_lengths=None) -> DecodeOutput:
+    """Greedy decoding ``y_i = argmax_y log p(y | y_<i, X)``, until every sequence emitted EOS or reached
+    its longest output (``max_lengths [batch]``, at most ``max_len``; default ``max_len``)."""
     _check_args(step_fn, memory, init_state, batch_size, max_len, src_len)
+    limits = _limits(max_lengths, batch_size, max_len)  # [batch]
 
     def cond(s):
         return (s.step < max_len) & ~jnp.all(s.finished)
@@ -156,7 +165,7 @@ def greedy_search(step_fn: StepFn, memory, init_state, *, batch_size: int, max_l
         return _GreedyState(
             step=s.step + 1,
             last=token,
-            finished=s.finished | (token == eos_id),
+            finished=s.finished | (token == eos_id) | (s.step + 1 >= limits),
             tokens=s.tokens.at[:, s.step].set(jnp.where(live, token, PAD_ID)),
             attention=attention if with_attention else None,
             scores=s.scores + jnp.where(live, token_log_prob, 0.0),
@@ -199,7 +208,7 @@ class _BeamState(NamedTuple):
 
 def beam_search(step_fn: StepFn, memory, init_state, *, batch_size: int, beam_size: int, max_len: int,
                 src_len: int, alpha=0.0, bos_id=1, eos_id=2, with_attention: bool = False,
-                nbest: int | None = None) -> DecodeOutput:
+                nbest: int | None = None, max_lengths=None) -> DecodeOutput:
     """Batched beam search ranking finished hypotheses by ``log p(Y|X) / lp(Y)`` (Wu et al. 2016, eq. 14).
 
     Each step extends the ``beam`` live hypotheses by every token and keeps the ``2 * beam`` best
@@ -217,6 +226,10 @@ def beam_search(step_fn: StepFn, memory, init_state, *, batch_size: int, beam_si
 
     ``nbest=None`` returns the best hypothesis per example; ``nbest=N`` (``1 <= N <= beam``) the ``N``
     best, with an axis ``[batch, N, ...]`` on every output field.
+
+    ``max_lengths [batch]`` (at most ``max_len``; default ``max_len``) is each example's longest output:
+    an example stops there, and its result is the one it would get alone with ``max_len`` at its limit, so
+    one sentence that never ends does not keep the others' search going.
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
@@ -229,13 +242,15 @@ def beam_search(step_fn: StepFn, memory, init_state, *, batch_size: int, beam_si
     if keep > beam_size * vocab_size:
         raise ValueError(f"beam search needs vocab >= 2, got {vocab_size}")
     beam_step = _per_beam(step_fn, batch_size, beam_size)
+    limits = _limits(max_lengths, batch_size, max_len)  # [batch]
     by_example = lambda x: x.reshape(batch_size, -1, *x.shape[1:])  # [batch * k, ...] -> [batch, k, ...]
 
     def cond(s):
-        # The largest lp a live hypothesis can still get (lengths step+1..max_len; lp is monotone).
-        max_penalty = jnp.maximum(length_penalty(s.step + 1, alpha), length_penalty(max_len, alpha))
+        # The largest lp a live hypothesis can still get (lengths step+1..limit; lp is monotone).
+        max_penalty = jnp.maximum(length_penalty(s.step + 1, alpha), length_penalty(limits, alpha))  # [batch]
         best_live = s.live_log_probs[:, 0] / max_penalty  # [batch]; -inf stays -inf
-        return (s.step < max_len) & ~jnp.all(s.finished.scores[:, -1] >= best_live)
+        done = (s.step >= limits) | (s.finished.scores[:, -1] >= best_live)  # [batch]
+        return (s.step < max_len) & ~jnp.all(done)
 
     def body(s):
         last = s.live_tokens[:, jnp.maximum(s.step - 1, 0)]
@@ -275,13 +290,19 @@ def beam_search(step_fn: StepFn, memory, init_state, *, batch_size: int, beam_si
         tokens = jnp.take_along_axis(top_tokens, picked, axis=1).reshape(flat_size)  # [batch * beam]
         # Only the per-hypothesis state moves with its beam; the memory stays per example.
         live_tokens, live_attention, model = gather_beams((s.live_tokens, live_attention, model), parents)
+        live_tokens = live_tokens.at[:, s.step].set(tokens)
+
+        # An example past its limit keeps its hypotheses as they were (its decoder state is not read again).
+        active = s.step < limits  # [batch]
+        flat_active = jnp.repeat(active, beam_size)  # [batch * beam]
+        unless_done = lambda on: lambda new, old: jnp.where(on.reshape(on.shape + (1,) * (new.ndim - 1)), new, old)
         return _BeamState(
             step=s.step + 1,
-            live_log_probs=live_log_probs,
-            live_tokens=live_tokens.at[:, s.step].set(tokens),
-            live_attention=live_attention,
+            live_log_probs=unless_done(active)(live_log_probs, s.live_log_probs),
+            live_tokens=unless_done(flat_active)(live_tokens, s.live_tokens),
+            live_attention=jax.tree_util.tree_map(unless_done(flat_active), live_attention, s.live_attention),
             model=model,
-            finished=finished,
+            finished=jax.tree_util.tree_map(unless_done(active), finished, s.finished),
         )
 
     # [batch, beam]: beam 0 of each example at log p = 0, the copies at -inf until step 0 spreads them.
@@ -309,13 +330,14 @@ def beam_search(step_fn: StepFn, memory, init_state, *, batch_size: int, beam_si
     found = place < num_finished  # [batch, k]
     beams = jnp.clip(place - num_finished, 0, beam_size - 1)  # [batch, k]
     live_log_probs = jnp.take_along_axis(s.live_log_probs, beams, axis=1)  # [batch, k]
+    live_lengths = jnp.minimum(s.step, limits)[:, None]  # [batch, 1]
     live_tokens, live_attention = jax.tree_util.tree_map(
         by_example, gather_beams((s.live_tokens, s.live_attention), beams))  # [batch, k, ...]
     out = DecodeOutput(
         tokens=jnp.where(found[..., None], f.tokens, live_tokens),
-        lengths=jnp.where(found, f.lengths, s.step),
+        lengths=jnp.where(found, f.lengths, live_lengths),
         scores=jnp.where(found, f.log_probs, live_log_probs),
-        normalized_scores=jnp.where(found, f.scores, live_log_probs / length_penalty(s.step, alpha)),
+        normalized_scores=jnp.where(found, f.scores, live_log_probs / length_penalty(live_lengths, alpha)),
         attention=jnp.where(found[..., None, None], f.attention, live_attention) if with_attention else None,
     )
     return out if nbest else jax.tree_util.tree_map(lambda x: x[:, 0], out)

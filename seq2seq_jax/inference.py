@@ -22,7 +22,7 @@ from seq2seq_jax.model import Seq2Seq
 
 
 def max_output_length(source_len: int, eval_config) -> int:
-    """Longest output for a source bucket of ``source_len``: ``ratio * source_len + extra``."""
+    """Longest output for a source of ``source_len`` tokens: ``ratio * source_len + extra``."""
     return int(eval_config.max_output_ratio * source_len + eval_config.max_output_extra)
 
 
@@ -42,13 +42,14 @@ def search_inputs(model: Seq2Seq, params, inputs, lengths):
 @functools.lru_cache(maxsize=None)
 def predict_fn(model: Seq2Seq, beam_size: int, max_len: int, with_attention: bool = False,
                nbest: int | None = None):
-    """A jitted ``(params, inputs [batch, src_len], lengths [batch], alpha) -> DecodeOutput`` (see
-    ``decoding.beam_search`` for ``with_attention`` and ``nbest``; greedy when ``beam_size == 1``)."""
+    """A jitted ``(params, inputs [batch, src_len], lengths [batch], alpha, max_lengths [batch] | None)
+    -> DecodeOutput``, outputs of at most ``max_len`` tokens (``max_lengths``: each example's own limit);
+    see ``decoding.beam_search`` for ``with_attention`` and ``nbest``. Greedy when ``beam_size == 1``."""
 
-    def predict(params, inputs, lengths, alpha):
+    def predict(params, inputs, lengths, alpha, max_lengths=None):
         step_fn, memory, state = search_inputs(model, params, inputs, lengths)
         sizes = dict(batch_size=inputs.shape[0], max_len=max_len, src_len=inputs.shape[1],
-                     bos_id=BOS, eos_id=EOS, with_attention=with_attention)
+                     bos_id=BOS, eos_id=EOS, with_attention=with_attention, max_lengths=max_lengths)
         if beam_size == 1 and not nbest:
             return decoding.greedy_search(step_fn, memory, state, **sizes)
         return decoding.beam_search(step_fn, memory, state, beam_size=beam_size, alpha=alpha, nbest=nbest,
@@ -61,18 +62,24 @@ def decode_batch(model, params, batch, eval_config, *, beam_size=None, alpha=Non
                  with_attention=False, nbest=None) -> decoding.DecodeOutput:
     """Decodes one padded batch with ``eval_config``'s settings (overridable); results on the host.
 
-    ``max_len`` defaults to ``max_output_length`` of the batch's source width. The attention weights are
-    returned only ``with_attention``; ``nbest=N`` returns the N best of the beam (``[batch, N, ...]``).
+    Each output is at most ``max_output_length`` of its own source length (so one sentence that never
+    ends does not keep the batch decoding much past the others), or ``max_len`` tokens if given. The
+    attention weights are returned only ``with_attention``; ``nbest=N`` returns the N best of the beam
+    (``[batch, N, ...]``).
     """
     beam_size = eval_config.beam_size if beam_size is None else beam_size
     alpha = eval_config.length_penalty if alpha is None else alpha
-    max_len = max_output_length(batch["inputs"].shape[1], eval_config) if max_len is None else max_len
+    max_lengths = None
+    if max_len is None:  # the program's size from the width, each example's limit from its length
+        max_len = max_output_length(batch["inputs"].shape[1], eval_config)
+        max_lengths = (eval_config.max_output_ratio * jnp.asarray(batch["input_lengths"])
+                       + eval_config.max_output_extra).astype(jnp.int32)  # [batch]
     # Only options that differ from predict_fn's defaults go in its cache key, so a caller asking for
     # predict_fn(model, beam_size, max_len) finds the program decode_batch compiled.
     options = dict(with_attention=True) if with_attention else {}
     options.update(dict(nbest=int(nbest)) if nbest else {})
     out = predict_fn(model, int(beam_size), int(max_len), **options)(
-        params, batch["inputs"], batch["input_lengths"], jnp.float32(alpha))
+        params, batch["inputs"], batch["input_lengths"], jnp.float32(alpha), max_lengths)
     return jax.device_get(out)
 
 

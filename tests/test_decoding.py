@@ -64,16 +64,19 @@ def toy_step(params, memory, state, tokens):
 
 # Compiled once for the module: params, memory and state traced, sizes static (as a caller wraps decoding).
 @functools.partial(jax.jit, static_argnames=("batch_size", "max_len", "with_attention"))
-def greedy(params, inputs, *, batch_size, max_len=MAX_LEN, with_attention=True):
+def greedy(params, inputs, *, batch_size, max_len=MAX_LEN, with_attention=True, max_lengths=None):
     return decoding.greedy_search(functools.partial(toy_step, params), *inputs, batch_size=batch_size,
-                                  max_len=max_len, src_len=S, bos_id=BOS, eos_id=EOS, with_attention=with_attention)
+                                  max_len=max_len, src_len=S, bos_id=BOS, eos_id=EOS, with_attention=with_attention,
+                                  max_lengths=max_lengths)
 
 
 @functools.partial(jax.jit, static_argnames=("batch_size", "beam_size", "max_len", "with_attention", "nbest"))
-def beam(params, inputs, alpha, *, batch_size, beam_size, max_len=MAX_LEN, with_attention=True, nbest=None):
+def beam(params, inputs, alpha, *, batch_size, beam_size, max_len=MAX_LEN, with_attention=True, nbest=None,
+         max_lengths=None):
     return decoding.beam_search(functools.partial(toy_step, params), *inputs, batch_size=batch_size,
                                 beam_size=beam_size, max_len=max_len, src_len=S, alpha=alpha,
-                                bos_id=BOS, eos_id=EOS, with_attention=with_attention, nbest=nbest)
+                                bos_id=BOS, eos_id=EOS, with_attention=with_attention, nbest=nbest,
+                                max_lengths=max_lengths)
 
 
 _step = jax.jit(toy_step)
@@ -292,6 +295,26 @@ def test_nbest_fills_with_live_hypotheses_after_every_finished_one():
     np.testing.assert_array_equal(out.tokens[:, 1], [[3] * MAX_LEN] * 2)  # a a a a a a
     np.testing.assert_array_equal(np.sort(out.tokens[:, 2]), [[3] * (MAX_LEN - 1) + [4]] * 2)  # one b (ties)
     assert np.all(out.scores[:, 1] > out.scores[:, 2])
+
+
+@pytest.mark.parametrize("search", ["greedy", "beam", "nbest"])
+def test_each_example_stops_at_its_own_limit_as_if_decoded_alone(search):
+    """With per-example limits, example b gets what it gets alone with max_len = limit b (then PAD)."""
+    run = dict(greedy=greedy, beam=functools.partial(beam, alpha=0.6, beam_size=4),
+               nbest=functools.partial(beam, alpha=0.6, beam_size=4, nbest=3))[search]
+    limits = [2, 4, 3]
+    together = run(PARAMS, INPUTS, batch_size=3, max_lengths=jnp.array(limits))
+    unlimited = run(PARAMS, INPUTS, batch_size=3)
+    assert np.any(np.asarray(together.lengths) != np.asarray(unlimited.lengths))  # the limits bite
+    for b, limit in enumerate(limits):
+        alone = run(PARAMS, example(INPUTS, b), batch_size=1, max_len=limit)
+        for field in ("tokens", "attention"):  # [batch, (nbest,) max_len, ...]: PAD / 0 past the limit
+            got, want = np.asarray(getattr(together, field)[b]), np.asarray(getattr(alone, field)[0])
+            np.testing.assert_allclose(got[..., :limit, :] if field == "attention" else got[..., :limit], want,
+                                       rtol=1e-5, atol=1e-6)
+            assert not np.any(got[..., limit:, :] if field == "attention" else got[..., limit:])
+        for field in ("lengths", "scores", "normalized_scores"):
+            np.testing.assert_allclose(getattr(together, field)[b], getattr(alone, field)[0], rtol=1e-5, atol=1e-6)
 
 
 def assert_well_formed(out, max_len):
