@@ -145,3 +145,16 @@ def test_translate_gives_one_output_per_line_including_empty_and_unknown():
         assert len(ids) == len(line) and attention.shape == (len(target_ids), len(line))
         assert hypothesis == target_vocab.decode(target_ids)
     assert all(target_ids for _, _, ids, target_ids in outputs if ids)  # every real line was decoded
+
+
+def test_decode_batch_limits_each_output_by_its_own_source_length():
+    model, params = model_and_params("attention")
+    inputs, lengths = source_batch()
+    eval_config = default.get_config().eval
+    eval_config.max_output_ratio, eval_config.max_output_extra = 1.0, 1
+    for beam_size in (1, 2):
+        out = inference.decode_batch(model, params, {"inputs": inputs, "input_lengths": lengths}, eval_config,
+                                     beam_size=beam_size)
+        assert out.tokens.shape == (4, 8 + 1)  # the program's size: the width's limit
+        assert np.all(out.lengths <= LENGTHS + 1) and np.any(out.lengths == LENGTHS + 1)
+        assert not np.any(np.asarray(out.tokens)[np.arange(9)[None, :] >= (LENGTHS + 1)[:, None]])
