@@ -1,9 +1,9 @@
 """What the command-line tools (``main``, ``evaluate``, ``translate``) share.
 
-* Flags more than one tool takes (``--workdir``, ``--checkpoint``, ``--beam_size``) are defined here, once,
-  on ``absl.flags.FLAGS``: absl refuses a flag name defined by two modules, and tests import all three tools
-  into one process. Each tool calls the ``*_flag()`` it uses at import time, so its ``--help`` lists only
-  its own flags.
+* Flags more than one tool takes (``--workdir``, ``--checkpoint``, ``--beam_size``, ``--length_penalty``)
+  are defined here, once, on ``absl.flags.FLAGS``: absl refuses a flag name defined by two modules, and
+  tests import all three tools into one process. Each tool calls the ``*_flag()`` it uses at import time,
+  so its ``--help`` lists only its own flags.
 * ``require`` turns a missing flag into absl's usage error. It is checked in ``main`` rather than with
   ``flags.mark_flag_as_required``, whose validators are global and would fire for every tool in a process
   that imported several.
@@ -48,6 +48,12 @@ def checkpoint_flag() -> flags.FlagHolder:
 def beam_size_flag() -> flags.FlagHolder:
     return _once("beam_size", lambda: flags.DEFINE_integer(
         "beam_size", None, "Beam size (1 = greedy); default: the run's eval.beam_size.", lower_bound=1))
+
+
+def length_penalty_flag() -> flags.FlagHolder:
+    return _once("length_penalty", lambda: flags.DEFINE_float(
+        "length_penalty", None, "GNMT length-penalty alpha of beam search; default: the run's eval.length_penalty.",
+        lower_bound=0.0))
 
 
 def require(*holders: flags.FlagHolder) -> None:

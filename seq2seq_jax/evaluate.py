@@ -30,10 +30,8 @@ _WORKDIR = cli.workdir_flag()
 _CHECKPOINT = cli.checkpoint_flag()
 _BEAM_SIZE = cli.beam_size_flag()
 _SPLIT = flags.DEFINE_enum("split", "test", list(pipeline.SPLITS), "Split of the run's dataset to evaluate.")
-_LENGTH_PENALTY = flags.DEFINE_float(
-    "length_penalty", None, "GNMT length-penalty alpha of beam search; default: the run's eval.length_penalty.",
-    lower_bound=0.0)
-for _name in ("workdir", "checkpoint", "beam_size"):
+_LENGTH_PENALTY = cli.length_penalty_flag()
+for _name in ("workdir", "checkpoint", "beam_size", "length_penalty"):
     flags.declare_key_flag(_name)
 
 

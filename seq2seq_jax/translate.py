@@ -57,15 +57,14 @@ _INPUT = flags.DEFINE_string("input", "-", "Text file to translate, one source p
 _OUTPUT = flags.DEFINE_string("output", "-", "Where the translations go, one per line; '-' = stdout.")
 _NBEST = flags.DEFINE_integer(
     "nbest", None, "Write the N best hypotheses of the beam as TSV: line, rank, score, hypothesis.", lower_bound=1)
-_LENGTH_PENALTY = flags.DEFINE_float(
-    "length_penalty", None, "GNMT length penalty alpha of beam search; default: the run's eval.length_penalty.")
+_LENGTH_PENALTY = cli.length_penalty_flag()
 _MAX_LENGTH = flags.DEFINE_integer(
-    "max_length", None, "Longest output in tokens; default: eval.max_output_ratio * source width + "
+    "max_length", None, "Longest output in tokens; default: eval.max_output_ratio * source length + "
     "eval.max_output_extra.", lower_bound=1)
 _ATTENTION_PLOTS = flags.DEFINE_string(
     "attention_plots", None, "Folder for one attention heatmap per input line (0000.png, ...); default: none.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Lines decoded together.", lower_bound=1)
-for _name in ("workdir", "checkpoint", "beam_size"):
+for _name in ("workdir", "checkpoint", "beam_size", "length_penalty"):
     flags.declare_key_flag(_name)
 
 
@@ -149,9 +148,12 @@ def open_input(path: str):
         yield f.fileno(), True
 
 
-def max_source_length(config) -> int:
-    """Longest source decoded: the run's ``data.max_source_length``, else `DEFAULT_MAX_SOURCE_LENGTH`."""
-    return config.data.get("max_source_length") or DEFAULT_MAX_SOURCE_LENGTH
+def max_source_length(config) -> tuple[int, str]:
+    """Longest source decoded, and where it comes from: the run's ``data.max_source_length``, else
+    `DEFAULT_MAX_SOURCE_LENGTH`."""
+    if config.data.get("max_source_length"):
+        return config.data.max_source_length, "the run's data.max_source_length"
+    return DEFAULT_MAX_SOURCE_LENGTH, "translate's default for a run without data.max_source_length"
 
 
 def main(argv):
@@ -173,7 +175,7 @@ def main(argv):
         beam_size = config.eval.beam_size if _BEAM_SIZE.value is None else _BEAM_SIZE.value
         if nbest is not None and nbest > beam_size:
             cli.fail(f"--nbest={nbest} needs a beam at least as wide: --beam_size={beam_size}")
-        limit = max_source_length(config)
+        limit, limit_origin = max_source_length(config)
         logging.info("translating %s with the %s checkpoint of %s (beam %d)", _INPUT.value, _CHECKPOINT.value,
                      _WORKDIR.value, beam_size)
         reader, number = LineReader(fd), 0
@@ -188,7 +190,7 @@ def main(argv):
                     beam_size=beam_size, alpha=_LENGTH_PENALTY.value, max_len=_MAX_LENGTH.value, nbest=nbest,
                     with_attention=plots is not None, max_source_len=limit)
                 for k, (line, translation) in enumerate(zip(lines, translations)):
-                    _report(number + k + 1, line, translation, limit)
+                    _report(number + k + 1, translation, limit, limit_origin)
                     if plots is not None:
                         _plot(plots, number + k, line, translation, source_vocab, target_vocab)
                 out.write("".join(output_rows(number + k + 1, t, bool(nbest)) for k, t in enumerate(translations)))
@@ -199,14 +201,14 @@ def main(argv):
     logging.info("wrote %d lines to %s", number, output)
 
 
-def _report(number, line, translation, limit):
+def _report(number, translation, limit, limit_origin):
     """Warnings for what was not decoded as written: unknown characters, a cut source."""
     if UNK in translation.source_ids:
         logging.warning("line %d: %d tokens unknown to the source vocabulary, read as UNK", number,
                         translation.source_ids.count(UNK))
     if translation.truncated:
-        logging.warning("line %d: %d tokens, cut to the first %d (data.max_source_length)", number,
-                        translation.input_length, limit)
+        logging.warning("line %d: %d tokens, cut to the first %d (%s)", number, translation.input_length, limit,
+                        limit_origin)
 
 
 def _plot(folder, index, line, translation, source_vocab, target_vocab):

@@ -1,8 +1,8 @@
 """The translate command: streaming line by line, N-best TSV, empty and bad lines, a compilation cache.
 
 One tiny run is trained once for the module (a few dozen steps: accuracy does not matter here); the
-tests that use it are marked slow. Most tests call ``translate.main`` in-process with the compilation cache off; the pipe and the cache are
-tested on the real command in subprocesses.
+tests that use it are marked slow. Most tests call ``translate.main`` in-process with the compilation
+cache off; the pipe and the cache are tested on the real command in subprocesses.
 """
 
 import functools
@@ -137,7 +137,8 @@ def test_an_over_long_line_is_cut_with_a_warning(workdir, tmp_path, caplog, monk
     start = time.monotonic()
     out = translate_file(workdir, tmp_path, b"abc\n" + b"ab" * 50_000 + b"\nba\n")
     assert len(out) == 3 and time.monotonic() - start < 120  # bounded, not a hang
-    assert "line 2: 100000 tokens, cut to the first 40 (data.max_source_length)" in caplog.text
+    assert ("line 2: 100000 tokens, cut to the first 40 (translate's default for a run without "
+            "data.max_source_length)") in caplog.text
 
 
 @pytest.fixture
