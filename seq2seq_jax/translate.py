@@ -180,23 +180,27 @@ def main(argv):
                      _WORKDIR.value, beam_size)
         reader, number = LineReader(fd), 0
         progress = tqdm.tqdm(unit=" lines", disable=not is_file, file=sys.stderr)
-        with open_output(output) as out:
-            while raw_lines := reader.next_lines(CHUNK_BATCHES * _BATCH_SIZE.value):
-                lines = [decode_line(raw, number + k + 1) for k, raw in enumerate(raw_lines)]
-                if number == 0 and lines[0].startswith("\ufeff"):
-                    lines[0] = lines[0][1:]  # a byte-order mark is not text
-                translations = inference.translate_lines(
-                    model, params, source_vocab, target_vocab, lines, config.eval, batch_size=_BATCH_SIZE.value,
-                    beam_size=beam_size, alpha=_LENGTH_PENALTY.value, max_len=_MAX_LENGTH.value, nbest=nbest,
-                    with_attention=plots is not None, max_source_len=limit)
-                for k, (line, translation) in enumerate(zip(lines, translations)):
-                    _report(number + k + 1, translation, limit, limit_origin)
-                    if plots is not None:
-                        _plot(plots, number + k, line, translation, source_vocab, target_vocab)
-                out.write("".join(output_rows(number + k + 1, t, bool(nbest)) for k, t in enumerate(translations)))
-                out.flush()
-                number += len(lines)
-                progress.update(len(lines))
+        try:
+            with open_output(output) as out:
+                while raw_lines := reader.next_lines(CHUNK_BATCHES * _BATCH_SIZE.value):
+                    lines = [decode_line(raw, number + k + 1) for k, raw in enumerate(raw_lines)]
+                    if number == 0 and lines[0].startswith("\ufeff"):
+                        lines[0] = lines[0][1:]  # a byte-order mark is not text
+                    translations = inference.translate_lines(
+                        model, params, source_vocab, target_vocab, lines, config.eval, batch_size=_BATCH_SIZE.value,
+                        beam_size=beam_size, alpha=_LENGTH_PENALTY.value, max_len=_MAX_LENGTH.value, nbest=nbest,
+                        with_attention=plots is not None, max_source_len=limit)
+                    for k, (line, translation) in enumerate(zip(lines, translations)):
+                        _report(number + k + 1, translation, limit, limit_origin)
+                        if plots is not None:
+                            _plot(plots, number + k, line, translation, source_vocab, target_vocab)
+                    out.write("".join(output_rows(number + k + 1, t, bool(nbest)) for k, t in enumerate(translations)))
+                    out.flush()
+                    number += len(lines)
+                    progress.update(len(lines))
+        except BrokenPipeError:  # whoever read stdout went away (e.g. `| head`): stop quietly, as Unix tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+            sys.exit(1)
         progress.close()
     logging.info("wrote %d lines to %s", number, output)
 
