@@ -1,9 +1,9 @@
 """What the command-line tools (``main``, ``evaluate``, ``translate``) share.
 
-* Flags more than one tool takes (``--workdir``, ``--checkpoint``, ``--beam_size``) are defined here, once,
-  on ``absl.flags.FLAGS``: absl refuses a flag name defined by two modules, and tests import all three tools
-  into one process. Each tool calls the ``*_flag()`` it uses at import time, so its ``--help`` lists only
-  its own flags.
+* Flags more than one tool takes (``--workdir``, ``--checkpoint``, ``--beam_size``, ``--length_penalty``)
+  are defined here, once, on ``absl.flags.FLAGS``: absl refuses a flag name defined by two modules, and
+  tests import all three tools into one process. Each tool calls the ``*_flag()`` it uses at import time,
+  so its ``--help`` lists only its own flags.
 * ``require`` turns a missing flag into absl's usage error. It is checked in ``main`` rather than with
   ``flags.mark_flag_as_required``, whose validators are global and would fire for every tool in a process
   that imported several.
@@ -11,12 +11,15 @@
   missing workdir or input file, a split the dataset lacks.
 * ``quiet_libraries`` drops orbax's INFO chatter (a dozen lines per checkpoint read or write) from the
   absl log; its warnings and errors still show.
+* ``enable_compilation_cache`` turns on JAX's persistent compilation cache, so a second command on the
+  same shapes (a translate after another, the runs of a sweep) loads its programs instead of compiling.
 """
 
 import logging as std_logging
 import os
 import sys
 
+import jax
 from absl import app, flags, logging
 
 from seq2seq_jax.data.vocab import SPECIALS, TokenVocab
@@ -47,6 +50,12 @@ def beam_size_flag() -> flags.FlagHolder:
         "beam_size", None, "Beam size (1 = greedy); default: the run's eval.beam_size.", lower_bound=1))
 
 
+def length_penalty_flag() -> flags.FlagHolder:
+    return _once("length_penalty", lambda: flags.DEFINE_float(
+        "length_penalty", None, "GNMT length-penalty alpha of beam search; default: the run's eval.length_penalty.",
+        lower_bound=0.0))
+
+
 def require(*holders: flags.FlagHolder) -> None:
     """absl's usage error naming the first of ``holders`` that was not given."""
     for holder in holders:
@@ -75,6 +84,30 @@ def quiet_libraries() -> None:
     handler = logging.get_absl_handler()
     if not any(isinstance(f, _DropLibraryInfo) for f in handler.filters):
         handler.addFilter(_DropLibraryInfo())
+
+
+CACHE_DIR_ENV = "SEQ2SEQ_JAX_CACHE_DIR"
+
+
+def compilation_cache_dir() -> str | None:
+    """``$SEQ2SEQ_JAX_CACHE_DIR``, by default ``~/.cache/seq2seq_jax/jax_cache``; None when it is ``off``."""
+    path = os.environ.get(CACHE_DIR_ENV, os.path.join(os.path.expanduser("~"), ".cache", "seq2seq_jax", "jax_cache"))
+    return None if path.strip().lower() in ("", "off") else path
+
+
+def enable_compilation_cache() -> str | None:
+    """Points JAX's persistent compilation cache at `compilation_cache_dir` (unless JAX was given a cache
+    directory of its own, e.g. ``$JAX_COMPILATION_CACHE_DIR``, which is kept) and caches every program,
+    however fast it compiled. Returns the directory in use, or None when the cache is off."""
+    path = compilation_cache_dir()
+    if path is None:
+        return None
+    if jax.config.jax_compilation_cache_dir:
+        return jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", path)
+    # JAX's defaults skip programs that compile in under a second: most of ours on CPU.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    return path
 
 
 def token_labels(vocab, ids, text: str | None = None) -> list[str]:

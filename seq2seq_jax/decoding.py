@@ -1,22 +1,32 @@
 """Greedy and batched beam search over a model-agnostic step function (after flax examples/wmt decode.py).
 
-The model supplies a pure step function and an initial state; nothing here imports the model::
+The model supplies a pure step function, a per-sentence memory and an initial decoder state; nothing here
+imports the model::
 
-    step_fn(state, tokens [N] int32) -> (logits [N, vocab], new_state, attention [N, src_len])
+    step_fn(memory, state, tokens [N] int32) -> (logits [N, vocab], new_state, attention [N, src_len])
 
-``state`` is any pytree whose leaves all have leading dimension ``N`` (``N = batch``, or ``batch * beam``
-inside beam search: the state is tiled with `tile_beams` and reordered with `gather_beams`).
-``new_state`` must have the structure, shapes and dtypes of ``state``. Step ``i`` (0-based) is fed
-``y_{i-1}`` (``BOS`` at step 0) and its output ``y_i`` is written at position ``i``: sequences hold
-no ``BOS`` and end with the ``EOS`` they emitted, then ``PAD``.
+``memory`` is what every step reads of the source and never changes (e.g. the encoder's annotations,
+projected keys and mask); ``state`` is what a hypothesis carries from step to step. Both are pytrees whose
+leaves have leading dimension ``N``, and ``step_fn`` computes row ``n`` of its outputs from row ``n`` of
+its inputs only. ``new_state`` must have the structure, shapes and dtypes of ``state``.
+
+The searches are given ``memory`` once per sentence (leaves ``[batch, ...]``) and ``init_state`` per
+sentence too. Beam search keeps ``beam`` decoder states per sentence (``[batch * beam, ...]``, a
+sentence's beams adjacent) and reorders only those (`gather_beams`); the memory is neither tiled nor
+reordered: ``step_fn`` is mapped (``jax.vmap``) over the beams, the memory broadcast to each of them.
+Step ``i`` (0-based) is fed ``y_{i-1}`` (``BOS`` at step 0) and its output ``y_i`` is written at position
+``i``: sequences hold no ``BOS`` and end with the ``EOS`` they emitted, then ``PAD``.
+
+The attention weights of the chosen hypotheses (``[batch, max_len, src_len]``, e.g. for heatmaps) are
+kept only with ``with_attention=True``: beam search would otherwise copy that history at every step.
 
 Both searches run a ``jax.lax.while_loop`` that stops as soon as the result is decided (every greedy
-sequence has ended; no live beam can beat the best finished hypothesis) or ``max_len`` steps have run.
+sequence has ended; no live beam can beat the finished hypotheses kept) or ``max_len`` steps have run.
 Compile them inside your own jitted function that builds ``step_fn`` from traced parameters (as the wmt
 example's ``predict_step`` does), or jit them directly with the sizes and ``step_fn`` static::
 
     beam = jax.jit(beam_search, static_argnames=(
-        "step_fn", "batch_size", "beam_size", "max_len", "src_len"))
+        "step_fn", "batch_size", "beam_size", "max_len", "src_len", "with_attention", "nbest"))
 
 ``alpha``, ``bos_id`` and ``eos_id`` may be static or traced.
 """
@@ -29,25 +39,27 @@ import jax.numpy as jnp
 
 PAD_ID = 0  # seq2seq_jax.data.vocab.PAD: fills every position after a hypothesis ended
 
-StepFn = Callable[[Any, jax.Array], tuple[jax.Array, Any, jax.Array]]
+StepFn = Callable[[Any, Any, jax.Array], tuple[jax.Array, Any, jax.Array]]
 
 
 @flax.struct.dataclass
 class DecodeOutput:
-    """The best hypothesis per example.
+    """The best hypothesis per example (with ``nbest=N``: the N best, an axis ``[batch, N, ...]`` on
+    every field, best first).
 
     tokens: ``[batch, max_len]`` int32, ``EOS`` included where emitted, ``PAD`` after it.
-    lengths: ``[batch]`` int32, tokens including the ``EOS`` (``max_len`` if it never ended).
+    lengths: ``[batch]`` int32, tokens including the ``EOS`` (the example's limit if it never ended).
     scores: ``[batch]`` float32, total log-probability ``log p(Y|X)`` of ``tokens``.
     normalized_scores: ``[batch]`` float32, ``scores / lp(Y)`` (`length_penalty`; greedy: ``scores``).
-    attention: ``[batch, max_len, src_len]`` float32, the weights of each chosen step (zeros after the end).
+    attention: ``[batch, max_len, src_len]`` float32, the weights of each chosen step (zeros after the
+        end); None unless the search ran ``with_attention``.
     """
 
     tokens: jax.Array
     lengths: jax.Array
     scores: jax.Array
     normalized_scores: jax.Array
-    attention: jax.Array
+    attention: jax.Array | None
 
 
 def length_penalty(length, alpha):
@@ -75,19 +87,34 @@ def gather_beams(tree, beam_indices):
     return jax.tree_util.tree_map(gather, tree)
 
 
-def _check_args(step_fn, init_state, batch_size, max_len, src_len):
+def _per_beam(step_fn: StepFn, batch_size: int, beam_size: int) -> StepFn:
+    """``step_fn`` over ``[batch * beam]`` hypotheses reading the ``[batch]`` memory of their sentence:
+    vmapped over the beam axis, so the memory is broadcast, never copied per beam."""
+    split = lambda x: x.reshape(batch_size, beam_size, *x.shape[1:])  # [batch * beam, ...] -> [batch, beam, ...]
+    merge = lambda x: x.reshape(batch_size * beam_size, *x.shape[2:])  # and back
+    mapped = jax.vmap(step_fn, in_axes=(None, 1, 1), out_axes=1)
+
+    def step(memory, state, tokens):
+        outputs = mapped(memory, jax.tree_util.tree_map(split, state), split(tokens))
+        return jax.tree_util.tree_map(merge, outputs)
+
+    return step
+
+
+def _check_args(step_fn, memory, init_state, batch_size, max_len, src_len):
     """Fails fast, at trace time, on sizes and step functions that do not fit the contract."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if max_len < 1:
         raise ValueError(f"max_len must be >= 1, got {max_len}")
-    for path, leaf in jax.tree_util.tree_leaves_with_path(init_state):
-        if jnp.ndim(leaf) < 1 or jnp.shape(leaf)[0] != batch_size:
-            raise ValueError(
-                f"init_state leaf {jax.tree_util.keystr(path)} has shape {jnp.shape(leaf)}; every leaf "
-                f"needs leading dimension batch_size={batch_size}")
+    for name, tree in (("memory", memory), ("init_state", init_state)):
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+            if jnp.ndim(leaf) < 1 or jnp.shape(leaf)[0] != batch_size:
+                raise ValueError(
+                    f"{name} leaf {jax.tree_util.keystr(path)} has shape {jnp.shape(leaf)}; every leaf "
+                    f"needs leading dimension batch_size={batch_size}")
     tokens = jax.ShapeDtypeStruct((batch_size,), jnp.int32)
-    logits, new_state, attention = jax.eval_shape(step_fn, init_state, tokens)
+    logits, new_state, attention = jax.eval_shape(step_fn, memory, init_state, tokens)
     if logits.ndim != 2 or logits.shape[0] != batch_size:
         raise ValueError(f"step_fn logits must be [N={batch_size}, vocab], got {logits.shape}")
     if attention.shape != (batch_size, src_len):
@@ -99,37 +126,48 @@ def _check_args(step_fn, init_state, batch_size, max_len, src_len):
     return logits.shape[1]
 
 
+def _limits(max_lengths, batch_size: int, max_len: int) -> jax.Array:
+    """``[batch]`` int32: each example's longest output, ``max_lengths`` clipped to ``[1, max_len]``."""
+    if max_lengths is None:
+        return jnp.full((batch_size,), max_len, jnp.int32)
+    return jnp.clip(jnp.asarray(max_lengths, jnp.int32), 1, max_len)
+
+
 class _GreedyState(NamedTuple):
     step: jax.Array  # [] int32: steps run
     last: jax.Array  # [batch] int32: y_{i-1}
     finished: jax.Array  # [batch] bool
     tokens: jax.Array  # [batch, max_len] int32
-    attention: jax.Array  # [batch, max_len, src_len] float32
+    attention: jax.Array | None  # [batch, max_len, src_len] float32, with_attention only
     scores: jax.Array  # [batch] float32
     lengths: jax.Array  # [batch] int32
     model: Any
 
 
-def greedy_search(step_fn: StepFn, init_state, *, batch_size: int, max_len: int, src_len: int,
-                  bos_id=1, eos_id=2) -> DecodeOutput:
-    """Greedy decoding ``y_i = argmax_y log p(y | y_<i, X)``, until every sequence emitted EOS or max_len."""
-    _check_args(step_fn, init_state, batch_size, max_len, src_len)
+def greedy_search(step_fn: StepFn, memory, init_state, *, batch_size: int, max_len: int, src_len: int,
+                  bos_id=1, eos_id=2, with_attention: bool = False, max_lengths=None) -> DecodeOutput:
+    """Greedy decoding ``y_i = argmax_y log p(y | y_<i, X)``, until every sequence emitted EOS or reached
+    its longest output (``max_lengths [batch]``, at most ``max_len``; default ``max_len``)."""
+    _check_args(step_fn, memory, init_state, batch_size, max_len, src_len)
+    limits = _limits(max_lengths, batch_size, max_len)  # [batch]
 
     def cond(s):
         return (s.step < max_len) & ~jnp.all(s.finished)
 
     def body(s):
-        logits, model, attention = step_fn(s.model, s.last)
+        logits, model, attention = step_fn(memory, s.model, s.last)
         log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))  # [batch, vocab]
         token = jnp.argmax(log_probs, axis=-1).astype(jnp.int32)  # [batch]
         token_log_prob = jnp.take_along_axis(log_probs, token[:, None], axis=-1)[:, 0]  # [batch]
         live = ~s.finished
+        if with_attention:
+            attention = s.attention.at[:, s.step].set(jnp.where(live[:, None], attention.astype(jnp.float32), 0.0))
         return _GreedyState(
             step=s.step + 1,
             last=token,
-            finished=s.finished | (token == eos_id),
+            finished=s.finished | (token == eos_id) | (s.step + 1 >= limits),
             tokens=s.tokens.at[:, s.step].set(jnp.where(live, token, PAD_ID)),
-            attention=s.attention.at[:, s.step].set(jnp.where(live[:, None], attention.astype(jnp.float32), 0.0)),
+            attention=attention if with_attention else None,
             scores=s.scores + jnp.where(live, token_log_prob, 0.0),
             lengths=s.lengths + live.astype(jnp.int32),
             model=model,
@@ -140,7 +178,7 @@ def greedy_search(step_fn: StepFn, init_state, *, batch_size: int, max_len: int,
         last=jnp.full((batch_size,), bos_id, jnp.int32),
         finished=jnp.zeros((batch_size,), bool),
         tokens=jnp.full((batch_size, max_len), PAD_ID, jnp.int32),
-        attention=jnp.zeros((batch_size, max_len, src_len), jnp.float32),
+        attention=jnp.zeros((batch_size, max_len, src_len), jnp.float32) if with_attention else None,
         scores=jnp.zeros((batch_size,), jnp.float32),
         lengths=jnp.zeros((batch_size,), jnp.int32),
         model=init_state,
@@ -149,21 +187,28 @@ def greedy_search(step_fn: StepFn, init_state, *, batch_size: int, max_len: int,
                         attention=s.attention)
 
 
+class _Finished(NamedTuple):
+    """The best finished hypotheses of each example, ``[batch, keep, ...]``, best first."""
+
+    scores: jax.Array  # [batch, keep] float32: log p(Y|X) / lp(Y); -inf: an empty slot
+    log_probs: jax.Array  # [batch, keep] float32
+    lengths: jax.Array  # [batch, keep] int32
+    tokens: jax.Array  # [batch, keep, max_len] int32
+    attention: jax.Array | None  # [batch, keep, max_len, src_len] float32, with_attention only
+
+
 class _BeamState(NamedTuple):
     step: jax.Array  # [] int32: steps run = length of every live hypothesis
     live_log_probs: jax.Array  # [batch, beam] float32, sorted best first; -inf: no hypothesis
     live_tokens: jax.Array  # [batch * beam, max_len] int32
-    live_attention: jax.Array  # [batch * beam, max_len, src_len] float32
-    model: Any  # leaves [batch * beam, ...]
-    best_scores: jax.Array  # [batch] float32: best finished log p(Y|X) / lp(Y); -inf: none yet
-    best_log_probs: jax.Array  # [batch] float32
-    best_lengths: jax.Array  # [batch] int32
-    best_tokens: jax.Array  # [batch, max_len] int32
-    best_attention: jax.Array  # [batch, max_len, src_len] float32
+    live_attention: jax.Array | None  # [batch * beam, max_len, src_len] float32, with_attention only
+    model: Any  # decoder state, leaves [batch * beam, ...]
+    finished: _Finished
 
 
-def beam_search(step_fn: StepFn, init_state, *, batch_size: int, beam_size: int, max_len: int, src_len: int,
-                alpha=0.0, bos_id=1, eos_id=2) -> DecodeOutput:
+def beam_search(step_fn: StepFn, memory, init_state, *, batch_size: int, beam_size: int, max_len: int,
+                src_len: int, alpha=0.0, bos_id=1, eos_id=2, with_attention: bool = False,
+                nbest: int | None = None, max_lengths=None) -> DecodeOutput:
     """Batched beam search ranking finished hypotheses by ``log p(Y|X) / lp(Y)`` (Wu et al. 2016, eq. 14).
 
     Each step extends the ``beam`` live hypotheses by every token and keeps the ``2 * beam`` best
@@ -171,94 +216,128 @@ def beam_search(step_fn: StepFn, init_state, *, batch_size: int, beam_size: int,
     that do not stay live. Only one copy of each example is live at step 0 (the others at -inf), so
     no hypothesis is found twice. ``init_state`` is per example (``[batch, ...]``); it is tiled here.
 
-    Unlike wmt, which keeps a pool of ``beam`` finished hypotheses and stops when the *worst* of them
-    beats every live one, only the best finished hypothesis is kept, and the search stops once it beats
-    the best any live hypothesis could still reach, ``log p / max_{|Y| <= max_len} lp(|Y|)`` (live
-    log-probabilities only fall). No later hypothesis could win, so the result is the one the worst-of-k
-    test would return, but a model that ends at once stops after one step instead of running to max_len
-    until ``beam`` hypotheses have ended. Taking finished hypotheses from the first ``beam`` candidates
-    only (as fairseq does) makes ``beam_size=1`` exactly greedy decoding. If none finished by max_len,
-    the best live hypothesis is returned.
+    The ``k`` best finished hypotheses are kept (``k = nbest``, 1 by default), and the search stops once
+    the ``k``-th of them beats the best any live hypothesis could still reach,
+    ``log p / max_{|Y| <= max_len} lp(|Y|)`` (live log-probabilities only fall). No later hypothesis
+    could enter the ``k`` best, so the result is the one a search to ``max_len`` would return, but a model
+    that ends at once stops after one step. Taking finished hypotheses from the first ``beam`` candidates
+    only (as fairseq does) makes ``beam_size=1`` exactly greedy decoding. Where fewer than ``k`` finished
+    by max_len, the best live hypotheses fill the remaining places (ranked after every finished one).
+
+    ``nbest=None`` returns the best hypothesis per example; ``nbest=N`` (``1 <= N <= beam``) the ``N``
+    best, with an axis ``[batch, N, ...]`` on every output field.
+
+    ``max_lengths [batch]`` (at most ``max_len``; default ``max_len``) is each example's longest output:
+    an example stops there, and its result is the one it would get alone with ``max_len`` at its limit, so
+    one sentence that never ends does not keep the others' search going.
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-    vocab_size = _check_args(step_fn, init_state, batch_size, max_len, src_len)
+    if nbest is not None and not 1 <= nbest <= beam_size:
+        raise ValueError(f"nbest must be in [1, beam_size={beam_size}], got {nbest}")
+    vocab_size = _check_args(step_fn, memory, init_state, batch_size, max_len, src_len)
     flat_size = batch_size * beam_size
+    num_kept = nbest or 1
     keep = 2 * beam_size  # Live beams can only end by EOS, so >= beam of these do not.
     if keep > beam_size * vocab_size:
         raise ValueError(f"beam search needs vocab >= 2, got {vocab_size}")
+    beam_step = _per_beam(step_fn, batch_size, beam_size)
+    limits = _limits(max_lengths, batch_size, max_len)  # [batch]
+    by_example = lambda x: x.reshape(batch_size, -1, *x.shape[1:])  # [batch * k, ...] -> [batch, k, ...]
 
     def cond(s):
-        # The largest lp a live hypothesis can still get (lengths step+1..max_len; lp is monotone).
-        max_penalty = jnp.maximum(length_penalty(s.step + 1, alpha), length_penalty(max_len, alpha))
+        # The largest lp a live hypothesis can still get (lengths step+1..limit; lp is monotone).
+        max_penalty = jnp.maximum(length_penalty(s.step + 1, alpha), length_penalty(limits, alpha))  # [batch]
         best_live = s.live_log_probs[:, 0] / max_penalty  # [batch]; -inf stays -inf
-        return (s.step < max_len) & ~jnp.all(s.best_scores >= best_live)
+        done = (s.step >= limits) | (s.finished.scores[:, -1] >= best_live)  # [batch]
+        return (s.step < max_len) & ~jnp.all(done)
 
     def body(s):
         last = s.live_tokens[:, jnp.maximum(s.step - 1, 0)]
-        logits, model, attention = step_fn(s.model, jnp.where(s.step == 0, bos_id, last))
+        logits, model, attention = beam_step(memory, s.model, jnp.where(s.step == 0, bos_id, last))
         log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))  # [batch * beam, vocab]
         # [batch * beam, vocab] -> [batch, beam * vocab]: every one-token extension of every live beam.
         candidates = (s.live_log_probs[:, :, None] + log_probs.reshape(batch_size, beam_size, vocab_size))
         top_log_probs, top_indices = jax.lax.top_k(candidates.reshape(batch_size, -1), keep)  # [batch, 2*beam]
         top_beams, top_tokens = top_indices // vocab_size, (top_indices % vocab_size).astype(jnp.int32)
-        # Histories up to this step, this step's attention included: [batch * beam, max_len, src_len].
-        live_attention = s.live_attention.at[:, s.step].set(attention.astype(jnp.float32))
+        live_attention = None
+        if with_attention:  # histories up to this step, this step's attention included
+            live_attention = s.live_attention.at[:, s.step].set(attention.astype(jnp.float32))
 
-        # Finished: EOS among the first `beam` candidates; the best of them may replace the best so far.
+        # Finished: EOS among the first `beam` candidates; their k best compete with the k kept so far.
         ended = (top_tokens[:, :beam_size] == eos_id) & (top_log_probs[:, :beam_size] > -jnp.inf)
         ended_scores = jnp.where(ended, top_log_probs[:, :beam_size] / length_penalty(s.step + 1, alpha),
                                  -jnp.inf)  # [batch, beam]
-        j = jnp.argmax(ended_scores, axis=1)[:, None]  # [batch, 1]
-        new_score = jnp.take_along_axis(ended_scores, j, axis=1)[:, 0]  # [batch]
-        better = new_score > s.best_scores  # [batch]; ties keep the earlier, shorter one
-        parent = jnp.take_along_axis(top_beams, j, axis=1)  # [batch, 1]
-        ended_tokens = gather_beams(s.live_tokens, parent).at[:, s.step].set(eos_id)  # [batch, max_len]
-        ended_attention = gather_beams(live_attention, parent)  # [batch, max_len, src_len]
+        new_scores, j = jax.lax.top_k(ended_scores, num_kept)  # [batch, k]
+        parents = jnp.take_along_axis(top_beams, j, axis=1)  # [batch, k]
+        new = _Finished(
+            scores=new_scores,
+            log_probs=jnp.take_along_axis(top_log_probs, j, axis=1),
+            lengths=jnp.broadcast_to(s.step + 1, new_scores.shape),
+            tokens=by_example(gather_beams(s.live_tokens, parents).at[:, s.step].set(eos_id)),
+            attention=by_example(gather_beams(live_attention, parents)) if with_attention else None,
+        )
+        # Kept ones first: on equal scores top_k keeps the earlier (shorter) hypothesis.
+        pooled = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b], axis=1), s.finished, new)
+        order = jax.lax.top_k(pooled.scores, num_kept)[1]  # [batch, k]
+        finished = jax.tree_util.tree_map(
+            lambda x: jnp.take_along_axis(x, order.reshape(order.shape + (1,) * (x.ndim - 2)), axis=1), pooled)
 
         # Live: the best `beam` candidates that did not end, sorted best first.
         not_ended = jnp.where(top_tokens == eos_id, -jnp.inf, top_log_probs)  # [batch, 2*beam]
         live_log_probs, picked = jax.lax.top_k(not_ended, beam_size)  # [batch, beam]
         parents = jnp.take_along_axis(top_beams, picked, axis=1)  # [batch, beam]
         tokens = jnp.take_along_axis(top_tokens, picked, axis=1).reshape(flat_size)  # [batch * beam]
+        # Only the per-hypothesis state moves with its beam; the memory stays per example.
         live_tokens, live_attention, model = gather_beams((s.live_tokens, live_attention, model), parents)
+        live_tokens = live_tokens.at[:, s.step].set(tokens)
+
+        # An example past its limit keeps its hypotheses as they were (its decoder state is not read again).
+        active = s.step < limits  # [batch]
+        flat_active = jnp.repeat(active, beam_size)  # [batch * beam]
+        unless_done = lambda on: lambda new, old: jnp.where(on.reshape(on.shape + (1,) * (new.ndim - 1)), new, old)
         return _BeamState(
             step=s.step + 1,
-            live_log_probs=live_log_probs,
-            live_tokens=live_tokens.at[:, s.step].set(tokens),
-            live_attention=live_attention,
+            live_log_probs=unless_done(active)(live_log_probs, s.live_log_probs),
+            live_tokens=unless_done(flat_active)(live_tokens, s.live_tokens),
+            live_attention=jax.tree_util.tree_map(unless_done(flat_active), live_attention, s.live_attention),
             model=model,
-            best_scores=jnp.where(better, new_score, s.best_scores),
-            best_log_probs=jnp.where(better, jnp.take_along_axis(top_log_probs, j, axis=1)[:, 0],
-                                     s.best_log_probs),
-            best_lengths=jnp.where(better, s.step + 1, s.best_lengths),
-            best_tokens=jnp.where(better[:, None], ended_tokens, s.best_tokens),
-            best_attention=jnp.where(better[:, None, None], ended_attention, s.best_attention),
+            finished=jax.tree_util.tree_map(unless_done(active), finished, s.finished),
         )
 
     # [batch, beam]: beam 0 of each example at log p = 0, the copies at -inf until step 0 spreads them.
     first_only = jnp.where(jnp.arange(beam_size) == 0, 0.0, -jnp.inf).astype(jnp.float32)
+    pool_shape = (batch_size, num_kept)
     s = jax.lax.while_loop(cond, body, _BeamState(
         step=jnp.array(0, jnp.int32),
         live_log_probs=jnp.broadcast_to(first_only, (batch_size, beam_size)),
         live_tokens=jnp.full((flat_size, max_len), PAD_ID, jnp.int32),
-        live_attention=jnp.zeros((flat_size, max_len, src_len), jnp.float32),
+        live_attention=jnp.zeros((flat_size, max_len, src_len), jnp.float32) if with_attention else None,
         model=tile_beams(init_state, beam_size),
-        best_scores=jnp.full((batch_size,), -jnp.inf, jnp.float32),
-        best_log_probs=jnp.full((batch_size,), -jnp.inf, jnp.float32),
-        best_lengths=jnp.zeros((batch_size,), jnp.int32),
-        best_tokens=jnp.full((batch_size, max_len), PAD_ID, jnp.int32),
-        best_attention=jnp.zeros((batch_size, max_len, src_len), jnp.float32),
+        finished=_Finished(
+            scores=jnp.full(pool_shape, -jnp.inf, jnp.float32),
+            log_probs=jnp.full(pool_shape, -jnp.inf, jnp.float32),
+            lengths=jnp.zeros(pool_shape, jnp.int32),
+            tokens=jnp.full((*pool_shape, max_len), PAD_ID, jnp.int32),
+            attention=jnp.zeros((*pool_shape, max_len, src_len), jnp.float32) if with_attention else None,
+        ),
     ))
 
-    found = s.best_scores > -jnp.inf  # [batch]
-    first = jnp.zeros((batch_size, 1), jnp.int32)
-    live_tokens, live_attention = gather_beams((s.live_tokens, s.live_attention), first)  # beam 0: [batch, ...]
-    live_log_prob = s.live_log_probs[:, 0]
-    return DecodeOutput(
-        tokens=jnp.where(found[:, None], s.best_tokens, live_tokens),
-        lengths=jnp.where(found, s.best_lengths, s.step),
-        scores=jnp.where(found, s.best_log_probs, live_log_prob),
-        normalized_scores=jnp.where(found, s.best_scores, live_log_prob / length_penalty(s.step, alpha)),
-        attention=jnp.where(found[:, None, None], s.best_attention, live_attention),
+    # Place j: the j-th finished hypothesis if there is one, else live beam j - (number finished).
+    f = s.finished
+    num_finished = jnp.sum(f.scores > -jnp.inf, axis=1, keepdims=True)  # [batch, 1]
+    place = jnp.arange(num_kept)[None, :]  # [1, k]
+    found = place < num_finished  # [batch, k]
+    beams = jnp.clip(place - num_finished, 0, beam_size - 1)  # [batch, k]
+    live_log_probs = jnp.take_along_axis(s.live_log_probs, beams, axis=1)  # [batch, k]
+    live_lengths = jnp.minimum(s.step, limits)[:, None]  # [batch, 1]
+    live_tokens, live_attention = jax.tree_util.tree_map(
+        by_example, gather_beams((s.live_tokens, s.live_attention), beams))  # [batch, k, ...]
+    out = DecodeOutput(
+        tokens=jnp.where(found[..., None], f.tokens, live_tokens),
+        lengths=jnp.where(found, f.lengths, live_lengths),
+        scores=jnp.where(found, f.log_probs, live_log_probs),
+        normalized_scores=jnp.where(found, f.scores, live_log_probs / length_penalty(live_lengths, alpha)),
+        attention=jnp.where(found[..., None, None], f.attention, live_attention) if with_attention else None,
     )
+    return out if nbest else jax.tree_util.tree_map(lambda x: x[:, 0], out)

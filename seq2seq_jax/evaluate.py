@@ -33,10 +33,8 @@ _WORKDIR = cli.workdir_flag()
 _CHECKPOINT = cli.checkpoint_flag()
 _BEAM_SIZE = cli.beam_size_flag()
 _SPLIT = flags.DEFINE_enum("split", "test", list(pipeline.SPLITS), "Split of the run's dataset to evaluate.")
-_LENGTH_PENALTY = flags.DEFINE_float(
-    "length_penalty", None, "GNMT length-penalty alpha of beam search; default: the run's eval.length_penalty.",
-    lower_bound=0.0)
-for _name in ("workdir", "checkpoint", "beam_size"):
+_LENGTH_PENALTY = cli.length_penalty_flag()
+for _name in ("workdir", "checkpoint", "beam_size", "length_penalty"):
     flags.declare_key_flag(_name)
 
 
@@ -87,6 +85,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     cli.require(_WORKDIR)
     cli.quiet_libraries()
+    cli.enable_compilation_cache()
     workdir, split, checkpoint = _WORKDIR.value, _SPLIT.value, _CHECKPOINT.value
     try:
         config, model, params, _, _ = train.load_trained(workdir, checkpoint)

@@ -2,11 +2,14 @@
 
 ``predict_fn`` compiles one search per ``(beam_size, max_len)`` and batch shape; batches come in a few
 bucket shapes, so a run compiles a handful of programs. ``evaluate_split`` decodes a whole split and
-scores it overall and by source length; ``translate`` decodes raw strings.
+scores it overall and by source length; ``translate_lines`` (and its shorthand ``translate``) decode raw
+strings.
 """
 
+import dataclasses
 import functools
-from typing import Iterable
+import itertools
+from typing import Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -20,57 +23,71 @@ from seq2seq_jax.model import Seq2Seq
 
 
 def max_output_length(source_len: int, eval_config) -> int:
-    """Longest output for a source bucket of ``source_len``: ``ratio * source_len + extra``."""
+    """Longest output for a source of ``source_len`` tokens: ``ratio * source_len + extra``."""
     return int(eval_config.max_output_ratio * source_len + eval_config.max_output_extra)
 
 
 def search_inputs(model: Seq2Seq, params, inputs, lengths):
-    """``(step_fn, initial_state)`` for ``decoding``: the source is encoded and its keys projected once;
-    the search state is ``(Memory, DecoderState)``, every leaf with the batch as leading axis."""
+    """``(step_fn, memory, initial_state)`` for ``decoding``: the source is encoded and its keys projected
+    once into the per-sentence ``Memory``; the per-hypothesis state is the ``DecoderState``."""
     variables = {"params": params}
     encoded = model.apply(variables, inputs, lengths, method=Seq2Seq.encode)
-    state = model.apply(variables, encoded, method=Seq2Seq.init_decoding)
+    memory, state = model.apply(variables, encoded, method=Seq2Seq.init_decoding)
 
-    def step_fn(state, tokens):
-        memory, decoder_state = state
-        logits, decoder_state, weights = model.apply(
-            variables, memory, decoder_state, tokens, method=Seq2Seq.decode_step)
-        return logits, (memory, decoder_state), weights
+    def step_fn(memory, state, tokens):
+        return model.apply(variables, memory, state, tokens, method=Seq2Seq.decode_step)
 
-    return step_fn, state
+    return step_fn, memory, state
 
 
 @functools.lru_cache(maxsize=None)
-def predict_fn(model: Seq2Seq, beam_size: int, max_len: int):
-    """A jitted ``(params, inputs [batch, src_len], lengths [batch], alpha) -> DecodeOutput``."""
+def predict_fn(model: Seq2Seq, beam_size: int, max_len: int, with_attention: bool = False,
+               nbest: int | None = None):
+    """A jitted ``(params, inputs [batch, src_len], lengths [batch], alpha, max_lengths [batch] | None)
+    -> DecodeOutput``, outputs of at most ``max_len`` tokens (``max_lengths``: each example's own limit);
+    see ``decoding.beam_search`` for ``with_attention`` and ``nbest``. Greedy when ``beam_size == 1``."""
 
-    def predict(params, inputs, lengths, alpha):
-        step_fn, state = search_inputs(model, params, inputs, lengths)
+    def predict(params, inputs, lengths, alpha, max_lengths=None):
+        step_fn, memory, state = search_inputs(model, params, inputs, lengths)
         sizes = dict(batch_size=inputs.shape[0], max_len=max_len, src_len=inputs.shape[1],
-                     bos_id=BOS, eos_id=EOS)
-        if beam_size == 1:
-            return decoding.greedy_search(step_fn, state, **sizes)
-        return decoding.beam_search(step_fn, state, beam_size=beam_size, alpha=alpha, **sizes)
+                     bos_id=BOS, eos_id=EOS, with_attention=with_attention, max_lengths=max_lengths)
+        if beam_size == 1 and not nbest:
+            return decoding.greedy_search(step_fn, memory, state, **sizes)
+        return decoding.beam_search(step_fn, memory, state, beam_size=beam_size, alpha=alpha, nbest=nbest,
+                                    **sizes)
 
     return jax.jit(predict)
 
 
-def decode_batch(model, params, batch, eval_config, *, beam_size=None, alpha=None) -> decoding.DecodeOutput:
+def decode_batch(model, params, batch, eval_config, *, beam_size=None, alpha=None, max_len=None,
+                 with_attention=False, nbest=None) -> decoding.DecodeOutput:
     """Decodes one padded batch with ``eval_config``'s settings (overridable); results on the host.
 
-    A numpy ``batch`` is split over this process's devices (padded to a multiple of their number); a
-    batch of global arrays (``parallel.shard_batch``, every process calling) is decoded where it lies.
+    Each output is at most ``max_output_length`` of its own source length (so one sentence that never
+    ends does not keep the batch decoding much past the others), or ``max_len`` tokens if given. The
+    attention weights are returned only ``with_attention``; ``nbest=N`` returns the N best of the beam
+    (``[batch, N, ...]``). A numpy ``batch`` is split over this process's devices (padded to a multiple
+    of their number); a batch of global arrays (``parallel.shard_batch``, every process calling) is
+    decoded where it lies.
     """
     beam_size = eval_config.beam_size if beam_size is None else beam_size
     alpha = eval_config.length_penalty if alpha is None else alpha
-    max_len = max_output_length(batch["inputs"].shape[1], eval_config)
     inputs, rows = {k: batch[k] for k in ("inputs", "input_lengths")}, None
     if not isinstance(inputs["inputs"], jax.Array):
         rows, mesh = len(inputs["inputs"]), parallel.data_mesh(jax.local_devices())
         inputs = parallel.shard_batch(parallel.pad_rows(inputs, jax.local_device_count()), mesh)
         params = jax.device_put(params, parallel.replicated(mesh))
-    out = predict_fn(model, int(beam_size), max_len)(params, inputs["inputs"], inputs["input_lengths"],
-                                                      jnp.float32(alpha))
+    max_lengths = None
+    if max_len is None:  # the program's size from the width, each example's limit from its length
+        max_len = max_output_length(inputs["inputs"].shape[1], eval_config)
+        max_lengths = (eval_config.max_output_ratio * inputs["input_lengths"]
+                       + eval_config.max_output_extra).astype(jnp.int32)  # [batch]
+    # Only options that differ from predict_fn's defaults go in its cache key, so a caller asking for
+    # predict_fn(model, beam_size, max_len) finds the program decode_batch compiled.
+    options = dict(with_attention=True) if with_attention else {}
+    options.update(dict(nbest=int(nbest)) if nbest else {})
+    out = predict_fn(model, int(beam_size), int(max_len), **options)(
+        params, inputs["inputs"], inputs["input_lengths"], jnp.float32(alpha), max_lengths)
     out = parallel.to_host(out)
     return out if rows is None else jax.tree.map(lambda x: x[:rows], out)
 
@@ -104,7 +121,8 @@ def evaluate_split(model, params, data, split, eval_config, *, eval_step, max_ex
         nll += float(sums["loss_sum"])
         tokens += float(sums["token_count"])
         correct += float(sums["correct_sum"])
-        output = decode_batch(model, params, batch, eval_config, beam_size=beam_size)
+        output = decode_batch(model, params, batch, eval_config, beam_size=beam_size,
+                              with_attention=keep_attention > 0)
         input_lengths = parallel.to_host(batch["input_lengths"])
         for row, i in enumerate(index):
             if 0 <= i < limit:
@@ -136,26 +154,96 @@ def evaluate_split(model, params, data, split, eval_config, *, eval_step, max_ex
     return result
 
 
+@dataclasses.dataclass
+class Translation:
+    """The result of one input line.
+
+    ``hypotheses``, ``target_ids`` and ``scores`` hold the best hypothesis, or the ``nbest`` best in the
+    beam's ranking; ``target_ids`` include the EOS where the output ended; ``scores`` are the beam's
+    ``log p(Y|X) / lp(Y)`` (None for an empty line, which is not decoded). ``source_ids`` is what was
+    decoded: the line's ``input_length`` tokens, cut to ``max_source_len`` where longer. ``attention`` is
+    ``[len(target_ids[0]), len(source_ids)]`` (the best hypothesis), or None unless asked for.
+    """
+
+    source_ids: list[int]
+    input_length: int
+    hypotheses: list[str]
+    target_ids: list[list[int]]
+    scores: list[float | None]
+    attention: np.ndarray | None = None
+
+    @property
+    def truncated(self) -> bool:
+        return len(self.source_ids) < self.input_length
+
+
+def source_width(length: int, bucket: int) -> int:
+    """The padded width of a source of ``length`` tokens: ``bucket * 2**k``, so any file compiles only
+    ``log2(longest / bucket) + 1`` widths."""
+    width = bucket
+    while width < length:
+        width *= 2
+    return width
+
+
+def translate_lines(model, params, source_vocab, target_vocab, lines: Sequence[str], eval_config, *,
+                    batch_size=128, beam_size=None, alpha=None, max_len=None, nbest=None, with_attention=False,
+                    max_source_len=None, bucket=16) -> list[Translation]:
+    """Decodes ``lines`` (e.g. a chunk of a file), one ``Translation`` per line in input order.
+
+    Lines are sorted by length and decoded in batches of ``batch_size`` rows padded to a few source widths
+    (`source_width`), so a whole file compiles a handful of programs. Empty lines are not decoded.
+    ``max_len`` overrides ``max_output_length`` of each width; ``max_source_len`` cuts longer sources.
+    """
+    encoded = [source_vocab.encode(line) if line else [] for line in lines]
+    results: list[Translation | None] = [None] * len(lines)
+    # Copied to this process's devices once, not per batch (decode_batch's own copy is then a no-op).
+    params = jax.device_put(params, parallel.replicated(parallel.data_mesh(jax.local_devices())))
+    for i, ids in enumerate(encoded):
+        if not ids:
+            results[i] = Translation(source_ids=[], input_length=0, hypotheses=[""], target_ids=[[]], scores=[None],
+                                     attention=np.zeros((0, 0), np.float32) if with_attention else None)
+    order = sorted((i for i, ids in enumerate(encoded) if ids),
+                   key=lambda i: min(len(encoded[i]), max_source_len or len(encoded[i])))
+    sources = {i: encoded[i][:max_source_len] for i in order}
+    batches = []  # consecutive runs of one width, at most batch_size long
+    for i in order:
+        width = source_width(len(sources[i]), bucket)
+        if not batches or batches[-1][0] != width or len(batches[-1][1]) == batch_size:
+            batches.append((width, []))
+        batches[-1][1].append(i)
+    for width, rows in batches:
+        inputs = np.zeros((batch_size, width), np.int32)  # [batch, width], rows past the lines all PAD
+        lengths = np.zeros((batch_size,), np.int32)
+        for row, i in enumerate(rows):
+            inputs[row, : len(sources[i])] = sources[i]
+            lengths[row] = len(sources[i])
+        out = decode_batch(model, params, {"inputs": inputs, "input_lengths": lengths}, eval_config,
+                           beam_size=beam_size, alpha=alpha, max_len=max_len, with_attention=with_attention,
+                           nbest=nbest)
+        if not nbest:  # one hypothesis per line: [batch, 1, ...] like nbest=1
+            out = jax.tree_util.tree_map(lambda x: x[:, None], out)
+        for row, i in enumerate(rows):
+            ids = [[int(t) for t in out.tokens[row, k, : out.lengths[row, k]]] for k in range(out.tokens.shape[1])]
+            results[i] = Translation(
+                source_ids=sources[i], input_length=len(encoded[i]),
+                hypotheses=[target_vocab.decode(t) for t in ids], target_ids=ids,
+                scores=[float(x) for x in out.normalized_scores[row]],
+                attention=(out.attention[row, 0, : len(ids[0]), : len(sources[i])] if with_attention else None))
+    return results
+
+
 def translate(model, params, source_vocab, target_vocab, lines: Iterable[str], eval_config, *,
               batch_size=32, beam_size=None, bucket=16, with_target_ids=False):
     """Decodes raw ``lines``; yields ``(hypothesis, attention [out_len, src_len], source_ids)`` in order.
 
     With ``with_target_ids``, yields ``(..., target_ids)`` too: the ``out_len`` output ids the attention
-    rows belong to (EOS included when the output ended), e.g. for heatmap labels.
-    Sources are padded to a multiple of ``bucket`` tokens so a file compiles only a few shapes.
+    rows belong to (EOS included when the output ended), e.g. for heatmap labels. A shorthand for
+    `translate_lines` over chunks of ``lines``.
     """
-    lines = list(lines)
-    for start in range(0, len(lines), batch_size):
-        chunk = [source_vocab.encode(line) for line in lines[start:start + batch_size]]
-        width = max(bucket, -(-max(len(ids) for ids in chunk) // bucket) * bucket)
-        inputs = np.zeros((batch_size, width), np.int32)
-        lengths = np.zeros((batch_size,), np.int32)
-        for row, ids in enumerate(chunk):
-            inputs[row, : len(ids)] = ids
-            lengths[row] = len(ids)
-        output = decode_batch(model, params, {"inputs": inputs, "input_lengths": lengths}, eval_config,
-                              beam_size=beam_size)
-        for row, ids in enumerate(chunk):
-            tokens = _tokens_of(output, row)
-            translation = (target_vocab.decode(tokens), output.attention[row, : len(tokens), : len(ids)], ids)
-            yield (*translation, tokens) if with_target_ids else translation
+    lines = iter(lines)
+    while chunk := list(itertools.islice(lines, 64 * batch_size)):
+        for t in translate_lines(model, params, source_vocab, target_vocab, chunk, eval_config,
+                                 batch_size=batch_size, beam_size=beam_size, with_attention=True, bucket=bucket):
+            translation = (t.hypotheses[0], t.attention, t.source_ids)
+            yield (*translation, t.target_ids[0]) if with_target_ids else translation

@@ -124,6 +124,7 @@ def main(argv):
     except OSError as error:
         cli.fail(f"--config: {error}")
     cli.quiet_libraries()
+    cli.enable_compilation_cache()
     if _MULTIHOST.value or os.environ.get("JAX_COORDINATOR_ADDRESS"):
         _initialize_distributed()
     logging.info("JAX devices: %s", jax.devices())

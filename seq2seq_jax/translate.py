@@ -1,24 +1,42 @@
-"""Decodes a text file, one output line per input line, with a trained run.
+"""Translates text line by line with a trained run, as fairseq-interactive and JoeyNMT's translate do.
 
-    python -m seq2seq_jax.translate --workdir=/tmp/tiny --input=in.txt --output=out.txt \
-        [--beam_size=5] [--checkpoint=best|latest] [--attention_plots=DIR]
-    echo hello | python -m seq2seq_jax.translate --workdir=/tmp/tiny --input=- --output=-
+    python -m seq2seq_jax.translate --workdir=runs/tiny --input=in.txt --output=out.txt \\
+        [--beam_size=5] [--length_penalty=0.6] [--max_length=50] [--nbest=3] [--batch_size=128] \\
+        [--checkpoint=best|latest] [--attention_plots=DIR]
+    echo hello | python -m seq2seq_jax.translate --workdir=runs/tiny
 
-A line is what ends in '\\n' (a '\\r' before it is dropped too; a last line without '\\n' counts). Only
-that newline is stripped: empty lines and lines with characters the vocabulary lacks (read as UNK) are
-decoded like any other, so the output has exactly as many lines as the input. A newline inside a
-hypothesis (only possible if the target vocabulary holds one) is written as a space for the same reason.
-Text is UTF-8. The output file is written whole at the end (tmp file + rename), so a failed run leaves
-an existing output as it was.
+Input is ``--input`` (a file; ``-`` or omitted: stdin), output ``--output`` (omitted or ``-``: stdout).
+Results are written as soon as their batch is decoded: from a pipe, the lines already available (at
+least one, at most ``64 * batch_size``) are decoded together, so interactive use answers each line
+before the next is typed; a file is read in chunks of ``64 * batch_size`` lines, each sorted by length
+into a few padded source widths (``inference.source_width``), decoded in batches of ``--batch_size``
+and written back in input order, with progress on stderr. Compiled programs are kept in JAX's
+persistent cache (``cli.enable_compilation_cache``), so a second call compiles nothing.
 
-``--attention_plots=DIR`` draws ``DIR/0000.png``, ``DIR/0001.png``, ... (numbered by input line): the
-attention weights with the source tokens along the top and the output tokens (``</s>`` included) down
-the side. An empty input line has no source token to attend to, so its plot is skipped (logged).
+A line is what ends in '\\n' (a '\\r' before it is dropped too, and a byte-order mark at the start of
+the input; a last line without '\\n' counts): the output has exactly one line per input line. An empty
+line gives an empty line, without decoding. Bytes that are not UTF-8 are read as U+FFFD and characters
+the vocabulary lacks as UNK, each with a warning naming the line; a source longer than the run's
+``data.max_source_length`` (or, for a run without one, ``DEFAULT_MAX_SOURCE_LENGTH``) tokens is cut to
+it, with a warning. A tab or newline inside a hypothesis is written as a space.
+
+``--nbest=N`` writes TSV rows ``line<TAB>rank<TAB>score<TAB>hypothesis`` (lines and ranks from 1), the N
+best of the beam in its order, ``score`` its ``log p(Y|X) / lp(Y)``; hypotheses that did not end by
+``--max_length`` rank after every one that did. An empty line gives one row with an empty score.
+
+An ``--output`` file is written to ``OUTPUT.tmp`` and renamed at the end, so a failed run leaves an
+existing output as it was. ``--attention_plots=DIR`` draws ``DIR/0000.png``, ``DIR/0001.png``, ...
+(numbered by input line from 0): the weights of the best hypothesis, source tokens along the top and
+output tokens (``</s>`` included) down the side; an empty line has none (logged).
 """
 
+import contextlib
 import os
+import select
+import stat
 import sys
 
+import tqdm
 from absl import app, flags, logging
 
 from seq2seq_jax import checkpointing
@@ -26,87 +44,185 @@ from seq2seq_jax import cli
 from seq2seq_jax import inference
 from seq2seq_jax import plotting
 from seq2seq_jax import train
+from seq2seq_jax.data.vocab import UNK
+
+# Longest source decoded for a run that set no data.max_source_length: bounds a line's memory and time.
+DEFAULT_MAX_SOURCE_LENGTH = 512
+CHUNK_BATCHES = 64  # lines read at once = CHUNK_BATCHES * batch_size: sorted by length together
 
 _WORKDIR = cli.workdir_flag()
 _CHECKPOINT = cli.checkpoint_flag()
 _BEAM_SIZE = cli.beam_size_flag()
-_INPUT = flags.DEFINE_string("input", None, "Text file to translate, one source per line; '-' = stdin.")
-_OUTPUT = flags.DEFINE_string("output", None, "Where the translations go, one per line; '-' = stdout.")
+_INPUT = flags.DEFINE_string("input", "-", "Text file to translate, one source per line; '-' = stdin.")
+_OUTPUT = flags.DEFINE_string("output", "-", "Where the translations go, one per line; '-' = stdout.")
+_NBEST = flags.DEFINE_integer(
+    "nbest", None, "Write the N best hypotheses of the beam as TSV: line, rank, score, hypothesis.", lower_bound=1)
+_LENGTH_PENALTY = cli.length_penalty_flag()
+_MAX_LENGTH = flags.DEFINE_integer(
+    "max_length", None, "Longest output in tokens; default: eval.max_output_ratio * source length + "
+    "eval.max_output_extra.", lower_bound=1)
 _ATTENTION_PLOTS = flags.DEFINE_string(
     "attention_plots", None, "Folder for one attention heatmap per input line (0000.png, ...); default: none.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Lines decoded together.", lower_bound=1)
-for _name in ("workdir", "checkpoint", "beam_size"):
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Lines decoded together.", lower_bound=1)
+for _name in ("workdir", "checkpoint", "beam_size", "length_penalty"):
     flags.declare_key_flag(_name)
 
 
-def split_lines(text: str) -> list[str]:
-    """The lines of ``text``: split at '\\n' only (not at '\\r', '\\x0c', '\\u2028', ... as
-    ``str.splitlines`` would), one '\\r' before it dropped, no empty line after a final '\\n'."""
-    if not text:
-        return []
-    lines = text.split("\n")
-    if text.endswith("\n"):
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+class LineReader:
+    """The lines of a file descriptor, split at b'\\n' only (not at '\\r', '\\x0c', '\\u2028', ... as
+    ``str.splitlines`` would), read without waiting for more than the first line of a batch."""
+
+    def __init__(self, fd: int):
+        self._fd, self._buffer, self._eof = fd, b"", False
+        self._lines: list[bytes] = []
+
+    def _read(self) -> None:
+        data = os.read(self._fd, 1 << 20)
+        if not data:
+            self._eof = True
+            if self._buffer:  # a last line without '\n'
+                self._lines.append(self._buffer)
+                self._buffer = b""
+            return
+        *complete, self._buffer = (self._buffer + data).split(b"\n")
+        self._lines.extend(complete)
+
+    def _ready(self) -> bool:
+        return select.select([self._fd], [], [], 0)[0] != []
+
+    def next_lines(self, limit: int) -> list[bytes]:
+        """Up to ``limit`` lines (without '\\n'): waits for the first, then takes what can be read without
+        waiting (a regular file never waits). An empty list at the end of the input."""
+        while not self._lines and not self._eof:
+            self._read()
+        while len(self._lines) < limit and not self._eof and self._ready():
+            self._read()
+        lines, self._lines = self._lines[:limit], self._lines[limit:]
+        return [line[:-1] if line.endswith(b"\r") else line for line in lines]
 
 
-def read_lines(path: str) -> list[str]:
-    if path == "-":
-        return split_lines(sys.stdin.read())
-    if not os.path.isfile(path):
-        cli.fail(f"input file {path!r} does not exist" if not os.path.exists(path) else
-                 f"input {path!r} is not a file")
+def decode_line(raw: bytes, number: int) -> str:
+    """``raw`` as UTF-8 text; invalid bytes become U+FFFD, with a warning naming line ``number``."""
     try:
-        with open(path, encoding="utf-8", newline="") as f:
-            return split_lines(f.read())
+        return raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        cli.fail(f"input file {path!r} is not UTF-8 text: {error}")
+        logging.warning("line %d: not UTF-8 (%s); invalid bytes read as U+FFFD", number, error.reason)
+        return raw.decode("utf-8", errors="replace")
 
 
-def write_lines(path: str, lines: list[str]) -> None:
-    text = "".join(line.replace("\r", " ").replace("\n", " ") + "\n" for line in lines)
+def output_rows(number: int, translation: inference.Translation, nbest: bool) -> str:
+    """The output text of input line ``number``: its best hypothesis, or one TSV row per hypothesis."""
+    clean = [h.replace("\r", " ").replace("\n", " ") for h in translation.hypotheses]
+    if not nbest:
+        return clean[0] + "\n"
+    return "".join(f"{number}\t{rank}\t{'' if score is None else repr(score)}\t{h.replace(chr(9), ' ')}\n"
+                   for rank, (h, score) in enumerate(zip(clean, translation.scores), start=1))
+
+
+@contextlib.contextmanager
+def open_output(path: str):
+    """stdout for '-'; else ``path.tmp``, renamed to ``path`` only if the block ends without error."""
     if path == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        yield sys.stdout
         return
     tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            yield f
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+@contextlib.contextmanager
+def open_input(path: str):
+    """The file descriptor of ``path`` ('-': stdin), and whether it is a regular file."""
+    if path == "-":
+        fd = sys.stdin.fileno()
+        yield fd, stat.S_ISREG(os.fstat(fd).st_mode)
+        return
+    if not os.path.isfile(path):
+        cli.fail(f"input file {path!r} does not exist" if not os.path.exists(path) else f"input {path!r} is not a file")
+    with open(path, "rb") as f:
+        yield f.fileno(), True
+
+
+def max_source_length(config) -> tuple[int, str]:
+    """Longest source decoded, and where it comes from: the run's ``data.max_source_length``, else
+    `DEFAULT_MAX_SOURCE_LENGTH`."""
+    if config.data.get("max_source_length"):
+        return config.data.max_source_length, "the run's data.max_source_length"
+    return DEFAULT_MAX_SOURCE_LENGTH, "translate's default for a run without data.max_source_length"
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    cli.require(_WORKDIR, _INPUT, _OUTPUT)
+    cli.require(_WORKDIR)
     cli.quiet_libraries()
-    output, plots = _OUTPUT.value, _ATTENTION_PLOTS.value
+    cli.enable_compilation_cache()
+    output, plots, nbest = _OUTPUT.value, _ATTENTION_PLOTS.value, _NBEST.value
     if output != "-" and not os.path.isdir(os.path.dirname(os.path.abspath(output))):
         cli.fail(f"the folder of --output={output!r} does not exist")
     if output != "-" and os.path.isdir(output):
         cli.fail(f"--output={output!r} is a folder")
-    lines = read_lines(_INPUT.value)
-    try:
-        config, model, params, source_vocab, target_vocab = train.load_trained(_WORKDIR.value, _CHECKPOINT.value)
-    except (FileNotFoundError, checkpointing.CheckpointError) as error:
-        cli.fail(str(error))
-    logging.info("translating %d lines with the %s checkpoint of %s", len(lines), _CHECKPOINT.value,
-                 _WORKDIR.value)
-    hypotheses = []
-    translations = inference.translate(model, params, source_vocab, target_vocab, lines, config.eval,
-                                       batch_size=_BATCH_SIZE.value, beam_size=_BEAM_SIZE.value,
-                                       with_target_ids=True)
-    for i, (hypothesis, attention, source_ids, target_ids) in enumerate(translations):
-        hypotheses.append(hypothesis)
-        if plots is None:
-            continue
-        if not source_ids or not target_ids:
-            logging.warning("line %d: no attention plot (empty %s)", i + 1, "source" if not source_ids else "output")
-            continue
-        plotting.plot_attention(attention, cli.token_labels(source_vocab, source_ids, lines[i]),
-                                cli.token_labels(target_vocab, target_ids), os.path.join(plots, f"{i:04d}.png"))
-    write_lines(output, hypotheses)
-    logging.info("wrote %d lines to %s", len(hypotheses), output)
+    with open_input(_INPUT.value) as (fd, is_file):
+        try:
+            config, model, params, source_vocab, target_vocab = train.load_trained(_WORKDIR.value, _CHECKPOINT.value)
+        except (FileNotFoundError, checkpointing.CheckpointError) as error:
+            cli.fail(str(error))
+        beam_size = config.eval.beam_size if _BEAM_SIZE.value is None else _BEAM_SIZE.value
+        if nbest is not None and nbest > beam_size:
+            cli.fail(f"--nbest={nbest} needs a beam at least as wide: --beam_size={beam_size}")
+        limit, limit_origin = max_source_length(config)
+        logging.info("translating %s with the %s checkpoint of %s (beam %d)", _INPUT.value, _CHECKPOINT.value,
+                     _WORKDIR.value, beam_size)
+        reader, number = LineReader(fd), 0
+        progress = tqdm.tqdm(unit=" lines", disable=not is_file, file=sys.stderr)
+        try:
+            with open_output(output) as out:
+                while raw_lines := reader.next_lines(CHUNK_BATCHES * _BATCH_SIZE.value):
+                    lines = [decode_line(raw, number + k + 1) for k, raw in enumerate(raw_lines)]
+                    if number == 0 and lines[0].startswith("\ufeff"):
+                        lines[0] = lines[0][1:]  # a byte-order mark is not text
+                    translations = inference.translate_lines(
+                        model, params, source_vocab, target_vocab, lines, config.eval, batch_size=_BATCH_SIZE.value,
+                        beam_size=beam_size, alpha=_LENGTH_PENALTY.value, max_len=_MAX_LENGTH.value, nbest=nbest,
+                        with_attention=plots is not None, max_source_len=limit)
+                    for k, (line, translation) in enumerate(zip(lines, translations)):
+                        _report(number + k + 1, translation, limit, limit_origin)
+                        if plots is not None:
+                            _plot(plots, number + k, line, translation, source_vocab, target_vocab)
+                    out.write("".join(output_rows(number + k + 1, t, bool(nbest)) for k, t in enumerate(translations)))
+                    out.flush()
+                    number += len(lines)
+                    progress.update(len(lines))
+        except BrokenPipeError:  # whoever read stdout went away (e.g. `| head`): stop quietly, as Unix tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+            sys.exit(1)
+        progress.close()
+    logging.info("wrote %d lines to %s", number, output)
+
+
+def _report(number, translation, limit, limit_origin):
+    """Warnings for what was not decoded as written: unknown characters, a cut source."""
+    if UNK in translation.source_ids:
+        logging.warning("line %d: %d tokens unknown to the source vocabulary, read as UNK", number,
+                        translation.source_ids.count(UNK))
+    if translation.truncated:
+        logging.warning("line %d: %d tokens, cut to the first %d (%s)", number, translation.input_length, limit,
+                        limit_origin)
+
+
+def _plot(folder, index, line, translation, source_vocab, target_vocab):
+    source_ids, target_ids = translation.source_ids, translation.target_ids[0]
+    if not source_ids or not target_ids:
+        logging.warning("line %d: no attention plot (empty %s)", index + 1, "source" if not source_ids else "output")
+        return
+    labels = cli.token_labels(source_vocab, source_ids, line)[: len(source_ids)]
+    plotting.plot_attention(translation.attention, labels, cli.token_labels(target_vocab, target_ids),
+                            os.path.join(folder, f"{index:04d}.png"))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
-"""Shared test settings: silent broadcasting fails, and every test runs on CPU in float32."""
+"""Shared test settings: silent broadcasting fails, every test runs on CPU in float32, no compilation cache."""
 
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The tools' persistent compilation cache stays off in tests (never the user's ~/.cache); tests of the
+# cache give it a directory of their own.
+os.environ.setdefault("SEQ2SEQ_JAX_CACHE_DIR", "off")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

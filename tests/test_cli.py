@@ -1,4 +1,4 @@
-"""The command-line tools: ``main`` (train), ``evaluate`` and ``translate``.
+"""The command-line tools ``main`` (train) and ``evaluate`` (``translate``: tests/test_translate.py).
 
 One tiny run is trained once for the module (``train.train_and_evaluate`` directly, a few dozen steps:
 accuracy does not matter here). The tools' ``main(argv)`` functions are then called in-process with
@@ -6,7 +6,6 @@ their flags parsed by ``flags.FLAGS`` as ``app.run`` would. The training CLI run
 steps at most), to prove what the real command prints on stdout and that it fails cleanly.
 """
 
-import io
 import json
 import os
 import subprocess
@@ -95,47 +94,13 @@ def test_evaluate_names_files_of_other_settings_apart(workdir):
     assert evaluate.result_name("test", eval_config, 4, 0.6, "latest") == "test_beam4_lp0.6_latest"
 
 
-# --- translate ---------------------------------------------------------------------------------------
-
-
-def test_translate_writes_one_line_per_input_line_and_attention_plots(workdir, tmp_path):
-    lines = ["abc", "", "zyx\u00e9\u20ac", "hello world", "q"]
-    source = tmp_path / "in.txt"
-    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    output, plots = tmp_path / "out.txt", tmp_path / "plots"
-    run(translate, f"--workdir={workdir}", f"--input={source}", f"--output={output}",
-        f"--attention_plots={plots}", "--batch_size=4")  # two batches
-    text = output.read_text(encoding="utf-8")
-    assert text.endswith("\n") and text.count("\n") == len(lines)
-    # The empty line has no source token to attend to: no plot for line 1.
-    assert sorted(os.listdir(plots)) == ["0000.png", "0002.png", "0003.png", "0004.png"]
-    assert all(os.path.getsize(plots / name) > 0 for name in os.listdir(plots))
-
-
-def test_translate_reads_stdin_and_writes_stdout(workdir, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "stdin", io.StringIO("abc\r\n\nxy"))  # CRLF, an empty line, no final newline
-    run(translate, f"--workdir={workdir}", "--input=-", "--output=-", "--batch_size=4")
-    assert capsys.readouterr().out.count("\n") == 3
-
-
-def test_split_lines_splits_at_newlines_only():
-    assert translate.split_lines("") == []
-    assert translate.split_lines("\n") == [""]
-    assert translate.split_lines("a\r\n\nb\x0cc\u2028d") == ["a", "", "b\x0cc\u2028d"]
-    assert translate.split_lines("a\nb\n") == ["a", "b"]
-
-
 # --- errors ------------------------------------------------------------------------------------------
 
 
 def test_missing_workdir_is_one_clear_error(tmp_path):
     missing = tmp_path / "nope"
     assert "does not exist" in fails_with(evaluate, f"--workdir={missing}")
-    source = tmp_path / "in.txt"
-    source.write_text("abc\n")
-    assert "does not exist" in fails_with(translate, f"--workdir={missing}", f"--input={source}",
-                                          f"--output={tmp_path / 'out.txt'}")
-    assert not missing.exists() and not (tmp_path / "out.txt").exists()
+    assert not missing.exists()
 
 
 def test_workdir_without_config_or_checkpoints_is_left_untouched(workdir, tmp_path):
@@ -145,13 +110,6 @@ def test_workdir_without_config_or_checkpoints_is_left_untouched(workdir, tmp_pa
     os.symlink(os.path.join(workdir, "vocab"), tmp_path / "vocab")
     assert "train the run first" in fails_with(evaluate, f"--workdir={tmp_path}")
     assert sorted(os.listdir(tmp_path)) == ["config.json", "vocab"]
-
-
-def test_missing_input_file_is_one_clear_error(workdir, tmp_path):
-    message = fails_with(translate, f"--workdir={workdir}", f"--input={tmp_path / 'nope.txt'}",
-                         f"--output={tmp_path / 'out.txt'}")
-    assert "nope.txt" in message and "does not exist" in message
-    assert not (tmp_path / "out.txt").exists()
 
 
 @pytest.mark.parametrize("args, expected", [
@@ -168,8 +126,8 @@ def test_bad_flags_are_rejected_when_parsed(workdir, args, expected):
 def test_missing_required_flags_are_usage_errors(workdir):
     with pytest.raises(app.UsageError, match="--workdir is required"):
         run(evaluate)
-    with pytest.raises(app.UsageError, match="--input is required"):
-        run(translate, f"--workdir={workdir}", "--output=-")
+    with pytest.raises(app.UsageError, match="--workdir is required"):
+        run(translate, "--output=-")
 
 
 def run_training_cli(workdir, *flags, config="tiny"):
