@@ -8,6 +8,10 @@ misspelt field (``--config.train.num_step=5``) is an error, not a silently ignor
 the same workdir resumes from its latest checkpoint. The final metrics are printed as JSON on stdout; the
 log (absl, INFO and up) goes to stderr.
 
+Exit status: 0 done; 1 an error, in one ``error: ...`` line (bad flag, config value, data file, a busy
+workdir, a diverged run); 75 (``train.EXIT_PREEMPTED``) stopped by SIGTERM/SIGINT after saving its current
+step: rerun the same command to resume. A second signal ends the process at once (143 / 130).
+
 Multi-host: pass ``--multihost`` on every host to call ``jax.distributed.initialize()`` first. It detects
 SLURM, Open MPI and Cloud TPU by itself; elsewhere set ``JAX_COORDINATOR_ADDRESS`` (host:port of process 0),
 ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``, which are passed on. ``JAX_COORDINATOR_ADDRESS`` alone in the
@@ -86,7 +90,11 @@ def main(argv):
         cli.fail(str(error))
     try:
         final = train.train_and_evaluate(config, _WORKDIR.value)
-    except (train.NonFiniteLossError, checkpointing.CheckpointError) as error:  # messages say what to do
+    except train.Preempted as error:  # saved: a scheduler requeues on this status
+        sys.stderr.write(f"preempted: {error}\n")
+        sys.exit(train.EXIT_PREEMPTED)
+    except (ValueError, OSError, train.NonFiniteLossError, checkpointing.CheckpointError,
+            checkpointing.WorkdirBusyError) as error:  # bad data, files or state: the messages say what to do
         cli.fail(str(error))
     if jax.process_index() == 0:
         print(json.dumps(final, indent=2, sort_keys=True))
