@@ -188,11 +188,10 @@ def create_model(config: ml_collections.ConfigDict, source_vocab_size: int, targ
                                            target_vocab_size=target_vocab_size))
 
 
-def create_train_state(model: Seq2Seq, config: ml_collections.ConfigDict, batch_shape=(1, 1, 1)) -> TrainState:
-    """Initialises the parameters from ``train.seed`` (shapes do not depend on ``batch_shape``)."""
-    batch, src_len, tgt_len = batch_shape
-    variables = jax.jit(model.init)(jax.random.PRNGKey(config.train.seed), jnp.ones((batch, src_len), jnp.int32),
-                                    jnp.full((batch,), src_len, jnp.int32), jnp.ones((batch, tgt_len), jnp.int32))
+def create_train_state(model: Seq2Seq, config: ml_collections.ConfigDict) -> TrainState:
+    """Initialises the parameters from ``train.seed`` (their shapes do not depend on the dummy batch's)."""
+    variables = jax.jit(model.init)(jax.random.PRNGKey(config.train.seed), jnp.ones((1, 1), jnp.int32),
+                                    jnp.ones((1,), jnp.int32), jnp.ones((1, 1), jnp.int32))
     return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=make_optimizer(config.train))
 
 
