@@ -8,8 +8,8 @@ misspelt field (``--config.train.num_step=5``) is an error, not a silently ignor
 the same workdir resumes from its latest checkpoint. The final metrics are printed as JSON on stdout; the
 log (absl, INFO and up) goes to stderr.
 
-Exit status: 0 done; 1 an error, in one ``error: ...`` line (bad flag, config value, data file, a busy
-workdir, a diverged run); 75 (``train.EXIT_PREEMPTED``) stopped by SIGTERM/SIGINT after saving its current
+Exit status: 0 done; 1 an error, in one ``error: ...`` line (a bad config value, path or data file, a busy
+workdir, a diverged run; absl reports a malformed flag itself); 75 (``train.EXIT_PREEMPTED``) stopped by SIGTERM/SIGINT after saving its current
 step: rerun the same command to resume. A second signal ends the process at once (143 / 130).
 
 Multi-host: pass ``--multihost`` on every host to call ``jax.distributed.initialize()`` first. It detects

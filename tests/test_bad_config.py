@@ -7,7 +7,9 @@ The README's "Reliability" figures count the fields of ``BAD_VALUES`` and the ca
 import json
 import math
 import os
+import sys
 import tempfile
+from unittest import mock
 
 import hypothesis.strategies as st
 import pytest
@@ -139,10 +141,10 @@ def test_bad_training_cli_flag_or_path_is_one_error_line(paths, case):
     was_parsed = flags.FLAGS.is_parsed()
     flags.FLAGS.unparse_flags()
     try:
-        argv = flags.FLAGS(["main", f"--config={REPO}/seq2seq_jax/configs/tiny.py",
-                            *[a.format(**paths) for a in args]])
-        with pytest.raises(SystemExit) as exit_info:
-            train_main.main(argv)
+        argv = ["main", f"--config={REPO}/seq2seq_jax/configs/tiny.py", *[a.format(**paths) for a in args]]
+        with mock.patch.object(sys, "argv", argv):  # config_flags reads --config.* overrides from sys.argv
+            with pytest.raises(SystemExit) as exit_info:
+                train_main.main(flags.FLAGS(argv))
     finally:
         flags.FLAGS.unparse_flags()
         if was_parsed:

@@ -18,6 +18,7 @@ import numpy as np
 import optax
 import pytest
 from flax.training import train_state
+from jax.experimental.compilation_cache import compilation_cache as compilation_cache_lib
 
 from seq2seq_jax import checkpointing, logger, train
 from seq2seq_jax.configs import tiny
@@ -49,8 +50,23 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def compilation_cache(tmp_path_factory):
-    """Shared by the CLI runs of this module, so a restart loads its compiled steps instead of compiling."""
+    """JAX's persistent compilation cache, shared by this module's runs (in this process and in CLI
+    subprocesses): a restart loads its compiled steps instead of compiling them again."""
     return str(tmp_path_factory.mktemp("jax_cache"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cached_compilation_in_this_process(compilation_cache):
+    options = {"jax_compilation_cache_dir": compilation_cache, "jax_persistent_cache_min_compile_time_secs": 0,
+               "jax_persistent_cache_min_entry_size_bytes": 0}
+    saved = {name: getattr(jax.config, name) for name in options}
+    for name, value in options.items():
+        jax.config.update(name, value)
+    compilation_cache_lib.reset_cache()  # the process may have decided "no cache" at an earlier compile
+    yield
+    for name, value in saved.items():
+        jax.config.update(name, value)
+    compilation_cache_lib.reset_cache()
 
 
 def cli(workdir, data_dir, cache, *, fault=None, **overrides) -> subprocess.CompletedProcess:
@@ -199,13 +215,13 @@ def test_unreadable_latest_checkpoint_falls_back_to_the_previous_one_and_is_kept
     assert [r["step"] for r in read_metrics(str(tmp_path)) if "train_loss" in r] == [4]  # the row of 6 went
     kept = os.listdir(tmp_path / "unreadable_checkpoints")
     assert len(kept) == 1 and kept[0].startswith("6-") and os.listdir(tmp_path / "unreadable_checkpoints" / kept[0])
-    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3", "7"]
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["6", "7"]  # step 6 saved again, from step 3 on
     # Now nothing is readable: one error, and nothing is moved.
-    for step in ("3", "7"):
+    for step in ("6", "7"):
         _damage_state(tmp_path / "checkpoints" / step)
     with pytest.raises(checkpointing.CheckpointError, match=r"no checkpoint in .* can be read, all left in place"):
         train.train_and_evaluate(small_config(data_dir), str(tmp_path))
-    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3", "7"]
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["6", "7"]
     assert len(os.listdir(tmp_path / "unreadable_checkpoints")) == 1
 
 
@@ -244,6 +260,28 @@ def test_failed_first_start_does_not_block_the_corrected_command(tmp_path, data_
     preempted_at(1, corrected, tmp_path, monkeypatch)  # it trains
     assert json.load(open(tmp_path / "config.json"))["data"]["num_train"] == 200
     assert read_metrics(str(tmp_path))[0]["skipped_updates"] == 0  # counted in every row when skipping is on
+
+
+@pytest.mark.slow
+def test_dataset_preparation_holds_a_lock_in_the_data_directory(tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds  # noqa: PLC0415
+
+    from seq2seq_jax.data import pipeline  # noqa: PLC0415
+
+    prepare, held = tfds.core.DatasetBuilder.download_and_prepare, []
+    config = small_config(str(tmp_path / "tfds"))
+    lock = pipeline.prepare_lock_path(config.data)
+
+    def prepare_while_checking_the_lock(builder, *args, **kwargs):
+        with pytest.raises(checkpointing.WorkdirBusyError):  # a second process would wait here
+            with checkpointing.file_lock(lock, blocking=False):
+                pass
+        held.append(lock)
+        return prepare(builder, *args, **kwargs)
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", prepare_while_checking_the_lock)
+    pipeline.get_data(config.data, batch_size=16, seed=0, vocab_dir=str(tmp_path / "vocab"))
+    assert len(held) == 1
 
 
 def test_machine_paths_are_not_part_of_a_run_but_model_and_optimizer_state_are(tmp_path):

@@ -18,6 +18,7 @@ shuffled too. This plan is computed per epoch inside a grain `MapDataset`, whose
 checkpointable with `get_state()`/`set_state()`.
 """
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Iterator
@@ -304,6 +305,11 @@ class Data:
                 yield batch
 
 
+def prepare_lock_path(data_config: ml_collections.ConfigDict) -> str:
+    """The file lock held while `data_config.dataset` is prepared in `data_config.data_dir`."""
+    return os.path.join(data_config.data_dir, f".{data_config.dataset.replace('/', '_')}.prepare.lock")
+
+
 def get_data(data_config: ml_collections.ConfigDict, *, batch_size: int, seed: int, vocab_dir: str,
              reuse_vocab: bool = True) -> Data:
     """Prepares `data_config.dataset` if needed, reads and encodes every split, and returns its `Data`.
@@ -316,8 +322,10 @@ def get_data(data_config: ml_collections.ConfigDict, *, batch_size: int, seed: i
     config_lib.validate(data_config)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    builder = datasets.get_builder(data_config.dataset, data_config.data_dir, **_builder_kwargs(data_config))
-    with checkpointing.file_lock(os.path.join(builder.data_dir_root, f".{builder.name}.prepare.lock")):
+    local = "://" not in data_config.data_dir  # cloud storage (gs://...) has no file locks
+    with checkpointing.file_lock(prepare_lock_path(data_config)) if local else contextlib.nullcontext():
+        # The builder is made under the lock too: it reads what another process may just have prepared.
+        builder = datasets.get_builder(data_config.dataset, data_config.data_dir, **_builder_kwargs(data_config))
         builder.download_and_prepare()  # a no-op for the processes that waited
     features = builder.info.features
     keys = None if "source" in features else builder.info.supervised_keys
