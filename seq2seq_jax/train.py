@@ -481,6 +481,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, signals
                                 f"{workdir}/checkpoints; run the same command to resume")
         checkpoints.wait()
         signals.raise_now = True
+        if signals.received:  # arrived while the last checkpoint was being written
+            raise Preempted(f"{signals.received} received: training is complete and saved; run the same command "
+                            "to evaluate")
         final = _final_evaluation(config, workdir, state, checkpoints, evaluate, logger, iterator)
     finally:
         progress.close()

@@ -237,6 +237,33 @@ def test_half_written_last_metrics_row_is_dropped_and_a_damaged_middle_row_is_an
         read_metrics(str(tmp_path))
 
 
+def test_eval_outputs_interrupted_while_written_keep_their_previous_version(tmp_path, monkeypatch):
+    result = {"split": "test", "loss": 1.0, "predictions": [("abc", "cba", ["cba"])]}
+    train.write_eval(str(tmp_path), result, step=1)
+    before = {name: (tmp_path / "eval" / name).read_text() for name in os.listdir(tmp_path / "eval")}
+    assert sorted(before) == ["test.json", "test_predictions.tsv"]
+
+    def killed(*args):
+        raise KeyboardInterrupt  # the process stops before the finished temporary file replaces the old one
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train.write_eval(str(tmp_path), {**result, "predictions": [("x", "y", ["z"])] * 1000}, step=2)
+    for name, text in before.items():
+        assert (tmp_path / "eval" / name).read_text() == text
+
+
+def test_a_huge_line_is_filtered_by_the_default_length_limits_and_counted(tmp_path):
+    from seq2seq_jax.data import pipeline  # noqa: PLC0415
+
+    config = tiny.get_config().data
+    pairs = [("abc", "cba")] * 8 + [("x" * 100_000, "y")]
+    raw = {"train": [{"source": s, "target": t, "references": [t]} for s, t in pairs]}
+    data = pipeline.Data(config, raw, batch_size=4, seed=0, vocab_dir=str(tmp_path))
+    assert data.num_filtered["train"] == 1 and len(data.examples("train")) == 8
+    assert max(s for s, _ in data.bucket_shapes) <= config.max_source_length
+
+
 def test_damaged_vocabulary_is_named(tmp_path):
     from seq2seq_jax.data import vocab as vocab_lib  # noqa: PLC0415
     path = str(tmp_path / "source_vocab.json")
