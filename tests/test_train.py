@@ -56,7 +56,7 @@ def test_tiny_config_learns_to_reverse_strings(tmp_path, data_dir):
 @pytest.mark.slow
 def test_stopped_run_resumes_with_identical_losses_and_parameters(tmp_path, data_dir):
     straight = train.train_and_evaluate(small_config(data_dir), str(tmp_path / "straight"))
-    train.train_and_evaluate(small_config(data_dir, num_steps=6, log_every=4), str(tmp_path / "resumed"))
+    train.train_and_evaluate(small_config(data_dir, num_steps=6), str(tmp_path / "resumed"))
     resumed = train.train_and_evaluate(small_config(data_dir), str(tmp_path / "resumed"))
     losses = lambda name: [(r["step"], r["train_loss"]) for r in read_metrics(str(tmp_path / name))  # noqa: E731
                            if "train_loss" in r]
