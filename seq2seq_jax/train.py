@@ -90,7 +90,8 @@ def validate_train_config(t: ml_collections.ConfigDict, e: ml_collections.Config
           t.label_smoothing, "a number in [0, 1)")
     check(_is_number(t.max_grad_norm) and 0 <= t.max_grad_norm < math.inf, "train", "max_grad_norm",
           t.max_grad_norm, "a finite number >= 0 (0 = no clipping)")
-    check(_is_number(t.max_loss) and t.max_loss > 0, "train", "max_loss", t.max_loss, "a positive number (inf = no bound)")
+    check(_is_number(t.max_loss) and t.max_loss > 0, "train", "max_loss", t.max_loss,
+          "a positive number (inf = no bound)")
     check(_is_number(t.max_grad_norm_abort) and t.max_grad_norm_abort >= 0, "train", "max_grad_norm_abort",
           t.max_grad_norm_abort, "a number >= 0 (0 = no bound)")
     check(isinstance(t.skip_nonfinite_updates, bool), "train", "skip_nonfinite_updates", t.skip_nonfinite_updates,

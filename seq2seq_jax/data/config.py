@@ -106,6 +106,6 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _check(_is_int(c.num_buckets) and c.num_buckets >= 1, "num_buckets", c.num_buckets, "an integer >= 1")
     if c.bucket_boundaries is not None:
         pairs = list(c.bucket_boundaries) if isinstance(c.bucket_boundaries, (list, tuple)) else []
-        _check(bool(pairs) and all(isinstance(p, (list, tuple)) and len(p) == 2 and all(_is_int(x) and x >= 1 for x in p)
-                                   for p in pairs),
+        _check(bool(pairs) and all(isinstance(p, (list, tuple)) and len(p) == 2
+                                   and all(_is_int(x) and x >= 1 for x in p) for p in pairs),
                "bucket_boundaries", c.bucket_boundaries, "None or a non-empty list of (src_len, tgt_len) positive ints")
