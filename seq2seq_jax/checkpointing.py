@@ -1,22 +1,51 @@
-"""Orbax checkpoints of a run: the train state, the data iterator's position and the config.
+"""Orbax checkpoints of a run (the train state, the data iterator's position, the best-so-far meta), the
+workdir's lock and atomic file writes.
 
 ``workdir/checkpoints`` keeps the latest ``train.keep_checkpoints`` steps; ``workdir/best`` keeps the
 parameters of the best validation score so far (``eval.best_metric``). A run started on a workdir that
-has checkpoints resumes from the latest one, with the data iterator where it was, so the resumed run sees
-exactly the batches, dropout masks and losses of a run that was never stopped.
+has checkpoints resumes from the newest readable one, with the data iterator where it was, so the resumed
+run sees exactly the batches, dropout masks and losses of a run that was never stopped. Orbax writes each
+step into a temporary directory and renames it when complete, so a process killed during a save leaves
+only the earlier steps visible. An unreadable step is moved to ``workdir/unreadable_checkpoints`` (never
+deleted) and the one before it is used.
 """
 
+import contextlib
+import fcntl
 import json
 import os
+import signal
+import socket
+import time
 
 import flax.serialization
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
+# Test hook: ``SEQ2SEQ_JAX_TEST_FAULT=<point>@<step>[:<SIGNAL>]`` makes the process send itself SIGKILL
+# (or the named signal) when it reaches ``point`` at ``step`` (see ``fault_point``). Unset in real runs.
+FAULT_ENV = "SEQ2SEQ_JAX_TEST_FAULT"
+
 
 class CheckpointError(RuntimeError):
-    """A checkpoint exists but cannot be read; nothing is deleted."""
+    """No checkpoint of a workdir can be read; nothing is deleted."""
+
+
+class WorkdirBusyError(RuntimeError):
+    """Another live process holds the workdir's lock."""
+
+
+def fault_point(point: str, step: int) -> None:
+    """Test hook: kills (or signals) this process at ``point``/``step`` if ``$SEQ2SEQ_JAX_TEST_FAULT`` says so."""
+    spec = os.environ.get(FAULT_ENV)
+    if spec and spec.partition(":")[0] == f"{point}@{step}":
+        os.kill(os.getpid(), getattr(signal, spec.partition(":")[2] or "SIGKILL"))
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:300]}{'...' if len(text) > 300 else ''}"
 
 
 def _manager(directory: str, max_to_keep: int | None) -> ocp.CheckpointManager:
@@ -36,6 +65,11 @@ class Checkpoints:
     def latest_step(self) -> int | None:
         return self.latest.latest_step()
 
+    def wait_and_latest_step(self) -> int | None:
+        """The newest completed step, once pending saves have finished."""
+        self.wait()
+        return self.latest.latest_step()
+
     def save(self, state, data_state: dict, meta: dict, *, best: bool = False) -> None:
         """Saves ``state`` (a TrainState) with the iterator state and ``meta`` at ``state.step``."""
         step = int(jax.device_get(state.step))
@@ -48,6 +82,7 @@ class Checkpoints:
             meta=ocp.args.JsonSave(meta),
         )
         manager.save(step, args=args)
+        fault_point("best_save" if best else "save", step)  # a test kills the process mid-save here
 
     def restore(self, abstract_state, *, best: bool = False, step: int | None = None):
         """Returns ``(state, data_state, meta)`` of ``step`` (default: latest) into ``abstract_state``'s tree."""
@@ -61,13 +96,35 @@ class Checkpoints:
                 state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore(),
                 meta=ocp.args.JsonRestore()))
         except Exception as error:  # orbax raises many types for unreadable files
-            raise CheckpointError(
-                f"checkpoint {manager.directory}/{step} cannot be read ({type(error).__name__}: "
-                f"{str(error)[:300]}); it is left in place. Move it away to resume from an earlier step "
-                f"(available: {list(manager.all_steps())})"
-            ) from error
+            raise CheckpointError(f"checkpoint {manager.directory}/{step} cannot be read ({_one_line(error)}); "
+                                  "it is left in place") from error
         state = flax.serialization.from_state_dict(abstract_state, restored.state)
         return state, restored.data, restored.meta
+
+    def restore_newest_readable(self, abstract_state):
+        """``restore`` of the newest readable latest-k step. Unreadable newer steps are reported (one line
+        each) and moved to ``workdir/unreadable_checkpoints/<step>-<time>``: kept, and out of orbax's way so
+        the resumed run can save those steps again. If no step is readable, nothing is moved and one
+        ``CheckpointError`` says why."""
+        failures = []
+        for step in sorted(self.latest.all_steps(), reverse=True):
+            try:
+                restored = self.restore(abstract_state, step=step)
+            except CheckpointError as error:
+                failures.append((step, error))
+                continue
+            for bad_step, error in failures:
+                kept = os.path.join(self.workdir, "unreadable_checkpoints",
+                                    f"{bad_step}-{time.strftime('%Y%m%dT%H%M%S')}")
+                os.makedirs(os.path.dirname(kept), exist_ok=True)
+                os.replace(os.path.join(self.latest.directory, str(bad_step)), kept)
+                logging.warning("%s; moved to %s, resuming from step %d", str(error).removesuffix(
+                    "; it is left in place"), kept, step)
+            if failures:
+                self.latest.reload()
+            return restored
+        raise CheckpointError(f"no checkpoint in {self.latest.directory} can be read, all left in place; the newest: "
+                              f"{failures[0][1]}" if failures else f"no checkpoint in {self.latest.directory}")
 
     def has_best(self) -> bool:
         return self.best.latest_step() is not None
@@ -81,12 +138,46 @@ class Checkpoints:
         self.best.close()
 
 
-def save_json(path: str, value) -> None:
-    """Writes ``value`` as JSON atomically (tmp file + rename), so a crash never leaves half a file."""
+def write_atomic(path: str, content: str | bytes) -> None:
+    """Writes ``content`` to ``path`` atomically (tmp file, fsync, rename): a crash never leaves half a file."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=2, sort_keys=True)
-        f.write("\n")
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb" if isinstance(content, bytes) else "w", **({} if isinstance(content, bytes) else
+                                                                  {"encoding": "utf-8"})) as f:
+        f.write(content)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
     logging.debug("wrote %s", path)
+
+
+def save_json(path: str, value) -> None:
+    """Writes ``value`` as JSON atomically (see ``write_atomic``)."""
+    write_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def file_lock(path: str, *, blocking: bool = True, what: str = "it"):
+    """Holds an exclusive ``flock`` on ``path`` (created if needed), which names this process (pid@host).
+
+    The kernel drops the lock when its process ends, however it ends, so a crashed or killed process never
+    leaves a stale lock. ``blocking=False``: a lock held by another process raises ``WorkdirBusyError``
+    naming the holder (``what`` says what is locked).
+    """
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise WorkdirBusyError(f"{what} is in use by {holder} (lock {path}); wait for it to end or use "
+                                   "another --workdir") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on host {socket.gethostname()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -1,39 +1,109 @@
-"""Where a run's numbers go: ``metrics.jsonl``, TensorBoard event files and a tqdm progress bar.
+"""Where a run's numbers go: ``metrics.jsonl``, TensorBoard event files, a tqdm progress bar, and
+``run_info.json`` (what produced them).
 
 ``workdir/metrics.jsonl`` holds one JSON object per logged step and per evaluation, floats at full
-precision. On resume, rows past the checkpoint's step are dropped first, so the file reads as if the run
-had never stopped.
+precision. On resume, rows past the checkpoint's step are dropped first (and a last row that a killed
+process left half-written), so the file reads as if the run had never stopped.
 """
 
+import datetime
+import importlib.metadata
 import json
 import math
 import os
+import socket
+import subprocess
+import sys
 
+import jax
 import tqdm
+from absl import logging
 from tensorboardX import SummaryWriter
 
+from seq2seq_jax import checkpointing
 from seq2seq_jax import parallel
+
+# Packages whose versions run_info.json records.
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "tensorflow-datasets", "numpy",
+            "ml-collections", "sacrebleu", "sentencepiece")
 
 
 def read_metrics(workdir: str) -> list[dict]:
-    """The rows of ``workdir/metrics.jsonl`` (empty if none)."""
+    """The rows of ``workdir/metrics.jsonl`` (empty if none). A half-written last line (a process killed
+    while appending it) is dropped with a warning; an unreadable line elsewhere is a ``ValueError``."""
     path = os.path.join(workdir, "metrics.jsonl")
     if not os.path.exists(path):
         return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    lines = text.split("\n")
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            if number == len(lines):  # no newline after it: the append never finished
+                logging.warning("%s: dropped the half-written last line %d (%r)", path, number, line[:80])
+                break
+            raise ValueError(f"{path} line {number} is not a JSON row ({error}); the file is damaged") from None
+    return rows
+
+
+def git_commit(directory: str) -> dict:
+    """``{'commit', 'dirty'}`` of the git checkout holding ``directory``; ``{}`` outside one or without git."""
+    def git(*args):
+        return subprocess.run(["git", "-C", directory, *args], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {}
+
+
+def record_start(workdir: str) -> dict:
+    """Appends this (re)start to ``workdir/run_info.json``: command line, git commit and dirty flag,
+    package versions, devices, host and start time. Returns the entry."""
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    entry = {
+        "start_time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": [sys.executable, *sys.argv],
+        "host": socket.gethostname(), "pid": os.getpid(),
+        "process": f"{jax.process_index()} of {jax.process_count()}",
+        "devices": [str(d) for d in jax.devices()],
+        "python": sys.version.split()[0], "packages": versions,
+        "git": git_commit(os.path.dirname(os.path.abspath(__file__))),
+    }
+    path = os.path.join(workdir, "run_info.json")
+    starts = []
+    if os.path.exists(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                starts = json.load(f)["starts"]
+        except (ValueError, KeyError, TypeError) as error:  # written atomically; damaged only by hand
+            logging.warning("%s is unreadable (%s); starting it afresh", path, error)
+    checkpointing.save_json(path, {"starts": [*starts, entry]})
+    return entry
 
 
 class MetricsLogger:
-    def __init__(self, workdir: str, *, start_step: int = 0, hparams: dict | None = None):
+    def __init__(self, workdir: str, *, start_step: int = 0, hparams: dict | None = None,
+                 redo_evaluations_at: int | None = None):
+        """Keeps the rows up to ``start_step``, except evaluation rows (keys with '/') at step
+        ``redo_evaluations_at``, which the caller is about to write again."""
         self.path = os.path.join(workdir, "metrics.jsonl")
         self._file = self._writer = None
         if not parallel.is_main_process():  # process 0 writes for all; write() and close() do nothing here
             return
-        kept = [row for row in read_metrics(workdir) if row["step"] <= start_step]
-        with open(self.path + ".tmp", "w") as f:
-            f.writelines(json.dumps(row) + "\n" for row in kept)
-        os.replace(self.path + ".tmp", self.path)
+        kept = [row for row in read_metrics(workdir) if row["step"] <= start_step and not (
+            row["step"] == redo_evaluations_at and any("/" in key for key in row))]
+        checkpointing.write_atomic(self.path, "".join(json.dumps(row) + "\n" for row in kept))
         self._file = open(self.path, "a")
         self._writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
         if hparams is not None and start_step == 0:

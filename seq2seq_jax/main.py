@@ -14,6 +14,10 @@ the bucket shapes, the number of parameters and, per split, the examples kept, f
 the length limits; then it exits without training and writes nothing to the workdir (which it does not
 need). It prepares the dataset in the data directory like a run would.
 
+Exit status: 0 done; 1 an error, in one ``error: ...`` line (a bad config value, path or data file, a busy
+workdir, a diverged run; absl reports a malformed flag itself); 75 (``train.EXIT_PREEMPTED``) stopped by SIGTERM/SIGINT after saving its current
+step: rerun the same command to resume. A second signal ends the process at once (143 / 130).
+
 Multi-host: pass ``--multihost`` on every host to call ``jax.distributed.initialize()`` first. It detects
 SLURM, Open MPI and Cloud TPU by itself; elsewhere set ``JAX_COORDINATOR_ADDRESS`` (host:port of process 0),
 ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``, which are passed on. ``JAX_COORDINATOR_ADDRESS`` alone in the
@@ -38,7 +42,6 @@ from seq2seq_jax import checkpointing
 from seq2seq_jax import cli
 from seq2seq_jax import train
 from seq2seq_jax.data import pipeline
-from seq2seq_jax.data.datasets.parallel_text import DataFileError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. seq2seq_jax/configs/tiny.py; override fields with --config.x.y=v.",
@@ -145,7 +148,11 @@ def main(argv):
     try:
         with contextlib.redirect_stdout(sys.stderr):  # stdout holds the result alone (TFDS prints to it)
             final = train.train_and_evaluate(config, _WORKDIR.value)
-    except (train.NonFiniteLossError, checkpointing.CheckpointError, DataFileError) as error:  # messages say what to do
+    except train.Preempted as error:  # saved: a scheduler requeues on this status
+        sys.stderr.write(f"preempted: {error}\n")
+        sys.exit(train.EXIT_PREEMPTED)
+    except (ValueError, OSError, train.NonFiniteLossError, checkpointing.CheckpointError,
+            checkpointing.WorkdirBusyError) as error:  # bad data, files or state: the messages say what to do
         cli.fail(str(error))
     if jax.process_index() == 0:
         print(json.dumps(final, indent=2, sort_keys=True))

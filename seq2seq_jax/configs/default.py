@@ -31,6 +31,15 @@ def get_train_config() -> ml_collections.ConfigDict:
     t.halving_every = 500
     # Clip gradients to this global norm (Sutskever: 5; Bahdanau: 1); 0 = no clipping.
     t.max_grad_norm = 5.0
+    # Stop the run at the first step whose training loss exceeds this (a diverged run: cross-entropy of a
+    # working model stays near log(vocabulary size)); non-finite losses always stop it. inf = no bound.
+    t.max_loss = 1e4
+    # Stop the run at the first step whose gradient norm (before clipping) exceeds this; 0 = no bound
+    # (the default, as exploding gradients of vanilla RNNs are studied here, and clipping handles them).
+    t.max_grad_norm_abort = 0.0
+    # Skip (instead of stopping at) updates whose gradients are NaN/inf (optax.apply_if_finite), counted as
+    # skipped_updates in metrics.jsonl; the run still stops if the parameters themselves become non-finite.
+    t.skip_nonfinite_updates = False
     # Label smoothing of the cross-entropy (0 = none).
     t.label_smoothing = 0.0
     # Seed of parameter initialisation, dropout and data order.

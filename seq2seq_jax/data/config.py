@@ -12,6 +12,10 @@ from ml_collections import config_dict
 from seq2seq_jax.data import vocab as vocab_lib
 
 LENGTH_POLICIES = ("filter", "truncate")
+# Default length limit of sources and targets, in tokens: far above every bundled task's examples, and low
+# enough that one stray huge line (a 100k-character line of a corpus) cannot make a bucket that exhausts
+# the accelerator's memory.
+DEFAULT_MAX_LENGTH = 1024
 
 
 def default_data_dir() -> str:
@@ -56,10 +60,10 @@ def get_data_config() -> ml_collections.ConfigDict:
     c.target_vocab = "char"
     # Size of a sentencepiece vocabulary (either side), specials included.
     c.vocab_size = 8000
-    # Longest source in tokens; None = no limit.
-    c.max_source_length = config_dict.placeholder(int)
+    # Longest source in tokens (longer examples are handled by length_policy); None = no limit.
+    c.max_source_length = config_dict.FieldReference(DEFAULT_MAX_LENGTH, field_type=int)
     # Longest target in tokens, not counting the EOS the pipeline appends; None = no limit.
-    c.max_target_length = config_dict.placeholder(int)
+    c.max_target_length = config_dict.FieldReference(DEFAULT_MAX_LENGTH, field_type=int)
     # What to do with a longer example: 'filter' (drop it) or 'truncate' (cut it); counted and logged either way.
     c.length_policy = "filter"
     # Number of padded (src_len, tgt_len) shapes, from training-length quantiles; ignored if bucket_boundaries is set.
@@ -72,6 +76,10 @@ def get_data_config() -> ml_collections.ConfigDict:
 def _check(ok: bool, field: str, value, allowed: str) -> None:
     if not ok:
         raise ValueError(f"data.{field} = {value!r} is invalid; allowed: {allowed}.")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
@@ -89,16 +97,20 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _check(isinstance(c.reverse_pair, bool), "reverse_pair", c.reverse_pair, "True or False")
     for field in ("num_train", "num_validation", "num_test", "synthetic_min_length", "synthetic_max_length",
                   "synthetic_alphabet_size", "max_source_length", "max_target_length"):
-        _check(c[field] is None or (isinstance(c[field], int) and c[field] >= 1), field, c[field],
+        _check(c[field] is None or (_is_int(c[field]) and c[field] >= 1), field, c[field],
                "None or an integer >= 1")
+    if c.synthetic_min_length is not None and c.synthetic_max_length is not None:
+        _check(c.synthetic_min_length <= c.synthetic_max_length, "synthetic_min_length", c.synthetic_min_length,
+               f"at most data.synthetic_max_length={c.synthetic_max_length}")
     for field in ("source_vocab", "target_vocab"):
         _check(c[field] in vocab_lib.KINDS, field, c[field], ", ".join(repr(k) for k in vocab_lib.KINDS))
-    _check(isinstance(c.vocab_size, int) and c.vocab_size > len(vocab_lib.SPECIALS), "vocab_size", c.vocab_size,
+    _check(_is_int(c.vocab_size) and c.vocab_size > len(vocab_lib.SPECIALS), "vocab_size", c.vocab_size,
            f"an integer > {len(vocab_lib.SPECIALS)}")
     _check(c.length_policy in LENGTH_POLICIES, "length_policy", c.length_policy,
            ", ".join(repr(p) for p in LENGTH_POLICIES))
-    _check(isinstance(c.num_buckets, int) and c.num_buckets >= 1, "num_buckets", c.num_buckets, "an integer >= 1")
+    _check(_is_int(c.num_buckets) and c.num_buckets >= 1, "num_buckets", c.num_buckets, "an integer >= 1")
     if c.bucket_boundaries is not None:
-        pairs = list(c.bucket_boundaries)
-        _check(bool(pairs) and all(len(p) == 2 and all(isinstance(x, int) and x >= 1 for x in p) for p in pairs),
+        pairs = list(c.bucket_boundaries) if isinstance(c.bucket_boundaries, (list, tuple)) else []
+        _check(bool(pairs) and all(isinstance(p, (list, tuple)) and len(p) == 2
+                                   and all(_is_int(x) and x >= 1 for x in p) for p in pairs),
                "bucket_boundaries", c.bucket_boundaries, "None or a non-empty list of (src_len, tgt_len) positive ints")

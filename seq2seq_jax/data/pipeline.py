@@ -20,6 +20,7 @@ checkpointable with `get_state()`/`set_state()`. With several processes (`grain.
 the training batches do not depend on the number of processes. Evaluation splits every bucket between them.
 """
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from seq2seq_jax import checkpointing
 from seq2seq_jax.data import config as config_lib
 from seq2seq_jax.data import datasets
 from seq2seq_jax.data import vocab as vocab_lib
@@ -105,10 +107,11 @@ def _builder_kwargs(c: ml_collections.ConfigDict) -> dict:
     return {kwarg: c.get(field) for field, kwarg in fields.items() if c.get(field) is not None}  # get: older runs' configs
 
 
-def _vocab(kind: str, name: str, texts, vocab_dir: str, vocab_size: int) -> vocab_lib.Vocab:
-    """Loads `vocab_dir/<name>.{json,model}` if present, else builds it from `texts` and saves it there."""
+def _vocab(kind: str, name: str, texts, vocab_dir: str, vocab_size: int, reuse: bool) -> vocab_lib.Vocab:
+    """Loads `vocab_dir/<name>.{json,model}` if present and `reuse`, else builds it from `texts` and saves it
+    there (atomically)."""
     path = os.path.join(vocab_dir, vocab_lib.vocab_filename(kind, name))
-    if os.path.exists(path):
+    if reuse and os.path.exists(path):
         vocab = vocab_lib.load_vocab(path)
         if vocab.kind != kind:
             raise ValueError(f"data.{name}: {path} holds a {vocab.kind!r} vocabulary, but the config asks for {kind!r}.")
@@ -125,14 +128,14 @@ class Data:
     """Encoded splits, vocabularies and batch iterators for one dataset; make it with `get_data`."""
 
     def __init__(self, c: ml_collections.ConfigDict, raw: dict[str, list[dict]], *, batch_size: int, seed: int,
-                 vocab_dir: str):
+                 vocab_dir: str, reuse_vocab: bool = True):
         self.batch_size = batch_size
         self.seed = seed
         self._config = c
         self.source_vocab = _vocab(c.source_vocab, "source_vocab", (e["source"] for e in raw["train"]), vocab_dir,
-                                   c.vocab_size)
+                                   c.vocab_size, reuse_vocab)
         self.target_vocab = _vocab(c.target_vocab, "target_vocab", (e["target"] for e in raw["train"]), vocab_dir,
-                                   c.vocab_size)
+                                   c.vocab_size, reuse_vocab)
         self.num_filtered: dict[str, int] = {}
         self.num_truncated: dict[str, int] = {}
         self._splits = {split: self._encode(split, examples) for split, examples in raw.items()}
@@ -311,17 +314,28 @@ class Data:
                 yield batch
 
 
-def get_data(data_config: ml_collections.ConfigDict, *, batch_size: int, seed: int, vocab_dir: str) -> Data:
+def prepare_lock_path(data_config: ml_collections.ConfigDict) -> str:
+    """The file lock held while `data_config.dataset` is prepared in `data_config.data_dir`."""
+    return os.path.join(data_config.data_dir, f".{data_config.dataset.replace('/', '_')}.prepare.lock")
+
+
+def get_data(data_config: ml_collections.ConfigDict, *, batch_size: int, seed: int, vocab_dir: str,
+             reuse_vocab: bool = True) -> Data:
     """Prepares `data_config.dataset` if needed, reads and encodes every split, and returns its `Data`.
 
     Vocabularies are built from the training split on first use and saved under `vocab_dir` (normally the
-    run's workdir); later calls reload them, so ids mean the same thing for the whole life of a run.
+    run's workdir); later calls reload them (unless `reuse_vocab=False`: a new run rebuilds what a failed
+    start left), so ids mean the same thing for the whole life of a run. Preparation holds a file lock in
+    `data_dir`, so processes started together on a fresh data directory prepare each dataset once.
     """
     config_lib.validate(data_config)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    builder = datasets.get_builder(data_config.dataset, data_config.data_dir, **_builder_kwargs(data_config))
-    builder.download_and_prepare()
+    local = "://" not in data_config.data_dir  # cloud storage (gs://...) has no file locks
+    with checkpointing.file_lock(prepare_lock_path(data_config)) if local else contextlib.nullcontext():
+        # The builder is made under the lock too: it reads what another process may just have prepared.
+        builder = datasets.get_builder(data_config.dataset, data_config.data_dir, **_builder_kwargs(data_config))
+        builder.download_and_prepare()  # a no-op for the processes that waited
     features = builder.info.features
     keys = None if "source" in features else builder.info.supervised_keys
     available = [s for s in SPLITS if s in builder.info.splits] or list(SPLITS)
@@ -329,4 +343,4 @@ def get_data(data_config: ml_collections.ConfigDict, *, batch_size: int, seed: i
            for split in available}
     if "train" not in raw:
         raise ValueError(f"Dataset {data_config.dataset!r} has no train split.")
-    return Data(data_config, raw, batch_size=batch_size, seed=seed, vocab_dir=vocab_dir)
+    return Data(data_config, raw, batch_size=batch_size, seed=seed, vocab_dir=vocab_dir, reuse_vocab=reuse_vocab)

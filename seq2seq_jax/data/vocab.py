@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 
 import sentencepiece as spm
 
+from seq2seq_jax import checkpointing
+
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 # How decoding writes an unknown id; the same symbol SentencePiece uses.
@@ -80,8 +82,8 @@ class TokenVocab(Vocab):
         return ("" if self.kind == "char" else " ").join(tokens)
 
     def save(self, path: str) -> None:
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump({"kind": self.kind, "tokens": self.tokens}, f, ensure_ascii=False, indent=0)
+        checkpointing.write_atomic(path, json.dumps({"kind": self.kind, "tokens": self.tokens}, ensure_ascii=False,
+                                                    indent=0))
 
 
 class SentencePieceVocab(Vocab):
@@ -104,8 +106,7 @@ class SentencePieceVocab(Vocab):
         return self._sp.decode(ids)
 
     def save(self, path: str) -> None:
-        with open(path, "wb") as f:
-            f.write(self.model_proto)
+        checkpointing.write_atomic(path, self.model_proto)
 
 
 def build_vocab(kind: str, texts: Iterable[str], *, vocab_size: int | None = None, min_count: int = 1) -> Vocab:
@@ -147,10 +148,15 @@ def vocab_filename(kind: str, name: str) -> str:
 
 
 def load_vocab(path: str) -> Vocab:
-    """Reads a vocabulary written by `Vocab.save` (`.model` → sentencepiece, otherwise JSON)."""
-    if path.endswith(".model"):
-        with open(path, "rb") as f:
-            return SentencePieceVocab(f.read())
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
-    return TokenVocab(data["kind"], data["tokens"])
+    """Reads a vocabulary written by `Vocab.save` (`.model` → sentencepiece, otherwise JSON); a damaged
+    file is a `ValueError` naming it."""
+    try:
+        if path.endswith(".model"):
+            with open(path, "rb") as f:
+                return SentencePieceVocab(f.read())
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        return TokenVocab(data["kind"], data["tokens"])
+    except (ValueError, KeyError, TypeError, RuntimeError) as error:  # json, sentencepiece or missing keys
+        raise ValueError(f"vocabulary {path} is damaged and cannot be read ({type(error).__name__}: "
+                         f"{' '.join(str(error).split())[:200]})") from None
