@@ -37,7 +37,7 @@ def test_quick_run_writes_every_row_with_its_fields_and_the_report_renders_it(tm
                                                      and r["benchmark"] in ("train_step", "search"))
     quick = run.SETTINGS[True]
     train = {(r["variant"].split(",")[0], r["impl"]) for r in _rows(result, "train_step")}
-    for model in ("lstm/bottleneck", "lstm/attention", "gru/bottleneck", "gru/attention"):
+    for model in (f"{cell}/{decoder}" for cell, decoder in quick["train_models"]):
         assert (model, "ours") in train and ((model, "torch") in train) == with_torch
         assert ((model, "flax_rnn") in train) == model.endswith("bottleneck")
     assert all(r["tokens_per_s"] > 0 and r["params"] > 0 for r in _rows(result, "train_step"))
@@ -70,6 +70,8 @@ def test_plan_times_each_implementation_in_its_own_process_and_skips_torch_witho
     without = run.plan(quick=False, use_torch=False, translate_files=files)
     assert len({job.key for job in with_torch}) == len(with_torch)  # one process a job and repetition
     assert {job.impl for job in with_torch if job.benchmark == "train_step"} == {"ours", "torch", "flax_rnn"}
+    models = {job.variant.split(",")[0] for job in without if job.benchmark == "train_step"}
+    assert models == {"lstm/bottleneck", "lstm/attention", "gru/bottleneck", "gru/attention"}
     assert [job for job in with_torch if "torch" not in job.impl] == without
     assert all(job.args[1:3] == ("-m", "benchmarks.train_step") for job in without if job.benchmark == "train_step")
     flax = {job.variant.split(",")[0] for job in without if job.impl == "flax_rnn"}
