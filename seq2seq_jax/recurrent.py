@@ -21,10 +21,8 @@ from flax.linen.recurrent import flip_sequences
 
 from seq2seq_jax import cells
 
-Carry = Any
 
-
-def masked_scan(cell: str, p: "cells.Projections", carry, projected, is_real):
+def masked_scan(cell: str, p: cells.Projections, carry, projected, is_real):
     """``projected [batch, time, gates * hidden]`` (``p.inputs(x)``), ``is_real [batch, time]`` ->
     ``(final_carry, outputs [batch, time, hidden])``; rows past their length keep their carry, output 0."""
 
