@@ -1,6 +1,6 @@
 """Every speed benchmark, each implementation timed alone in its own fresh process.
 
-  python -m benchmarks.run --json=benchmarks/results.json      # published settings: an idle machine, ~1 hour
+  python -m benchmarks.run --json=benchmarks/results.json      # published settings, on an idle machine
   python -m benchmarks.run --quick --json=/tmp/quick.json      # tiny sizes, fewer rows, 1 repetition: runs?
   python -m benchmarks.report --results=benchmarks/results.json > benchmarks/RESULTS.md
 
