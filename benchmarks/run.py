@@ -57,7 +57,7 @@ SETTINGS = {
     True: dict(
         train_models=[("lstm", "bottleneck"), ("gru", "attention")],  # fewer processes: the tests run this
         train_sizes=[dict(batch=4, src_len=6, tgt_len=6, embed=4, hidden=8, vocab=20)],
-        train_steps=dict(warmup=1, steps=2), lengths=(4, 8), out_lens=(4,),
+        train_steps=dict(warmup=1, steps=2), lengths=(4,), out_lens=(4,),
         search_sizes=dict(batch=4, embed=4, hidden=8, vocab=20), search_steps=dict(warmup=0, steps=2),
         translate_lines=100, translate_train_steps=2, reps=1, timeout_s=300),
 }

@@ -4,7 +4,7 @@ Shapes follow Flax-style docstrings: ``[batch, time, features]``, batch-major th
 
 Each direction of each layer is one ``jax.lax.scan`` over time. The input projections of every step are
 one matmul over the whole sequence before the scan (``[batch * time, in] x [in, gates * hidden]``), so the
-scan does only the recurrent one (``cells.FusedCell``, the same parameters and equations as Flax's cell).
+scan does only the recurrent one (``cells.step``: Flax's cell equations, on the cell's own parameters).
 Past a sequence's length the carry is held (``where(t < length, new, old)``) and the output is zero, so the
 final carry is the carry at each sequence's own last real position (the initial carry for a length-0
 sequence) and padding never reaches a real position. ``nn.RNN`` with ``seq_lengths`` instead stacks every
