@@ -2,10 +2,10 @@
 
 Each name computes a flax.linen cell (``CELLS``: ``SimpleCell``, ``GRUCell``, ``OptimizedLSTMCell``), with
 the same parameters (names, shapes, initialisers) and equations, through ``FusedCell``: its projections
-concatenated gate by gate, one input and one recurrent matmul a step (Flax's ``GRUCell`` does six), and
-its input projection available on its own (``Projections.inputs``), so a layer over a whole sequence does
-it as one matmul before the scan (``recurrent.py``). Tested equal to Flax's cells. Cells keep Flax's cell
-contract: ``initialize_carry(rng, input_shape)`` and ``__call__(carry, x) -> (carry, y)``.
+concatenated gate by gate, one input and one recurrent matmul a step (Flax's ``GRUCell`` does six).
+Tested equal to Flax's cells, values and gradients. Cells keep Flax's cell contract:
+``initialize_carry(rng, input_shape)`` and ``__call__(carry, x) -> (carry, y)``; ``declare_projections``
+and ``step`` serve the scans of ``recurrent.py``.
 
 Initialisation schemes (``model.init``):
   * ``'uniform'``: every weight and bias drawn from U(-s, s), s = ``model.init_scale`` (Sutskever et al.
@@ -76,7 +76,7 @@ class Projections(NamedTuple):
     dtype: Any
 
     def inputs(self, x):
-        """``x [..., in]`` -> the input projections ``[..., gates * features]``: any number of steps at once."""
+        """``x [..., in]`` -> the input projections ``[..., gates * features]``."""
         return _dense(x, self.input_kernel, self.input_bias, self.dtype)
 
     def recurrent(self, h):

@@ -2,9 +2,11 @@
 
 Shapes follow Flax-style docstrings: ``[batch, time, features]``, batch-major throughout.
 
-Each direction of each layer is one ``jax.lax.scan`` over time. The input projections of every step are
-one matmul over the whole sequence before the scan (``[batch * time, in] x [in, gates * hidden]``), so the
-scan does only the recurrent one (``cells.step``: Flax's cell equations, on the cell's own parameters).
+Each direction of each layer is one ``jax.lax.scan`` over time of ``cells.step`` (Flax's cell equations on
+the cell's own parameters, one input and one recurrent matmul a step). Projecting the inputs of all steps
+in one matmul before the scan was measured too (issue 9's lever): on a 2-core CPU at batch 64, hidden 256
+it cost more CPU time than the per-step matmul, so it is not done.
+
 Past a sequence's length the carry is held (``where(t < length, new, old)``) and the output is zero, so the
 final carry is the carry at each sequence's own last real position (the initial carry for a length-0
 sequence) and padding never reaches a real position. ``nn.RNN`` with ``seq_lengths`` instead stacks every
@@ -22,19 +24,19 @@ from flax.linen.recurrent import flip_sequences
 from seq2seq_jax import cells
 
 
-def masked_scan(cell: str, p: cells.Projections, carry, projected, is_real):
-    """``projected [batch, time, gates * hidden]`` (``p.inputs(x)``), ``is_real [batch, time]`` ->
-    ``(final_carry, outputs [batch, time, hidden])``; rows past their length keep their carry, output 0."""
+def masked_scan(cell: str, p: cells.Projections, carry, x, is_real):
+    """``x [batch, time, in]``, ``is_real [batch, time]`` -> ``(final_carry, outputs [batch, time, hidden])``;
+    rows past their length keep their carry and output zeros."""
 
     def body(carry, xs):
-        x, real = xs  # [batch, gates * hidden], [batch]
-        new_carry, y = cells.step(cell, p, carry, x)
+        x_t, real = xs  # [batch, in], [batch]
+        new_carry, y = cells.step(cell, p, carry, p.inputs(x_t))
         keep = real[:, None]  # [batch, 1]
         new_carry = jax.tree_util.tree_map(lambda new, old: jnp.where(keep, new, old), new_carry, carry)
         return new_carry, jnp.where(keep, y, jnp.zeros_like(y))
 
     # Time-major for the scan: [time, batch, ...].
-    final, outputs = jax.lax.scan(body, carry, (jnp.swapaxes(projected, 0, 1), jnp.swapaxes(is_real, 0, 1)))
+    final, outputs = jax.lax.scan(body, carry, (jnp.swapaxes(x, 0, 1), jnp.swapaxes(is_real, 0, 1)))
     return final, jnp.swapaxes(outputs, 0, 1)
 
 
@@ -54,7 +56,7 @@ class Direction(nn.Module):
         p = cells.declare_projections(self.cell, self.hidden_size, x.shape[-1], forget_bias=self.forget_bias,
                                       dtype=self.dtype, **cells.initializers(self.init_scheme, self.init_scale))
         carry = cells.zero_carry(self.cell, x.shape[:1], self.hidden_size)
-        return masked_scan(self.cell, p, carry, p.inputs(x), is_real)  # one input matmul for all steps
+        return masked_scan(self.cell, p, carry, x, is_real)
 
 
 def time_mask(lengths: jax.Array, max_len: int) -> jax.Array:

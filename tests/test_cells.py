@@ -40,21 +40,6 @@ def test_every_cell_has_flax_parameters_and_computes_flax_outputs(name, dtype):
     jax.tree_util.tree_map(close, *grads)
 
 
-class _Projected(nn.Module):
-    """The GRU's input projections of a sequence: all steps at once, and one step at a time."""
-
-    @nn.compact
-    def __call__(self, xs):
-        p = cells.declare_projections("gru", 4, xs.shape[-1], **cells.initializers("uniform", 0.5))
-        return p.inputs(xs), jnp.stack([p.inputs(xs[:, t]) for t in range(xs.shape[1])], axis=1)
-
-
-def test_input_projection_of_a_whole_sequence_equals_one_step_at_a_time():
-    xs = jax.random.normal(jax.random.key(5), (2, 7, 3))  # [batch, time, in]
-    at_once, step_by_step = _Projected().init_with_output(jax.random.key(0), xs)[0]
-    np.testing.assert_allclose(at_once, step_by_step, rtol=1e-6, atol=1e-6)
-
-
 def test_uniform_init_draws_every_parameter_from_the_interval():
     variables, _, _ = _init(cells.make_cell("lstm", 16, init="uniform", init_scale=0.08))
     leaves = jax.tree_util.tree_leaves(variables)

@@ -1,5 +1,4 @@
-"""The scanned, masked stack (input projections hoisted out of the scan) equals a plain Python loop over
-Flax's own cell, example by example."""
+"""The scanned, masked stack equals a plain Python loop over Flax's own cell, example by example."""
 
 import jax
 import jax.numpy as jnp
