@@ -49,33 +49,73 @@ class TorchSeq2Seq(nn.Module):
             raise ValueError(f"decoder={decoder!r}; allowed: ['attention', 'bottleneck']")
         self.output = nn.Linear(hidden_size, target_vocab_size)
 
-    def forward(self, inputs, input_lengths, decoder_inputs):
-        """``inputs [B, S]``, ``input_lengths [B]`` (all >= 1), ``decoder_inputs [B, T]`` -> logits ``[B, T, V]``."""
+    def encode(self, inputs, input_lengths):
+        """``(annotations [B, S, H], final, mask [B, S])``; ``final`` is the encoder's last state."""
         packed = pack_padded_sequence(self.src_embed(inputs), input_lengths.cpu(), batch_first=True,
                                       enforce_sorted=False)
         annotations, final = self.encoder(packed)
         annotations, _ = pad_packed_sequence(annotations, batch_first=True, total_length=inputs.shape[1])
+        mask = torch.arange(inputs.shape[1])[None, :] < input_lengths[:, None]  # [B, S]
+        return annotations, final, mask
+
+    def initial_state(self, final):
+        """The attention decoder's ``s_0 = tanh(W_s h_S)`` (each of ``(h, c)`` for an LSTM)."""
+        if self.cell == "lstm":
+            h_n, c_n = final  # each [1, B, H]
+            return torch.tanh(self.bridge[1](h_n[0])), torch.tanh(self.bridge[0](c_n[0]))
+        return torch.tanh(self.bridge[0](final[0]))
+
+    def attention_step(self, state, y_t, keys, annotations, mask):
+        """One attention-decoder step on ``y_t [B, E]``: ``(state', o_t [B, H])``."""
+        s = state[0] if self.cell == "lstm" else state  # s_{i-1}
+        scores = self.score(torch.tanh(keys + self.query(s)[:, None, :])).squeeze(-1)  # [B, S]
+        alpha = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+        context = torch.bmm(alpha[:, None, :], annotations).squeeze(1)  # [B, H]
+        state = self.decoder_cell(torch.cat([y_t, context], dim=-1), state)
+        s = state[0] if self.cell == "lstm" else state
+        return state, torch.tanh(self.combine(torch.cat([s, context], dim=-1)))
+
+    def forward(self, inputs, input_lengths, decoder_inputs):
+        """``inputs [B, S]``, ``input_lengths [B]`` (all >= 1), ``decoder_inputs [B, T]`` -> logits ``[B, T, V]``."""
+        annotations, final, mask = self.encode(inputs, input_lengths)
         y = self.tgt_embed(decoder_inputs)  # [B, T, E]
         if self.decoder == "bottleneck":
             outputs, _ = self.decoder_rnn(y, final)
             return self.output(outputs)
-        mask = torch.arange(inputs.shape[1])[None, :] < input_lengths[:, None]  # [B, S]
         keys = self.key(annotations)  # [B, S, A], once a sentence
-        if self.cell == "lstm":
-            h_n, c_n = final  # each [1, B, H]
-            state = (torch.tanh(self.bridge[1](h_n[0])), torch.tanh(self.bridge[0](c_n[0])))
-        else:
-            state = torch.tanh(self.bridge[0](final[0]))
+        state = self.initial_state(final)
         outputs = []
         for t in range(y.shape[1]):
-            s = state[0] if self.cell == "lstm" else state  # s_{i-1}
-            scores = self.score(torch.tanh(keys + self.query(s)[:, None, :])).squeeze(-1)  # [B, S]
-            alpha = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
-            context = torch.bmm(alpha[:, None, :], annotations).squeeze(1)  # [B, H]
-            state = self.decoder_cell(torch.cat([y[:, t], context], dim=-1), state)
-            s = state[0] if self.cell == "lstm" else state
-            outputs.append(torch.tanh(self.combine(torch.cat([s, context], dim=-1))))
+            state, o = self.attention_step(state, y[:, t], keys, annotations, mask)
+            outputs.append(o)
         return self.output(torch.stack(outputs, dim=1))
+
+
+@torch.no_grad()
+def greedy_decode(model: TorchSeq2Seq, inputs, input_lengths, *, max_len: int, bos_id: int, eos_id: int):
+    """Greedy decoding as a PyTorch user writes it: encode once, then one decoder step a token until every
+    sentence has emitted ``eos_id`` or ``max_len`` steps ran. Returns the tokens ``[B, steps]``."""
+    annotations, final, mask = model.encode(inputs, input_lengths)
+    if model.decoder == "attention":
+        keys, state = model.key(annotations), model.initial_state(final)
+    else:
+        state = final
+    tokens = torch.full((inputs.shape[0],), bos_id, dtype=torch.long)
+    finished = torch.zeros(inputs.shape[0], dtype=torch.bool)
+    outputs = []
+    for _ in range(max_len):
+        y = model.tgt_embed(tokens)  # [B, E]
+        if model.decoder == "attention":
+            state, o = model.attention_step(state, y, keys, annotations, mask)
+        else:
+            o, state = model.decoder_rnn(y[:, None, :], state)
+            o = o[:, 0]
+        tokens = model.output(o).argmax(-1)
+        outputs.append(tokens)
+        finished |= tokens == eos_id
+        if bool(finished.all()):
+            break
+    return torch.stack(outputs, dim=1)
 
 
 def token_losses(logits, targets, target_lengths):

@@ -1,31 +1,30 @@
-"""Train-step speed: our jitted, donated ``train.train_step`` against the same model in PyTorch.
+"""Train-step speed of ONE implementation, alone in this process: ours, the PyTorch peer, or plain Flax.
 
-  python -m benchmarks.train_step --cell=lstm --decoder=attention --batch=64 --src_len=32 --tgt_len=32
-  python -m benchmarks.train_step --no_torch        # without the 'bench' extra: ours vs our other decoder
+  python -m benchmarks.train_step --impl=ours --cell=lstm --decoder=attention --batch=64 --src_len=32
+  python -m benchmarks.train_step --impl=torch ...     # the PyTorch peer (optional extra 'bench')
+  python -m benchmarks.train_step --impl=flax_rnn --decoder=bottleneck   # nn.RNN(OptimizedLSTMCell)
 
 One step = forward + backward + global-norm clipping (5.0) + Adam (lr 1e-3) + the step's metrics, on one
-synthetic batch (lengths drawn in ``[len/2, len]``, as bucketed batches are nearly full). The peer is
-``benchmarks/torch_seq2seq.py`` (same architecture and sizes; parameter counts printed and checked), or with
-``--no_torch`` our model with the other decoder. After ``--warmup`` steps each, the two run alternately
-(ours, peer, ours, peer, ...) ``--repeats`` times, so load from other jobs hits both alike; we report
-medians, target tokens/s and the ratio peer/ours (> 1: ours is faster). ``--json`` prints one JSON object.
+synthetic batch (lengths drawn in ``[len/2, len]``, as bucketed batches are nearly full). The first step
+(ours: trace + compile) and ``--warmup`` more are not timed; then ``--steps`` steps are. Prints one JSON
+object. ``benchmarks.run`` starts one such process per implementation and repetition, never two at once:
+two thread pools in one process or on one machine slow each other down, PyTorch's far more than XLA's.
 """
 
 import functools
 import json
 import os
-import statistics
-import time
 
+import flax.linen as nn
 import jax
-import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 
-from benchmarks.common import machine
+from benchmarks.common import model_config, num_params, synthetic_batch, threads, timed
 from seq2seq_jax import train
-from seq2seq_jax.configs import default
 from seq2seq_jax.model import shift_right
 
+IMPLS = ("ours", "torch", "flax_rnn")
+_IMPL = flags.DEFINE_enum("impl", "ours", IMPLS, "Implementation timed in this process.")
 _CELL = flags.DEFINE_enum("cell", "lstm", ["lstm", "gru"], "Recurrent cell of encoder and decoder.")
 _DECODER = flags.DEFINE_enum("decoder", "attention", ["attention", "bottleneck"], "Decoder.")
 _BATCH = flags.DEFINE_integer("batch", 64, "Batch size.")
@@ -34,12 +33,8 @@ _TGT_LEN = flags.DEFINE_integer("tgt_len", 32, "Padded target length.")
 _HIDDEN = flags.DEFINE_integer("hidden", 256, "Hidden size (and attention size).")
 _EMBED = flags.DEFINE_integer("embed", 128, "Embedding size.")
 _VOCAB = flags.DEFINE_integer("vocab", 1000, "Source and target vocabulary size.")
-_WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps of each side before timing.")
-_REPEATS = flags.DEFINE_integer("repeats", 20, "Timed steps of each side, interleaved.")
-_NO_TORCH = flags.DEFINE_bool("no_torch", False, "Compare with our other decoder instead of PyTorch.")
-_JSON = flags.DEFINE_bool("json", False, "Print one JSON object instead of text.")
-
-PARAM_TOLERANCE = 0.03  # at the default sizes; the difference is exactly `torch_extra_params`
+_WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps after the first one.")
+_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps.")
 
 
 def torch_extra_params(cell: str, hidden: int) -> int:
@@ -47,37 +42,38 @@ def torch_extra_params(cell: str, hidden: int) -> int:
     return (4 if cell == "lstm" else 2) * hidden * 2
 
 
-def model_config(cell, decoder, hidden, embed):
-    """``config`` of the default run with these sizes: 1 layer, unidirectional, additive attention, no dropout."""
-    config = default.get_config()
-    config.model.update(dict(cell=cell, decoder=decoder, hidden_size=hidden, attention_size=hidden,
-                             embedding_size=embed, num_layers=1, bidirectional=False, dropout=0.0))
-    return config
+class PlainFlaxBottleneck(nn.Module):
+    """The bottleneck model as a Flax user would write it with Flax's own layer: ``nn.RNN`` over the source
+    (``seq_lengths``), its final carry starting an ``nn.RNN`` over the target."""
+
+    cell: str
+    vocab: int
+    embed: int
+    hidden: int
+
+    @nn.compact
+    def __call__(self, inputs, lengths, decoder_inputs, train=False):
+        del train  # no dropout
+        make_cell = {"lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell}[self.cell]
+        x = nn.Embed(self.vocab, self.embed)(inputs)  # [batch, src_len, embed]
+        carry, _ = nn.RNN(make_cell(self.hidden), return_carry=True)(x, seq_lengths=lengths)
+        y = nn.Embed(self.vocab, self.embed)(decoder_inputs)  # [batch, tgt_len, embed]
+        return nn.Dense(self.vocab)(nn.RNN(make_cell(self.hidden))(y, initial_carry=carry))
 
 
-def synthetic_batch(batch, src_len, tgt_len, vocab, seed=0) -> dict:
-    """A padded numpy batch of random tokens, lengths uniform in ``[len // 2, len]`` (at least 1)."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for side, length in (("input", src_len), ("target", tgt_len)):
-        lengths = rng.integers(max(1, length // 2), length + 1, size=batch).astype(np.int32)
-        tokens = rng.integers(4, vocab, size=(batch, length)).astype(np.int32)
-        out[f"{side}s"] = np.where(np.arange(length)[None, :] < lengths[:, None], tokens, 0).astype(np.int32)
-        out[f"{side}_lengths"] = lengths
-    return out
+class JaxSide:
+    """Our ``train.train_step``, jitted and donated, on our model or on ``PlainFlaxBottleneck``."""
 
-
-def num_params(params) -> int:
-    return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params))
-
-
-class OursSide:
-    """Our model with ``train.create_train_state`` and the jitted, donated ``train.train_step``."""
-
-    def __init__(self, config, vocab, batch):
-        model = train.create_model(config, vocab, vocab)
-        self.name = f"seq2seq_jax {config.model.cell}/{config.model.decoder}"
-        self.state = train.create_train_state(model, config)
+    def __init__(self, config, vocab, batch, plain_flax=False):
+        if plain_flax:
+            m = config.model
+            model = PlainFlaxBottleneck(m.cell, vocab, m.embedding_size, m.hidden_size)
+            params = jax.jit(model.init)(jax.random.PRNGKey(0), batch["inputs"], batch["input_lengths"],
+                                         batch["targets"])["params"]
+            self.state = train.TrainState.create(apply_fn=model.apply, params=params,
+                                                 tx=train.make_optimizer(config.train))
+        else:
+            self.state = train.create_train_state(train.create_model(config, vocab, vocab), config)
         self.params = num_params(self.state.params)
         self.step_fn = jax.jit(functools.partial(train.train_step, dropout_key=jax.random.PRNGKey(1)),
                                donate_argnums=0)
@@ -86,11 +82,10 @@ class OursSide:
     def step(self):
         self.state, metrics = self.step_fn(self.state, self.batch)
         jax.block_until_ready((self.state, metrics))
-        return metrics
 
 
 class TorchSide:
-    """The PyTorch peer on the same batch."""
+    """The PyTorch peer (``benchmarks/torch_seq2seq.py``) on the same batch, one intra-op thread a CPU."""
 
     def __init__(self, config, vocab, batch):
         import torch  # optional extra 'bench'
@@ -99,7 +94,6 @@ class TorchSide:
         torch.set_num_threads(os.cpu_count())
         torch.manual_seed(0)
         m = config.model
-        self.name = f"torch {torch.__version__} {m.cell}/{m.decoder}"
         self.model = torch_seq2seq.TorchSeq2Seq(
             cell=m.cell, source_vocab_size=vocab, target_vocab_size=vocab, embedding_size=m.embedding_size,
             hidden_size=m.hidden_size, attention_size=m.attention_size, decoder=m.decoder)
@@ -109,78 +103,35 @@ class TorchSide:
         self.batch = torch_seq2seq.to_torch_batch(batch, shift_right(batch["targets"]))
 
     def step(self):
-        return self.step_fn(self.batch)
+        self.step_fn(self.batch)
 
 
-def _timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def benchmark(*, cell="lstm", decoder="attention", batch=64, src_len=32, tgt_len=32, hidden=256, embed=128,
-              vocab=1000, warmup=3, repeats=20, use_torch=True) -> dict:
-    """Times both sides (see the module docstring); returns a JSON-able dict."""
+def benchmark(*, impl="ours", cell="lstm", decoder="attention", batch=64, src_len=32, tgt_len=32, hidden=256,
+              embed=128, vocab=1000, warmup=3, steps=10) -> dict:
+    """Times ``impl`` alone (see the module docstring); returns a JSON-able dict."""
+    if impl == "flax_rnn" and decoder != "bottleneck":
+        raise ValueError("--impl=flax_rnn is the bottleneck model; use --decoder=bottleneck")
     config = model_config(cell, decoder, hidden, embed)
     data = synthetic_batch(batch, src_len, tgt_len, vocab)
-    ours = OursSide(config, vocab, data)
-    if use_torch:
-        peer = TorchSide(config, vocab, data)
-        expected = ours.params + torch_extra_params(cell, hidden)
-        assert peer.params == expected, f"the PyTorch peer has {peer.params} parameters, expected {expected}"
-        deviation = abs(peer.params - ours.params) / ours.params
-        if deviation > PARAM_TOLERANCE:  # tiny sizes (tests): the extra biases weigh more
-            logging.warning("parameter counts differ by %.1f%% (PyTorch's second bias vectors)", 100 * deviation)
-    else:
-        other = "bottleneck" if decoder == "attention" else "attention"
-        peer = OursSide(model_config(cell, other, hidden, embed), vocab, data)
-    sides = {"ours": ours, "peer": peer}
-    first = {name: _timed(side.step) for name, side in sides.items()}  # ours: trace + compile + 1 step
+    side = TorchSide(config, vocab, data) if impl == "torch" else JaxSide(config, vocab, data, impl == "flax_rnn")
+    first = timed(side.step)  # ours: trace + compile + one step
     for _ in range(warmup):
-        for side in sides.values():
-            side.step()
-    times = {name: [] for name in sides}
-    for _ in range(repeats):
-        for name, side in sides.items():  # interleaved: ours, peer, ours, peer, ...
-            times[name].append(_timed(side.step))
-    tokens = int(data["target_lengths"].sum())
-    result = {
-        "benchmark": "train_step",
+        side.step()
+    times = [timed(side.step) for _ in range(steps)]
+    return {
+        "benchmark": "train_step", "impl": impl,
         "settings": dict(cell=cell, decoder=decoder, batch=batch, src_len=src_len, tgt_len=tgt_len, hidden=hidden,
-                         embed=embed, vocab=vocab, warmup=warmup, repeats=repeats, use_torch=use_torch,
-                         target_tokens_per_batch=tokens),
-        "machine": machine(),
+                         embed=embed, vocab=vocab, warmup=warmup, steps=steps),
+        "params": side.params, "tokens": int(data["target_lengths"].sum()),  # target tokens a step
+        "first_s": first, "times_s": times, "threads": threads(impl),
     }
-    for name, side in sides.items():
-        median = statistics.median(times[name])
-        result[name] = {"name": side.name, "params": side.params, "first_step_s": first[name],
-                        "median_step_s": median, "min_step_s": min(times[name]),
-                        "tokens_per_s": tokens / median, "step_times_s": times[name]}
-    result["ratio_peer_over_ours"] = result["peer"]["median_step_s"] / result["ours"]["median_step_s"]
-    return result
-
-
-def format_text(r: dict) -> str:
-    s = r["settings"]
-    lines = [f"train step: {s['cell']}/{s['decoder']} batch={s['batch']} src_len={s['src_len']} "
-             f"tgt_len={s['tgt_len']} hidden={s['hidden']} embed={s['embed']} vocab={s['vocab']} "
-             f"({s['target_tokens_per_batch']} target tokens/batch); {s['repeats']} interleaved repeats "
-             f"after {s['warmup']} warmup; {r['machine']['cpu_count']} CPUs"]
-    for name in ("ours", "peer"):
-        x = r[name]
-        first = "compile + first step" if name == "ours" or not s["use_torch"] else "first step"
-        lines.append(f"  {name:4s} {x['name']:32s} params {x['params']:>10,d}  {first} {x['first_step_s']:7.2f} s  "
-                     f"median {1e3 * x['median_step_s']:8.2f} ms  {x['tokens_per_s']:>10,.0f} tokens/s")
-    lines.append(f"  ratio peer/ours (median step time): {r['ratio_peer_over_ours']:.2f}")
-    return "\n".join(lines)
 
 
 def main(argv):
     del argv
-    result = benchmark(cell=_CELL.value, decoder=_DECODER.value, batch=_BATCH.value, src_len=_SRC_LEN.value,
-                       tgt_len=_TGT_LEN.value, hidden=_HIDDEN.value, embed=_EMBED.value, vocab=_VOCAB.value,
-                       warmup=_WARMUP.value, repeats=_REPEATS.value, use_torch=not _NO_TORCH.value)
-    print(json.dumps(result) if _JSON.value else format_text(result))
+    print(json.dumps(benchmark(impl=_IMPL.value, cell=_CELL.value, decoder=_DECODER.value, batch=_BATCH.value,
+                               src_len=_SRC_LEN.value, tgt_len=_TGT_LEN.value, hidden=_HIDDEN.value,
+                               embed=_EMBED.value, vocab=_VOCAB.value, warmup=_WARMUP.value, steps=_STEPS.value)))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Attention over encoder annotations: additive (Bahdanau) and multiplicative (Luong) scores.
 
 Keys are computed once per source sentence by ``precompute_keys`` (outside the decoder's scan); each
-decoder step then does only the query side, the score, the masked softmax and the context.
+decoder step then does only the query side, the score, the masked softmax and the context. With ``remat``
+the additive score's ``tanh(W s + U h)`` ``[batch, src_len, attn]`` is recomputed in the backward pass
+(``jax.checkpoint``) instead of being stored for every decoder step: the same numbers, less memory traffic.
 
   additive  e_ij = v^T tanh(W s_{i-1} + U h_j)     Bahdanau et al. 2014, eq. (6), appendix A.1.2
   dot       e_ij = s^T h_j                          Luong et al. 2015, eq. (8)
@@ -16,6 +18,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import flax.linen as nn
+from flax.linen.dtypes import promote_dtype
+from flax.linen.recurrent import DenseParams
 
 SCORES = ("additive", "dot", "general")
 
@@ -30,6 +34,14 @@ def masked_softmax(scores: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.where(mask, weights, 0.0)
 
 
+def additive_scores(keys, query, v, dtype=None):
+    """``v^T tanh(U h_j + W s)``: ``keys [batch, src_len, attn]`` (``U h_j``), ``query [batch, attn]``
+    (``W s + b``), ``v [attn, 1]`` -> ``[batch, src_len]``, computed in ``dtype`` as ``nn.Dense`` does."""
+    hidden = jnp.tanh(keys + query[:, None, :])  # [batch, src_len, attn]
+    hidden, v = promote_dtype(hidden, v, dtype=dtype)
+    return jnp.einsum("bsa,ao->bso", hidden, v)[..., 0]
+
+
 class Attention(nn.Module):
     """Attention with score ``kind`` in ``SCORES``.
 
@@ -42,6 +54,7 @@ class Attention(nn.Module):
     query_size: int = 128
     kernel_init: Any = nn.initializers.lecun_normal()
     dtype: Any = None
+    remat: bool = False
 
     def setup(self):
         dense = lambda features, use_bias, name: nn.Dense(  # noqa: E731
@@ -50,7 +63,7 @@ class Attention(nn.Module):
         if self.kind == "additive":
             self.key_projection = dense(self.attention_size, False, "U")  # U h_j
             self.query_projection = dense(self.attention_size, True, "W")  # W s_{i-1} + b
-            self.score_vector = dense(1, False, "v")  # v^T
+            self.score_vector = DenseParams(1, use_bias=False, kernel_init=self.kernel_init, name="v")  # v^T
         elif self.kind == "general":
             self.key_projection = dense(self.query_size, False, "W_a")  # W_a h_j
         elif self.kind != "dot":
@@ -79,8 +92,9 @@ class Attention(nn.Module):
           ``(context [batch, annotation], weights [batch, src_len])``.
         """
         if self.kind == "additive":
-            hidden = jnp.tanh(keys + self.query_projection(query)[:, None, :])  # [batch, src_len, attn]
-            scores = self.score_vector(hidden)[..., 0]  # [batch, src_len]
+            v, _ = self.score_vector(keys)  # [attn, 1]
+            score = jax.checkpoint(additive_scores, static_argnums=3) if self.remat else additive_scores
+            scores = score(keys, self.query_projection(query), v, self.dtype)  # [batch, src_len]
         else:
             scores = jnp.einsum("bk,bsk->bs", query, keys)  # [batch, src_len]
         weights = masked_softmax(scores.astype(jnp.float32), mask)

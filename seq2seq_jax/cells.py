@@ -1,7 +1,11 @@
 """Recurrent cells by name, with the initialisation schemes of the papers.
 
-The cells are flax.linen's own (``SimpleCell``, ``GRUCell``, ``OptimizedLSTMCell``) and keep Flax's cell
-contract: ``initialize_carry(rng, input_shape)`` and ``__call__(carry, x) -> (carry, y)``.
+Each name computes a flax.linen cell (``CELLS``: ``SimpleCell``, ``GRUCell``, ``OptimizedLSTMCell``), with
+the same parameters (names, shapes, initialisers) and equations, through ``FusedCell``: its projections
+concatenated gate by gate, one input and one recurrent matmul a step (Flax's ``GRUCell`` does six).
+Tested equal to Flax's cells, values and gradients. Cells keep Flax's cell contract:
+``initialize_carry(rng, input_shape)`` and ``__call__(carry, x) -> (carry, y)``; ``declare_projections``
+and ``step`` serve the scans of ``recurrent.py``.
 
 Initialisation schemes (``model.init``):
   * ``'uniform'``: every weight and bias drawn from U(-s, s), s = ``model.init_scale`` (Sutskever et al.
@@ -13,13 +17,23 @@ The LSTM's forget gate gets a constant ``forget_bias`` added to its pre-activati
 stays the learnt offset, so a forget bias of 0 is exactly Flax's LSTM.
 """
 
-import functools
+from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import flax.linen as nn
+from flax.linen.dtypes import promote_dtype
+from flax.linen.recurrent import DenseParams
 
-CELLS = {"rnn": nn.SimpleCell, "gru": nn.GRUCell, "lstm": nn.OptimizedLSTMCell}
+CELLS = {"rnn": nn.SimpleCell, "gru": nn.GRUCell, "lstm": nn.OptimizedLSTMCell}  # what each name computes
 INIT_SCHEMES = ("uniform", "orthogonal")
+# Per cell, as in Flax: gate names (parameters i<gate>, h<gate>), whether the input projections carry the
+# bias, and which recurrent projections carry one.
+GATES = {
+    "rnn": (("",), True, (False,)),
+    "gru": (("r", "z", "n"), True, (False, False, True)),
+    "lstm": (("i", "f", "g", "o"), False, (True, True, True, True)),
+}
 
 
 def symmetric_uniform(scale: float) -> nn.initializers.Initializer:
@@ -45,23 +59,110 @@ def initializers(scheme: str, scale: float) -> dict:
     raise ValueError(f"model.init={scheme!r} is not a known scheme; allowed: {list(INIT_SCHEMES)}")
 
 
-def _add_forget_bias(variables, forget_bias):
-    """Adds the constant to the LSTM's forget-gate bias ``hf`` as it is read (absent during init)."""
-    params = variables["params"]
-    if "hf" not in params:
-        return variables
-    hf = dict(params["hf"], bias=params["hf"]["bias"] + forget_bias)
-    return dict(variables, params=dict(params, hf=hf))
+def _dense(x, kernel, bias, dtype):
+    """``x @ kernel (+ bias)`` over the last axis, computed in ``dtype`` as ``nn.Dense`` does."""
+    x, kernel, bias = promote_dtype(x, kernel, bias, dtype=dtype)
+    y = jnp.dot(x, kernel)  # [..., in] x [in, gates * features]
+    return y if bias is None else y + jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
 
 
-@functools.cache
-def _lstm_with_forget_bias(forget_bias: float):
-    return nn.map_variables(
-        nn.OptimizedLSTMCell,
-        "params",
-        trans_in_fn=functools.partial(_add_forget_bias, forget_bias=forget_bias),
-        init=True,
-    )
+class Projections(NamedTuple):
+    """A cell's kernels and biases concatenated gate by gate (``[in | features, gates * features]``)."""
+
+    input_kernel: jax.Array
+    input_bias: Any  # None for the LSTM (its biases are on the recurrent side)
+    recurrent_kernel: jax.Array
+    recurrent_bias: Any  # zeros for the gates without one (adding 0 is exact); None if no gate has one
+    dtype: Any
+
+    def inputs(self, x):
+        """``x [..., in]`` -> the input projections ``[..., gates * features]``."""
+        return _dense(x, self.input_kernel, self.input_bias, self.dtype)
+
+    def recurrent(self, h):
+        return _dense(h, self.recurrent_kernel, self.recurrent_bias, self.dtype)
+
+
+def declare_projections(cell: str, features: int, in_features: int, *, kernel_init, recurrent_kernel_init,
+                        bias_init, forget_bias=0.0, dtype=None, param_dtype=jnp.float32) -> Projections:
+    """Declares Flax's parameters of ``cell`` in the calling module (call it from a compact method)."""
+    gates, input_bias, recurrent_biases = GATES[cell]
+    shape_in, shape_h = jax.ShapeDtypeStruct((in_features,), param_dtype), jax.ShapeDtypeStruct((features,), param_dtype)
+    ik, ib, hk, hb = [], [], [], []
+    for gate, recurrent_bias in zip(gates, recurrent_biases):
+        kernel, bias = DenseParams(features, use_bias=input_bias, param_dtype=param_dtype, kernel_init=kernel_init,
+                                   bias_init=bias_init, name=f"i{gate}")(shape_in)
+        ik.append(kernel)
+        ib.append(bias)
+        kernel, bias = DenseParams(features, use_bias=recurrent_bias, param_dtype=param_dtype,
+                                   kernel_init=recurrent_kernel_init, bias_init=bias_init, name=f"h{gate}")(shape_h)
+        hk.append(kernel)
+        if gate == "f" and forget_bias:  # the LSTM's: TensorFlow's constant, added as the parameter is read
+            bias = bias + forget_bias
+        hb.append(bias if bias is not None else jnp.zeros((features,), param_dtype))
+    return Projections(
+        input_kernel=jnp.concatenate(ik, axis=-1), input_bias=jnp.concatenate(ib) if input_bias else None,
+        recurrent_kernel=jnp.concatenate(hk, axis=-1), recurrent_bias=jnp.concatenate(hb) if any(recurrent_biases)
+        else None, dtype=dtype)
+
+
+def step(cell: str, p: Projections, carry, projected_inputs):
+    """One step of Flax's ``cell`` from its input projection ``p.inputs(x)``: ``(carry', y)``."""
+    if cell == "lstm":  # OptimizedLSTMCell
+        c, h = carry
+        i, f, g, o = jnp.split(p.recurrent(h) + projected_inputs, 4, axis=-1)
+        new_c = nn.sigmoid(f) * c + nn.sigmoid(i) * jnp.tanh(g)
+        new_h = nn.sigmoid(o) * jnp.tanh(new_c)
+        return (new_c, new_h), new_h
+    h = carry
+    if cell == "rnn":  # SimpleCell: tanh(W_i x + b + W_h h)
+        new_h = jnp.tanh(projected_inputs + p.recurrent(h))
+        return new_h, new_h
+    xr, xz, xn = jnp.split(projected_inputs, 3, axis=-1)  # GRUCell
+    hr, hz, hn = jnp.split(p.recurrent(h), 3, axis=-1)
+    r, z = nn.sigmoid(xr + hr), nn.sigmoid(xz + hz)
+    n = jnp.tanh(xn + r * hn)
+    new_h = (1.0 - z) * n + z * h
+    return new_h, new_h
+
+
+def zero_carry(cell: str, batch_shape: tuple, features: int, dtype=jnp.float32):
+    """The initial carry of every Flax cell: zeros, ``(c, h)`` for an LSTM."""
+    zeros = jnp.zeros(batch_shape + (features,), dtype)
+    return (zeros, zeros) if cell == "lstm" else zeros
+
+
+class FusedCell(nn.RNNCellBase):
+    """Flax's cell ``cell`` (see the module docstring): same parameters, one input and one recurrent matmul."""
+
+    cell: str
+    features: int
+    kernel_init: Any = nn.initializers.lecun_normal()
+    recurrent_kernel_init: Any = nn.initializers.orthogonal()
+    bias_init: Any = nn.initializers.zeros_init()
+    forget_bias: float = 0.0
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    def _projections(self, in_features: int) -> Projections:
+        return declare_projections(
+            self.cell, self.features, in_features, kernel_init=self.kernel_init,
+            recurrent_kernel_init=self.recurrent_kernel_init, bias_init=self.bias_init,
+            forget_bias=self.forget_bias, dtype=self.dtype, param_dtype=self.param_dtype)
+
+    @nn.compact
+    def __call__(self, carry, inputs):
+        p = self._projections(inputs.shape[-1])
+        return step(self.cell, p, carry, p.inputs(inputs))
+
+    @nn.nowrap
+    def initialize_carry(self, rng, input_shape):
+        del rng
+        return zero_carry(self.cell, tuple(input_shape[:-1]), self.features, self.param_dtype)
+
+    @property
+    def num_feature_axes(self) -> int:
+        return 1
 
 
 def make_cell(
@@ -73,14 +174,12 @@ def make_cell(
     forget_bias: float = 0.0,
     dtype=None,
     name: str | None = None,
-) -> nn.RNNCellBase:
-    """Returns an unbound Flax cell: ``'rnn'`` (h' = tanh(W x + U h + b)), ``'gru'`` or ``'lstm'``."""
+) -> FusedCell:
+    """An unbound cell: ``'rnn'`` (h' = tanh(W x + U h + b)), ``'gru'`` or ``'lstm'``, as Flax computes it."""
     if cell not in CELLS:
         raise ValueError(f"model.cell={cell!r} is not a known cell; allowed: {sorted(CELLS)}")
-    kwargs = dict(features=features, dtype=dtype, name=name, **initializers(init, init_scale))
-    if cell == "lstm" and forget_bias:
-        return _lstm_with_forget_bias(float(forget_bias))(**kwargs)
-    return CELLS[cell](**kwargs)
+    return FusedCell(cell, features, forget_bias=float(forget_bias), dtype=dtype,
+                     name=name, **initializers(init, init_scale))
 
 
 def hidden_of(carry):

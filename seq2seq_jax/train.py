@@ -35,6 +35,7 @@ from seq2seq_jax.data import vocab as vocab_lib
 from seq2seq_jax.logger import MetricsLogger, record_start
 from seq2seq_jax.model import ModelConfig, Seq2Seq, shift_right
 from seq2seq_jax.parallel import data_mesh, shard_batch
+from seq2seq_jax.recurrent import time_mask
 
 OPTIMIZERS = ("adam", "sgd", "adadelta")
 SCHEDULES = ("constant", "halving", "warmup_decay")
@@ -204,18 +205,21 @@ def create_train_state(model: Seq2Seq, config: ml_collections.ConfigDict) -> Tra
 
 
 def token_losses(logits, targets, lengths, label_smoothing: float = 0.0):
-    """Masked cross-entropy over real target tokens.
+    """Masked cross-entropy over real target tokens, from integer labels (no one-hot ``[batch, tgt_len, vocab]``).
+
+    With label smoothing ``a`` the target is ``(1 - a) one_hot + a / vocab`` (``optax.smooth_labels``), whose
+    cross-entropy is ``(1 - a) (-log p_y) + a (logsumexp(logits) - mean(logits))``.
 
     Args:
       logits: ``[batch, tgt_len, vocab]``; targets: ``[batch, tgt_len]``; lengths: ``[batch]`` (EOS counted).
     Returns:
       ``{'loss_sum', 'token_count', 'correct_sum'}``, each a scalar sum over real positions.
     """
-    vocab = logits.shape[-1]
-    mask = (jnp.arange(targets.shape[1])[None, :] < lengths[:, None]).astype(jnp.float32)  # [batch, tgt_len]
-    labels = optax.smooth_labels(jax.nn.one_hot(targets, vocab), label_smoothing) if label_smoothing else \
-        jax.nn.one_hot(targets, vocab)
-    losses = optax.softmax_cross_entropy(logits, labels)  # [batch, tgt_len]
+    mask = time_mask(lengths, targets.shape[1]).astype(jnp.float32)  # [batch, tgt_len]
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)  # [batch, tgt_len]
+    if label_smoothing:
+        uniform = jax.nn.logsumexp(logits, axis=-1) - jnp.mean(logits, axis=-1)  # cross-entropy with 1 / vocab
+        losses = (1.0 - label_smoothing) * losses + label_smoothing * uniform
     correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
     return {"loss_sum": jnp.sum(losses * mask), "token_count": jnp.sum(mask), "correct_sum": jnp.sum(correct * mask)}
 

@@ -36,6 +36,7 @@ def test_weights_are_zero_on_padding_and_sum_to_one(kind):
 def test_empty_source_gives_zero_weights_and_context_without_nans():
     _, _, _, context, weights = _attend("additive")
     assert np.all(np.isfinite(context)) and np.all(np.isfinite(weights))
+    np.testing.assert_array_equal(weights[2], 0.0)
     np.testing.assert_array_equal(context[2], 0.0)
 
 
@@ -66,6 +67,25 @@ def test_general_and_dot_scores_match_luong_eq_8_by_hand():
     np.testing.assert_allclose(weights, _softmax_context(scores, h)[0], atol=1e-6)
     _, h, s, _, weights = _attend("dot", query_size=ANNOTATION)
     np.testing.assert_allclose(weights, _softmax_context(np.einsum("bq,bsq->bs", s, h), h)[0], atol=1e-6)
+
+
+def test_recomputing_the_additive_tanh_gives_the_same_outputs_and_gradients():
+    annotations = jax.random.normal(jax.random.key(0), (BATCH, SRC, ANNOTATION))
+    query = jax.random.normal(jax.random.key(1), (BATCH, QUERY))
+
+    def loss(remat, params, query, annotations):
+        module = Attention(attention_size=7, query_size=QUERY, remat=remat)
+
+        def run(module):
+            context, weights = module(query, module.precompute_keys(annotations), annotations, jnp.asarray(MASK))
+            return jnp.sum(jnp.sin(context)) + jnp.sum(jnp.cos(weights))
+
+        return nn.apply(run, module)({"params": params})
+
+    params = _attend("additive")[0]
+    plain = jax.value_and_grad(lambda *a: loss(False, *a), argnums=(0, 1, 2))(params, query, annotations)
+    remat = jax.jit(jax.value_and_grad(lambda *a: loss(True, *a), argnums=(0, 1, 2)))(params, query, annotations)
+    jax.tree_util.tree_map(lambda a, e: np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-6), remat, plain)
 
 
 def test_masked_softmax_ignores_the_values_at_padding():

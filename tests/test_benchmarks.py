@@ -1,51 +1,93 @@
 """The benchmarks run and report what they promise (never how fast: timings are not tested), and the
-PyTorch peer computes our loss when given our weights."""
+PyTorch peer computes our loss, and decodes our tokens, when given our weights."""
 
 import functools
+import json
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import report
+from benchmarks import common, report, run
 
-TINY = dict(batch=4, src_len=5, tgt_len=4, hidden=8, embed=4, vocab=20, warmup=1, repeats=2)
+ROW_FIELDS = {"benchmark", "variant", "impl", "ms_median", "ms_min", "ms_max", "tokens_per_s", "ratio_vs_torch"}
 
 
-def _check_side(side):
-    assert side["params"] > 0
-    assert side["first_step_s"] > 0 and side["median_step_s"] > 0 and side["tokens_per_s"] > 0
-    assert len(side["step_times_s"]) == TINY["repeats"]
+def _rows(result, benchmark):
+    return [r for r in result["rows"] if r["benchmark"] == benchmark]
 
 
 @pytest.mark.slow
-def test_train_step_without_torch_compares_our_two_decoders():
-    r = report.run("train_step", cell="gru", decoder="attention", no_torch=True, **TINY)
-    assert r["benchmark"] == "train_step" and r["settings"]["use_torch"] is False
-    assert r["ours"]["name"] == "seq2seq_jax gru/attention"
-    assert r["peer"]["name"] == "seq2seq_jax gru/bottleneck"
-    for side in ("ours", "peer"):
-        _check_side(r[side])
-    assert r["ratio_peer_over_ours"] == pytest.approx(r["peer"]["median_step_s"] / r["ours"]["median_step_s"])
-    assert r["machine"]["cpu_count"] >= 1 and r["machine"]["jax"] == jax.__version__
+def test_quick_run_writes_every_row_with_its_fields_and_the_report_renders_it(tmp_path):
+    path = tmp_path / "results.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", f"--json={path}"], check=True,
+                   capture_output=True, timeout=600)
+    result = json.loads(path.read_text())
+    assert result["quick"] and result["reps"] == 1
+    assert len(result["load_before"]) == len(result["load_after"]) == 3
+    assert result["machine"]["cpu_count"] >= 1 and result["machine"]["jax_version"] == jax.__version__
+    with_torch = result["torch_rows"]
+    for r in result["rows"]:
+        assert ROW_FIELDS <= set(r), r
+        assert 0 < r["ms_min"] <= r["ms_median"] <= r["ms_max"]
+        assert (r["ratio_vs_torch"] is not None) == (with_torch and not r["impl"].startswith("torch")
+                                                     and r["benchmark"] in ("train_step", "search"))
+    quick = run.SETTINGS[True]
+    train = {(r["variant"].split(",")[0], r["impl"]) for r in _rows(result, "train_step")}
+    for model in (f"{cell}/{decoder}" for cell, decoder in quick["train_models"]):
+        assert (model, "ours") in train and ((model, "torch") in train) == with_torch
+        assert ((model, "flax_rnn") in train) == model.endswith("bottleneck")
+    assert all(r["tokens_per_s"] > 0 and r["params"] > 0 for r in _rows(result, "train_step"))
+    lengths = _rows(result, "train_step_length")
+    assert [r["settings"]["src_len"] for r in lengths] == list(quick["lengths"])
+    assert all(r["compile_s"] is not None for r in lengths)
+    searches = {(r["settings"]["out_len"], r["impl"]) for r in _rows(result, "search")}
+    for out_len in quick["out_lens"]:
+        assert {(out_len, "ours greedy"), (out_len, "ours beam 5")} <= searches
+    translations = _rows(result, "translate")
+    assert [r["impl"] for r in translations] == ["ours greedy", "ours beam 5"]
+    assert all(r["sentences_per_s"] > 0 for r in translations)
+    text = report.markdown(result)
+    assert report.RETRACTION in text and "## Train step" in text and "## Decoding" in text
+    assert all(r["variant"] in text for r in result["rows"])
+
+
+def test_ratio_is_our_time_over_the_torch_time_of_the_same_variant():
+    rows = [dict(benchmark="search", variant="v", impl="ours greedy", ms_median=2.0, ratio_vs_torch=None),
+            dict(benchmark="search", variant="v", impl="ours beam 5", ms_median=9.0, ratio_vs_torch=None),
+            dict(benchmark="search", variant="v", impl="torch greedy", ms_median=4.0, ratio_vs_torch=None),
+            dict(benchmark="search", variant="w", impl="ours greedy", ms_median=1.0, ratio_vs_torch=None)]
+    ratios = [r["ratio_vs_torch"] for r in run.with_ratios(rows)]
+    assert ratios == [0.5, 2.25, None, None]
+
+
+def test_plan_times_each_implementation_in_its_own_process_and_skips_torch_without_it():
+    files = ("/w", "/s.txt")
+    with_torch = run.plan(quick=False, use_torch=True, translate_files=files)
+    without = run.plan(quick=False, use_torch=False, translate_files=files)
+    assert len({job.key for job in with_torch}) == len(with_torch)  # one process a job and repetition
+    assert {job.impl for job in with_torch if job.benchmark == "train_step"} == {"ours", "torch", "flax_rnn"}
+    models = {job.variant.split(",")[0] for job in without if job.benchmark == "train_step"}
+    assert models == {"lstm/bottleneck", "lstm/attention", "gru/bottleneck", "gru/attention"}
+    assert [job for job in with_torch if "torch" not in job.impl] == without
+    assert all(job.args[1:3] == ("-m", "benchmarks.train_step") for job in without if job.benchmark == "train_step")
+    flax = {job.variant.split(",")[0] for job in without if job.impl == "flax_rnn"}
+    assert flax == {"lstm/bottleneck", "gru/bottleneck"}
+    sizes = {job.variant.split(", ", 1)[1] for job in without if job.benchmark == "train_step"}
+    assert sizes == {"B 64, S 32, T 32, E 128, H 256, V 1000", "B 64, S 40, T 40, E 256, H 512, V 8000"}
+    lengths = [job.variant for job in without if job.benchmark == "train_step_length"]
+    assert [v.split(", S ")[1].split(",")[0] for v in lengths] == ["20", "40", "80", "160"]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("decoder", ["attention", "bottleneck"])
-def test_train_step_against_torch(decoder):
-    pytest.importorskip("torch")
-    r = report.run("train_step", cell="lstm", decoder=decoder, **TINY)
-    assert r["peer"]["name"].startswith("torch ") and r["peer"]["name"].endswith(f"lstm/{decoder}")
-    for side in ("ours", "peer"):
-        _check_side(r[side])
-    extra = 4 * TINY["hidden"] * 2  # PyTorch's second bias vector in 2 LSTM layers
-    assert r["peer"]["params"] == r["ours"]["params"] + extra
-
-
-@pytest.mark.slow
-def test_decoding_compiles_one_search_per_batch_shape():
-    r = report.run("decoding", config="tiny", beam_sizes="1,2", repeats=1, max_examples=16)
+def test_decoding_benchmark_compiles_one_search_per_batch_shape():
+    out = subprocess.run([sys.executable, "-m", "benchmarks.decoding", "--json", "--config=tiny", "--beam_sizes=1,2",
+                          "--repeats=1", "--max_examples=16"], check=True, capture_output=True, text=True,
+                         timeout=300)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
     shapes = r["settings"]["batch_shapes"]
     assert 1 <= len(shapes) <= len(r["settings"]["bucket_shapes"])
     assert [x["beam_size"] for x in r["searches"]] == [1, 2]
@@ -56,23 +98,14 @@ def test_decoding_compiles_one_search_per_batch_shape():
         assert x["sentences_per_s"] > 0 and len(x["pass_times_s"]) == 1
 
 
-@pytest.mark.slow
-def test_report_renders_markdown_from_results():
-    r = report.run("train_step", cell="lstm", decoder="bottleneck", no_torch=True, **TINY)
-    text = report.markdown([r], quick=True)
-    assert "| lstm/bottleneck |" in text and f"{r['ratio_peer_over_ours']:.2f}" in text
-    assert f"jax {jax.__version__}" in text
-
-
 # --- The PyTorch peer is the same model ---------------------------------------------------------------
 
 
 @functools.cache
 def _ours(cell, decoder):
-    from benchmarks import train_step  # noqa: PLC0415  (defines the benchmark's flags)
     from seq2seq_jax import train
 
-    config = train_step.model_config(cell, decoder, hidden=8, embed=6)
+    config = common.model_config(cell, decoder, hidden=8, embed=6)
     config.model.attention_size = 5  # distinct from hidden, so a mixed-up projection would fail to load
     model = train.create_model(config, 13, 11)
     params = train.create_train_state(model, config).params
@@ -80,7 +113,18 @@ def _ours(cell, decoder):
     params = jax.tree_util.tree_map_with_path(
         lambda path, p: p + 0.1 * jax.random.normal(jax.random.key(len(str(path))), p.shape)
         if "bias" in str(path[-1]) else p, params)
-    return config, model, params, train_step.synthetic_batch(3, 5, 4, 11, seed=1)
+    return config, model, params, common.synthetic_batch(3, 5, 4, 11, seed=1)
+
+
+def _peer(config, params, cell, decoder):
+    from benchmarks import torch_seq2seq
+
+    m = config.model
+    peer = torch_seq2seq.TorchSeq2Seq(cell=cell, source_vocab_size=13, target_vocab_size=11,
+                                      embedding_size=m.embedding_size, hidden_size=m.hidden_size,
+                                      attention_size=m.attention_size, decoder=decoder)
+    torch_seq2seq.load_flax_params(peer, params)
+    return peer
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -94,12 +138,8 @@ def test_torch_peer_computes_our_logits_and_loss_with_our_weights(cell, decoder)
     config, model, params, batch = _ours(cell, decoder)
     logits = model.apply({"params": params}, batch["inputs"], batch["input_lengths"], shift_right(batch["targets"]))
     sums = train.token_losses(logits, jnp.asarray(batch["targets"]), jnp.asarray(batch["target_lengths"]))
-    m = config.model
-    peer = torch_seq2seq.TorchSeq2Seq(cell=cell, source_vocab_size=13, target_vocab_size=11,
-                                      embedding_size=m.embedding_size, hidden_size=m.hidden_size,
-                                      attention_size=m.attention_size, decoder=decoder)
-    torch_seq2seq.load_flax_params(peer, params)
-    extra = (4 if cell == "lstm" else 2) * m.hidden_size * 2  # b_ih and b_hh of 2 recurrent layers
+    peer = _peer(config, params, cell, decoder)
+    extra = (4 if cell == "lstm" else 2) * config.model.hidden_size * 2  # b_ih and b_hh of 2 recurrent layers
     assert torch_seq2seq.num_params(peer) == sum(p.size for p in jax.tree_util.tree_leaves(params)) + extra
     tb = torch_seq2seq.to_torch_batch(batch, shift_right(batch["targets"]))
     with torch.no_grad():
@@ -108,3 +148,19 @@ def test_torch_peer_computes_our_logits_and_loss_with_our_weights(cell, decoder)
     np.testing.assert_allclose(peer_logits.numpy(), np.asarray(logits), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(float(loss_sum), float(sums["loss_sum"]), rtol=1e-5)
     assert float(count) == float(sums["token_count"])
+
+
+@pytest.mark.parametrize("decoder", ["attention", "bottleneck"])
+def test_torch_peer_greedy_decoding_emits_our_greedy_tokens(decoder):
+    pytest.importorskip("torch")
+    from benchmarks import torch_seq2seq
+    from seq2seq_jax import inference
+    from seq2seq_jax.data.vocab import BOS, EOS
+
+    config, model, params, batch = _ours("lstm", decoder)
+    ours = inference.predict_fn(model, 1, 6)(params, batch["inputs"], batch["input_lengths"], jnp.float32(0.0))
+    tb = torch_seq2seq.to_torch_batch(batch, batch["targets"])
+    peer = torch_seq2seq.greedy_decode(_peer(config, params, "lstm", decoder), tb["inputs"], tb["input_lengths"],
+                                       max_len=6, bos_id=BOS, eos_id=EOS).numpy()
+    for row, length in enumerate(np.asarray(ours.lengths)):  # ours pads after EOS; the peer runs on
+        np.testing.assert_array_equal(peer[row, :length], np.asarray(ours.tokens)[row, :length])

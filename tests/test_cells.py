@@ -1,5 +1,7 @@
 """Cells by name: Flax's own cells, the papers' initialisation schemes, the LSTM forget bias."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -15,10 +17,27 @@ def _init(cell, batch=2, features_in=3):
     return cell.init(jax.random.key(2), carry, x), carry, x
 
 
-@pytest.mark.parametrize("name, flax_cls", [("rnn", nn.SimpleCell), ("gru", nn.GRUCell),
-                                            ("lstm", nn.OptimizedLSTMCell)])
-def test_registry_returns_flax_cells(name, flax_cls):
-    assert isinstance(cells.make_cell(name, 4), flax_cls)
+@pytest.mark.parametrize("dtype", [None, jnp.bfloat16])
+@pytest.mark.parametrize("name", ["rnn", "gru", "lstm"])
+def test_every_cell_has_flax_parameters_and_computes_flax_outputs(name, dtype):
+    ours, flax_cell = cells.make_cell(name, 4, dtype=dtype), cells.CELLS[name](4, dtype=dtype)
+    variables, carry, x = _init(ours)
+    flax_variables, _, _ = _init(flax_cell)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, variables, flax_variables)  # names, shapes, values
+    carry = jax.tree_util.tree_map(lambda c: c + 0.3, carry)
+    actual, expected = ours.apply(variables, carry, x), flax_cell.apply(variables, carry, x)
+    assert jax.tree_util.tree_map(lambda a: a.dtype, actual) == jax.tree_util.tree_map(lambda e: e.dtype, expected)
+    tolerance = 1e-6 if dtype is None else 1e-2
+    close = lambda a, e: np.testing.assert_allclose(a, e, rtol=tolerance, atol=tolerance)  # noqa: E731
+    jax.tree_util.tree_map(close, actual, expected)
+
+    def loss(cell, params, carry, x):  # every output and carry leaf, weighted
+        new_carry, y = cell.apply({"params": params}, carry, x)
+        return sum(jnp.sum(jnp.sin(leaf.astype(jnp.float32))) for leaf in jax.tree_util.tree_leaves((new_carry, y)))
+
+    grads = [jax.grad(functools.partial(loss, cell), argnums=(0, 1, 2))(variables["params"], carry, x)
+             for cell in (ours, flax_cell)]
+    jax.tree_util.tree_map(close, *grads)
 
 
 def test_uniform_init_draws_every_parameter_from_the_interval():

@@ -228,3 +228,30 @@ def test_bfloat16_compute_runs_with_float32_parameters_and_logits(cell):
     logits = jax.jit(model.apply)(variables, *batch)
     assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(variables))
     assert logits.dtype == jnp.float32 and np.all(np.isfinite(logits))
+
+
+# --- The train step's loss ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_integer_label_loss_equals_one_hot_cross_entropy_in_value_and_gradient(label_smoothing):
+    import optax
+
+    from seq2seq_jax import train
+
+    logits = 3.0 * jax.random.normal(jax.random.key(0), (3, 5, TGT_VOCAB))
+    targets = jax.random.randint(jax.random.key(1), (3, 5), 0, TGT_VOCAB)
+    lengths = jnp.asarray(TARGET_LENGTHS)
+
+    def one_hot_loss(logits):  # the textbook form: smoothed one-hot labels, full cross-entropy
+        labels = optax.smooth_labels(jax.nn.one_hot(targets, TGT_VOCAB), label_smoothing)
+        mask = jnp.arange(5)[None, :] < lengths[:, None]
+        return jnp.sum(optax.softmax_cross_entropy(logits, labels) * mask)
+
+    def loss(logits):
+        return train.token_losses(logits, targets, lengths, label_smoothing)["loss_sum"]
+
+    np.testing.assert_allclose(loss(logits), one_hot_loss(logits), rtol=1e-6)
+    np.testing.assert_allclose(jax.grad(loss)(logits), jax.grad(one_hot_loss)(logits), rtol=1e-5, atol=1e-7)
+    sums = train.token_losses(logits, targets, lengths, label_smoothing)
+    assert float(sums["token_count"]) == TARGET_LENGTHS.sum()

@@ -1,4 +1,4 @@
-"""The scanned, masked stack equals a plain Python loop over the cell, example by example."""
+"""The scanned, masked stack equals a plain Python loop over Flax's own cell, example by example."""
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +17,7 @@ def _inputs(seed=0):
 
 
 def _loop(cell, params, xs):
-    """Reference: run ``cell`` step by step over the unpadded ``xs [time, features]`` of one example."""
+    """Reference: run Flax's ``cell`` step by step over the unpadded ``xs [time, features]`` of one example."""
     carry = cell.initialize_carry(jax.random.key(0), (1, xs.shape[-1]))
     outputs = []
     for x in xs:
@@ -33,7 +33,7 @@ def _reference(stack, params, x, lengths):
     for b, length in enumerate(lengths):
         layer_input, example_finals = x[b, :length], []
         for layer in range(stack.num_layers):
-            cell = cells.make_cell(stack.cell, HIDDEN)
+            cell = cells.CELLS[stack.cell](HIDDEN)  # flax.linen's own cell
             fwd_final, fwd = _loop(cell, params[f"l{layer}_fwd"], layer_input)
             if stack.bidirectional:
                 bwd_final, bwd = _loop(cell, params[f"l{layer}_bwd"], layer_input[::-1])

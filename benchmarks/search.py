@@ -1,0 +1,94 @@
+"""Decoding speed of ONE search, alone in this process: our greedy or beam search, or the PyTorch peer's
+greedy decoding, on one synthetic batch with the output length fixed.
+
+  python -m benchmarks.search --impl=ours --beam_size=5 --out_len=80
+  python -m benchmarks.search --impl=torch --out_len=80     # optional extra 'bench'
+
+The model is the train-step benchmark's (lstm/attention by default) with freshly initialised parameters;
+the peer gets the same parameters (``torch_seq2seq.load_flax_params``), so both emit the same tokens and
+stop at the same step. Untrained models rarely emit EOS: searches run to ``--out_len`` steps (the source
+is as long). The first call (ours: trace + compile) and ``--warmup`` more are not timed. Prints one JSON
+object; ``benchmarks.run`` starts one such process per search and repetition.
+"""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from benchmarks.common import model_config, synthetic_batch, threads, timed
+from seq2seq_jax import inference, train
+from seq2seq_jax.data.vocab import BOS, EOS
+
+_IMPL = flags.DEFINE_enum("impl", "ours", ["ours", "torch"], "Implementation timed in this process.")
+_BEAM_SIZE = flags.DEFINE_integer("beam_size", 1, "1 = greedy (the peer has greedy only).", lower_bound=1)
+_CELL = flags.DEFINE_enum("cell", "lstm", ["lstm", "gru"], "Recurrent cell.")
+_DECODER = flags.DEFINE_enum("decoder", "attention", ["attention", "bottleneck"], "Decoder.")
+_BATCH = flags.DEFINE_integer("batch", 64, "Sentences decoded together.")
+_OUT_LEN = flags.DEFINE_integer("out_len", 40, "Source length and maximum output length.")
+_HIDDEN = flags.DEFINE_integer("hidden", 256, "Hidden size (and attention size).")
+_EMBED = flags.DEFINE_integer("embed", 128, "Embedding size.")
+_VOCAB = flags.DEFINE_integer("vocab", 1000, "Source and target vocabulary size.")
+_WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed calls after the first one.")
+_STEPS = flags.DEFINE_integer("steps", 5, "Timed calls.")
+
+
+def benchmark(*, impl="ours", beam_size=1, cell="lstm", decoder="attention", batch=64, out_len=40, hidden=256,
+              embed=128, vocab=1000, warmup=1, steps=5) -> dict:
+    if impl == "torch" and beam_size != 1:
+        raise ValueError("the PyTorch peer decodes greedily only: use --beam_size=1")
+    config = model_config(cell, decoder, hidden, embed)
+    model = train.create_model(config, vocab, vocab)
+    params = train.create_train_state(model, config).params
+    data = synthetic_batch(batch, out_len, out_len, vocab)
+    if impl == "ours":
+        predict = inference.predict_fn(model, beam_size, out_len)
+        inputs, lengths = jax.device_put(data["inputs"]), jax.device_put(data["input_lengths"])
+
+        def search():
+            out = jax.block_until_ready(predict(params, inputs, lengths, jnp.float32(config.eval.length_penalty)))
+            return int(np.max(out.lengths))
+    else:
+        import torch  # optional extra 'bench'
+        from benchmarks import torch_seq2seq
+
+        torch.set_num_threads(os.cpu_count())
+        m = config.model
+        peer = torch_seq2seq.TorchSeq2Seq(cell=cell, source_vocab_size=vocab, target_vocab_size=vocab,
+                                          embedding_size=m.embedding_size, hidden_size=m.hidden_size,
+                                          attention_size=m.attention_size, decoder=decoder)
+        torch_seq2seq.load_flax_params(peer, params)
+        tb = torch_seq2seq.to_torch_batch(data, data["targets"])
+
+        def search():
+            return torch_seq2seq.greedy_decode(peer, tb["inputs"], tb["input_lengths"], max_len=out_len,
+                                               bos_id=BOS, eos_id=EOS).shape[1]
+
+    first = timed(search)
+    for _ in range(warmup):
+        search()
+    times, output_steps = [], search()
+    for _ in range(steps):
+        times.append(timed(search))
+    return {
+        "benchmark": "search", "impl": impl,
+        "settings": dict(beam_size=beam_size, cell=cell, decoder=decoder, batch=batch, out_len=out_len,
+                         hidden=hidden, embed=embed, vocab=vocab, warmup=warmup, steps=steps),
+        "sentences": batch, "output_steps": output_steps,  # steps the search ran (out_len: nothing ended)
+        "first_s": first, "times_s": times, "threads": threads(impl),
+    }
+
+
+def main(argv):
+    del argv
+    print(json.dumps(benchmark(impl=_IMPL.value, beam_size=_BEAM_SIZE.value, cell=_CELL.value,
+                               decoder=_DECODER.value, batch=_BATCH.value, out_len=_OUT_LEN.value,
+                               hidden=_HIDDEN.value, embed=_EMBED.value, vocab=_VOCAB.value,
+                               warmup=_WARMUP.value, steps=_STEPS.value)))
+
+
+if __name__ == "__main__":
+    app.run(main)
