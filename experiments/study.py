@@ -559,7 +559,7 @@ def plot_training_loss(study_dir: str, results: Sequence[Mapping]) -> str | None
             runs[variant] = seeds
     if not runs:
         return None
-    return plotting.plot_training_curves_over_seeds(runs, "train_loss",
+    return plotting.plot_training_curves(runs, "train_loss",
                                                     os.path.join(study_dir, "plots", "train_loss.png"), log_y=True)
 
 

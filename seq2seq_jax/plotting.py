@@ -94,32 +94,6 @@ def plot_metric_vs_length(
 
 
 def plot_training_curves(
-    runs: Mapping[str, Sequence[Mapping]], key: str, path: str, log_y: bool = False
-) -> str:
-    """`key` against `step` for each run, from `metrics.jsonl` rows; rows without `key` are skipped.
-
-    Rows are sorted by step; when a resumed run logged a step twice, the later row wins.
-    """
-    _nonempty("runs", runs)
-    fig = Figure(figsize=(6, 4), layout="constrained")
-    ax = fig.add_subplot()
-    for label, rows in runs.items():
-        by_step = {int(row["step"]): row[key] for row in rows if key in row}
-        if by_step:
-            steps = sorted(by_step)
-            ax.plot(steps, _finite(f"{label}: {key}", [by_step[s] for s in steps]), label=label)
-    if not ax.lines:
-        raise ValueError(f"no row of any run has the key {key!r}")
-    if log_y:
-        ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel(key)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
-
-
-def plot_training_curves_over_seeds(
     runs: Mapping[str, Sequence[Sequence[Mapping]]], key: str, path: str, log_y: bool = False
 ) -> str:
     """`key` against `step` for every seed of each label: the mean over seeds as a line, the range of the

@@ -63,7 +63,7 @@ def test_metric_vs_length_with_and_without_error_bars(tmp_path):
         plotting.plot_metric_vs_length({}, str(tmp_path / "x.png"), "x", "y", "t")
 
 
-def test_training_curves_from_metrics_jsonl_rows(tmp_path):
+def test_training_curves_from_metrics_jsonl_rows_of_every_seed(tmp_path):
     run = [
         {"step": 100, "train_loss": 3.0},
         {"step": 100, "eval_bleu": 1.0},  # an eval row: no train_loss, skipped
@@ -71,13 +71,14 @@ def test_training_curves_from_metrics_jsonl_rows(tmp_path):
         {"step": 300, "train_loss": 1.5},
         {"step": 200, "train_loss": 2.1},  # logged again after a resume
     ]
-    runs = {"lstm": run, "rnn": run[:3]}
+    other_seed = [{"step": s, "train_loss": 1.0} for s in (100, 200)]  # step 300 missing: left out
+    runs = {"lstm": [run, other_seed], "rnn": [run[:3]]}
     path = plotting.plot_training_curves(runs, "train_loss", str(tmp_path / "l.png"), log_y=True)
     assert read_png(path).shape[:2] == (400, 600)
     with pytest.raises(ValueError, match="no row of any run has the key 'eval_loss'"):
-        plotting.plot_training_curves({"lstm": run}, "eval_loss", str(tmp_path / "l.png"))
+        plotting.plot_training_curves({"lstm": [run]}, "eval_loss", str(tmp_path / "l.png"))
     with pytest.raises(ValueError, match="rnn: train_loss contains NaN"):
-        nan_run = {"rnn": [{"step": 1, "train_loss": math.nan}]}
+        nan_run = {"rnn": [[{"step": 1, "train_loss": math.nan}]]}
         plotting.plot_training_curves(nan_run, "train_loss", str(tmp_path / "n.png"))
 
 
