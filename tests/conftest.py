@@ -22,3 +22,21 @@ def fixed_mock_getitems(monkeypatch):
 
     monkeypatch.setattr(tfds.core.data_sources.base.BaseDataSource, "__getitems__",
                         lambda self, keys: [self[k] for k in keys])
+
+
+@pytest.fixture(scope="session")
+def tiny_workdir(tmp_path_factory):
+    """A run of the tiny config trained once for the CLI tests (evaluate, translate): 30 steps, one
+    bucket shape, so one compilation of each step."""
+    from seq2seq_jax import train  # noqa: PLC0415 - imported by the tests that train
+    from seq2seq_jax.configs import tiny  # noqa: PLC0415
+
+    config = tiny.get_config()
+    config.data.data_dir = str(tmp_path_factory.mktemp("tfds"))
+    config.data.num_train, config.data.num_validation, config.data.num_test = 200, 30, 30
+    config.data.num_buckets = 1
+    config.train.num_steps, config.train.log_every = 30, 10
+    config.train.eval_every, config.train.checkpoint_every = 0, 30
+    path = str(tmp_path_factory.mktemp("run"))
+    train.train_and_evaluate(config, path)
+    return path

@@ -66,6 +66,13 @@ def test_forget_bias_is_added_to_the_forget_gate_pre_activation():
     assert not np.allclose(actual[1], unshifted[1])
 
 
+def test_forget_bias_is_not_stored_in_the_initial_parameters():
+    """The constant is added where the gate reads its bias, once: the parameter starts at its init (the old
+    map_variables wrapper also stored it at init, so a forget bias of 1 acted as 2)."""
+    variables, _, _ = _init(cells.make_cell("lstm", 4, forget_bias=1.0, init="uniform", init_scale=0.08))
+    assert np.all(np.abs(np.asarray(variables["params"]["hf"]["bias"])) <= 0.08)
+
+
 def test_unknown_cell_or_scheme_names_the_field_and_the_choices():
     with pytest.raises(ValueError, match=r"model.cell='tanh'.*\['gru', 'lstm', 'rnn'\]"):
         cells.make_cell("tanh", 4)

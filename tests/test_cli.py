@@ -1,6 +1,6 @@
 """The command-line tools ``main`` (train) and ``evaluate`` (``translate``: tests/test_translate.py).
 
-One tiny run is trained once for the module (``train.train_and_evaluate`` directly, a few dozen steps:
+One tiny run is trained once for the session (``tiny_workdir`` in conftest.py, a few dozen steps:
 accuracy does not matter here). The tools' ``main(argv)`` functions are then called in-process with
 their flags parsed by ``flags.FLAGS`` as ``app.run`` would. The training CLI runs in subprocesses (a few
 steps at most), to prove what the real command prints on stdout and that it fails cleanly.
@@ -27,17 +27,9 @@ pytestmark = pytest.mark.slow
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    config = tiny.get_config()
-    config.data.data_dir = str(tmp_path_factory.mktemp("tfds"))
-    config.data.num_train, config.data.num_validation, config.data.num_test = 200, 30, 30
-    config.data.num_buckets = 1  # one padded shape: one compilation of each step
-    config.train.num_steps, config.train.log_every = 20, 10
-    config.train.eval_every, config.train.checkpoint_every = 0, 20
-    path = str(tmp_path_factory.mktemp("run"))
-    train.train_and_evaluate(config, path)
-    return path
+@pytest.fixture
+def workdir(tiny_workdir):
+    return tiny_workdir
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +64,7 @@ def test_evaluate_writes_overall_and_by_length_metrics(workdir, capsys):
     run(evaluate, f"--workdir={workdir}", "--split=test")
     with open(os.path.join(workdir, "eval", "test.json")) as f:
         result = json.load(f)
-    assert result["split"] == "test" and result["num_examples"] == 30 and result["step"] == 20
+    assert result["split"] == "test" and result["num_examples"] == 30 and result["step"] == 30
     assert result["beam_size"] == 1 and result["checkpoint"] == "best"
     for key in ("loss", "perplexity", "seq_acc", "token_acc"):
         assert 0 <= result[key] < float("inf")

@@ -76,7 +76,8 @@ def test_hidden_gradients_match_finite_differences(cell):
 
 def test_vanilla_rnn_gradient_vanishes_much_faster_than_the_lstms_at_init():
     """Under Sutskever's U(-0.08, 0.08) init (and forget bias 1): per step back, tanh' * W_hh shrinks the
-    RNN's gradient by a factor well below 1, while the LSTM's cell path keeps most of it."""
+    RNN's gradient by a factor well below 1, while the LSTM's cell path keeps a forget gate's share of it
+    (sigmoid(1) = 0.73 a step: about 0.73**19 = 3e-3 over the 19 steps)."""
     decay = {}
     for cell in ("rnn", "lstm"):
         config, model, params = tiny(cell, hidden_size=32)
@@ -84,7 +85,7 @@ def test_vanilla_rnn_gradient_vanishes_much_faster_than_the_lstms_at_init():
         profile = gradient_flow.gradient_profile(model, params, batch)
         assert profile.shape == (20,) and np.all(profile > 0)
         decay[cell] = profile[-1] / profile[0]
-    assert decay["rnn"] < 1e-4 and decay["lstm"] > 1e-2
+    assert decay["rnn"] < 1e-6 and decay["lstm"] > 1e-3
 
 
 def read_results(study_dir):

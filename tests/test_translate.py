@@ -1,6 +1,6 @@
 """The translate command: streaming line by line, N-best TSV, empty and bad lines, a compilation cache.
 
-One tiny run is trained once for the module (a few dozen steps: accuracy does not matter here); the
+One tiny run is trained once for the session (``tiny_workdir`` in conftest.py; accuracy does not matter); the
 tests that use it are marked slow. Most tests call ``translate.main`` in-process with the compilation
 cache off; the pipe and the cache are tested on the real command in subprocesses.
 """
@@ -13,6 +13,7 @@ import sys
 import time
 
 import hypothesis
+import ml_collections
 import numpy as np
 import pytest
 from absl import flags
@@ -22,22 +23,13 @@ from seq2seq_jax import cli
 from seq2seq_jax import inference
 from seq2seq_jax import train
 from seq2seq_jax import translate
-from seq2seq_jax.configs import tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    config = tiny.get_config()
-    config.data.data_dir = str(tmp_path_factory.mktemp("tfds"))
-    config.data.num_train, config.data.num_validation, config.data.num_test = 200, 30, 30
-    config.data.num_buckets = 1  # one padded shape: one compilation of each step
-    config.train.num_steps, config.train.log_every = 30, 10
-    config.train.eval_every, config.train.checkpoint_every = 0, 30
-    path = str(tmp_path_factory.mktemp("run"))
-    train.train_and_evaluate(config, path)
-    return path
+@pytest.fixture
+def workdir(tiny_workdir):
+    return tiny_workdir
 
 
 @pytest.fixture(autouse=True)
@@ -133,12 +125,16 @@ def test_bad_bytes_unknown_characters_and_a_byte_order_mark(workdir, tmp_path, c
 
 @pytest.mark.slow
 def test_an_over_long_line_is_cut_with_a_warning(workdir, tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(translate, "DEFAULT_MAX_SOURCE_LENGTH", 40)  # the tiny run sets no max_source_length
     start = time.monotonic()
     out = translate_file(workdir, tmp_path, b"abc\n" + b"ab" * 50_000 + b"\nba\n")
     assert len(out) == 3 and time.monotonic() - start < 120  # bounded, not a hang
-    assert ("line 2: 100000 tokens, cut to the first 40 (translate's default for a run without "
-            "data.max_source_length)") in caplog.text
+    assert "line 2: 100000 tokens, cut to the first 1024 (the run's data.max_source_length)" in caplog.text
+
+
+def test_a_run_saved_without_a_source_limit_gets_translates_default():
+    old_run = ml_collections.ConfigDict({"data": {"dataset": "synthetic/reverse"}})  # config.json of an older run
+    assert translate.max_source_length(old_run) == (
+        translate.DEFAULT_MAX_SOURCE_LENGTH, "translate's default for a run without data.max_source_length")
 
 
 @pytest.fixture
