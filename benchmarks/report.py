@@ -45,7 +45,8 @@ def markdown(result: dict) -> str:
         "",
         f"Machine: {m['platform']}, {m['processor']}, {m['cpu_count']} CPUs; Python {m['python']}; jax "
         f"{m['jax_version']} ({m['jax_backend']}); torch {m['torch'] or 'not installed (no PyTorch rows)'}. "
-        f"Load average (1, 5, 15 min) before: {result['load_before']}, after: {result['load_after']}. "
+        f"Load average (1, 5, 15 min) before: {result['load_before']}, after: {result['load_after']} (after counts the "
+        "benchmark's own processes). "
         f"{result['reps']} processes per row, run one at a time and alternated.",
         "",
     ]
