@@ -16,6 +16,8 @@ import re
 import shutil
 import sys
 
+from seq2seq_jax import checkpointing
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
@@ -85,9 +87,7 @@ def main(argv=None) -> int:
     body = render(args.study_dirs)
     head, rest = readme.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    with open(readme_path + ".tmp", "w", encoding="utf-8") as f:
-        f.write(f"{head}{BEGIN}\n{body}\n{END}{tail}")
-    os.replace(readme_path + ".tmp", readme_path)
+    checkpointing.write_atomic(readme_path, f"{head}{BEGIN}\n{body}\n{END}{tail}")
     print(f"wrote {len(args.study_dirs)} studies into {readme_path}", file=sys.stderr)
     return 0
 

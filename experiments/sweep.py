@@ -111,15 +111,6 @@ def apply_overrides(
     return config
 
 
-def _write_atomic(path: str, text: str) -> None:
-    """Writes through a temporary file and a rename, so readers never see half a file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _read_result(path: str) -> dict | None:
     try:
         with open(path, encoding="utf-8") as f:
@@ -267,7 +258,7 @@ def collect(study_dir: str, runs: Sequence[Run]) -> list[dict]:
     `study_dir/results.jsonl`. Results of runs outside `runs` (other seeds or variants) are left out."""
     paths = [os.path.join(run_workdir(study_dir, r.run_id), "result.json") for r in runs]
     results = sorted(filter(None, map(_read_result, paths)), key=lambda r: (r["variant"], r["seed"]))
-    _write_atomic(os.path.join(study_dir, "results.jsonl"),
+    checkpointing.write_atomic(os.path.join(study_dir, "results.jsonl"),
                   "".join(json.dumps(r, sort_keys=True) + "\n" for r in results))
     return results
 
@@ -375,7 +366,7 @@ def write_report(
     linked relative to `study_dir`; sections are markdown, put before the results or after the plots.
     """
     report = os.path.join(study_dir, "report.md")
-    _write_atomic(report, _report_markdown(study_dir, title, description, results, metric_keys, plots,
+    checkpointing.write_atomic(report, _report_markdown(study_dir, title, description, results, metric_keys, plots,
                                            head_sections, extra_sections))
-    _write_atomic(os.path.join(study_dir, "results.csv"), _results_csv(results))
+    checkpointing.write_atomic(os.path.join(study_dir, "results.csv"), _results_csv(results))
     return report
