@@ -85,16 +85,6 @@ def parse_flags(argv: list[str]) -> list[str]:
         sys.exit(1)
 
 
-def check_evaluation_splits(data_config: ml_collections.ConfigDict) -> None:
-    """A ``ValueError`` if a parallel_text run lacks the validation or test file its training ends by scoring."""
-    if data_config.dataset != "parallel_text":
-        return
-    for split, use in (("validation", "selects its best checkpoint on"), ("test", "ends by scoring")):
-        if data_config[f"{split}_file"] is None:
-            raise ValueError(f"data.{split}_file: training on parallel_text needs a {split} file ('path.tsv' or "
-                             f"'src_path,tgt_path'): the run {use} the {split} split.")
-
-
 def dry_run(config: ml_collections.ConfigDict) -> dict:
     """What a run of ``config`` would train on (see the module docstring); vocabularies are built in a
     temporary directory and the parameters are only shaped (``jax.eval_shape``), not initialised."""
@@ -133,7 +123,6 @@ def main(argv):
     logging.info("JAX devices: %s", jax.devices())
     try:
         train.validate_config(config)  # a bad value: one message, nothing written
-        check_evaluation_splits(config.data)
     except ValueError as error:
         cli.fail(str(error))
     if _DRY_RUN.value:

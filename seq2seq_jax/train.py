@@ -161,6 +161,17 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     validate_train_config(config.train, config.eval)
     ModelConfig.from_config(config.model, source_vocab_size=4, target_vocab_size=4)
     data_config_lib.validate(config.data)
+    _check_evaluation_splits(config.data)
+
+
+def _check_evaluation_splits(data_config: ml_collections.ConfigDict) -> None:
+    """A ``ValueError`` if a parallel_text run lacks the validation or test file its training ends by scoring."""
+    if data_config.dataset != "parallel_text":
+        return
+    for split, use in (("validation", "selects its best checkpoint on"), ("test", "ends by scoring")):
+        if data_config[f"{split}_file"] is None:
+            raise ValueError(f"data.{split}_file: training on parallel_text needs a {split} file ('path.tsv' or "
+                             f"'src_path,tgt_path'): the run {use} the {split} split.")
 
 
 def make_schedule(t: ml_collections.ConfigDict) -> optax.Schedule:

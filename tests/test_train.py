@@ -12,7 +12,7 @@ import optax
 import pytest
 
 from seq2seq_jax import checkpointing, train
-from seq2seq_jax.configs import tiny
+from seq2seq_jax.configs import default, tiny
 from seq2seq_jax.logger import read_metrics
 
 
@@ -127,3 +127,11 @@ def test_halving_schedule_halves_after_the_start():
     config.update(dict(schedule="halving", learning_rate=1.0, halving_start=10, halving_every=5))
     schedule = train.make_schedule(config)
     assert [float(schedule(s)) for s in (0, 9, 10, 14, 15, 20)] == [1.0, 1.0, 0.5, 0.5, 0.25, 0.125]
+
+
+def test_parallel_text_without_a_validation_or_test_file_is_refused_before_any_io(tmp_path):
+    config = default.get_config()
+    config.data.dataset, config.data.train_file = "parallel_text", str(tmp_path / "train.tsv")
+    with pytest.raises(ValueError, match="data.validation_file: training on parallel_text needs a validation file"):
+        train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
