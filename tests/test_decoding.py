@@ -430,6 +430,19 @@ def test_rejects_bad_sizes_and_states():
         decoding.greedy_search(scripted_step, *inputs, **(SIZES | dict(src_len=S + 1)))
 
 
+def test_argmax_is_jnp_argmax_on_ties_infinities_and_nans():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 3, size=(64, 7, 50)).astype(np.float32)  # many ties: the first maximum wins
+    x[0, 0] = -np.inf
+    x[0, 1, :3] = np.inf
+    x[0, 2, [5, 9]] = np.nan  # a NaN counts as the maximum, the first one
+    x[0, 3, 4] = np.nan
+    x[0, 3, 6] = np.inf
+    np.testing.assert_array_equal(decoding.argmax(jnp.asarray(x)), jnp.argmax(jnp.asarray(x), axis=-1))
+    y = rng.normal(size=(3, 1000)).astype(np.float32)
+    np.testing.assert_array_equal(jax.jit(decoding.argmax)(y), np.argmax(y, axis=-1))
+
+
 def test_tile_and_gather_beams():
     tree = (jnp.arange(2), jnp.arange(2 * 3 * 2).reshape(2, 3, 2))  # leaves [batch=2, ...]
     tiled = decoding.tile_beams(tree, 3)  # [batch * beam = 6, ...], each example's beams adjacent
