@@ -25,6 +25,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
 from seq2seq_jax import checkpointing
+from seq2seq_jax import decoding
 from seq2seq_jax import inference
 from seq2seq_jax import metrics as metrics_lib
 from seq2seq_jax import parallel
@@ -231,7 +232,7 @@ def token_losses(logits, targets, lengths, label_smoothing: float = 0.0):
     if label_smoothing:
         uniform = jax.nn.logsumexp(logits, axis=-1) - jnp.mean(logits, axis=-1)  # cross-entropy with 1 / vocab
         losses = (1.0 - label_smoothing) * losses + label_smoothing * uniform
-    correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
+    correct = (decoding.argmax(logits) == targets).astype(jnp.float32)
     return {"loss_sum": jnp.sum(losses * mask), "token_count": jnp.sum(mask), "correct_sum": jnp.sum(correct * mask)}
 
 
@@ -469,6 +470,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, signals
                     "param_norm": rows[-1]["param_norm"],
                     "learning_rate": float(schedule(step - 1)),
                     "tokens_per_sec": tokens / max(elapsed, 1e-9),
+                    "steps_per_sec": len(rows) / max(elapsed, 1e-9),
                 }
                 if t.skip_nonfinite_updates:
                     row["skipped_updates"] = int(state.opt_state.total_notfinite)  # since step 1
