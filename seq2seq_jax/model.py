@@ -26,6 +26,7 @@ from flax import struct
 from seq2seq_jax import attention as attention_lib
 from seq2seq_jax import cells
 from seq2seq_jax.data.vocab import BOS
+from seq2seq_jax import recurrent
 from seq2seq_jax.recurrent import StackedRNN, reverse_sequences, time_mask
 
 DECODERS = ("bottleneck", "attention")
@@ -54,6 +55,7 @@ class ModelConfig:
     init_scale: float = 0.08
     forget_bias: float = 0.0
     dtype: str = "float32"
+    recurrent_impl: str = "scan"
 
     @classmethod
     def from_config(cls, model_config, *, source_vocab_size: int, target_vocab_size: int) -> "ModelConfig":
@@ -85,6 +87,9 @@ class ModelConfig:
         choice("attention", attention_lib.SCORES)
         choice("init", cells.INIT_SCHEMES)
         choice("dtype", sorted(DTYPES))
+        choice("recurrent_impl", recurrent.IMPLS)
+        if self.recurrent_impl == "cudnn" and self.cell != "lstm":
+            raise ValueError(f"model.recurrent_impl='cudnn' runs LSTMs only, not model.cell={self.cell!r}")
         for field in ("source_vocab_size", "target_vocab_size", "embedding_size", "hidden_size",
                       "num_layers", "attention_size"):
             value = getattr(self, field)
@@ -149,6 +154,10 @@ class Encoder(nn.Module):
     def __call__(self, inputs, lengths, *, train: bool = False) -> EncoderOutput:
         """``inputs [batch, src_len]`` int, ``lengths [batch]`` -> ``EncoderOutput``."""
         c = self.config
+        if c.recurrent_impl == "cudnn" and jax.default_backend() != "gpu":
+            raise ValueError(f"model.recurrent_impl='cudnn' needs a CUDA GPU (jax.experimental.rnn has no "
+                             f"{jax.default_backend()} kernel): set model.recurrent_impl='scan', which reads the same "
+                             "parameters, so a run trained with either decodes with the other")
         if c.reverse_source:
             inputs = reverse_sequences(inputs, lengths)  # Sutskever sec. 3.3: read the source backwards
         x = nn.Embed(c.source_vocab_size, c.embedding_size, embedding_init=_kernel_init(c),
@@ -157,7 +166,8 @@ class Encoder(nn.Module):
         annotations, finals = StackedRNN(
             cell=c.cell, hidden_size=c.hidden_size, num_layers=c.num_layers,
             bidirectional=c.bidirectional, dropout_rate=c.dropout, init_scheme=c.init,
-            init_scale=c.init_scale, forget_bias=c.forget_bias, dtype=DTYPES[c.dtype], name="rnn",
+            init_scale=c.init_scale, forget_bias=c.forget_bias, dtype=DTYPES[c.dtype], impl=c.recurrent_impl,
+            name="rnn",
         )(x, lengths, train=train)
         if c.reverse_source:
             annotations = reverse_sequences(annotations, lengths)  # back to source order for attention

@@ -12,6 +12,12 @@ final carry is the carry at each sequence's own last real position (the initial 
 sequence) and padding never reaches a real position. ``nn.RNN`` with ``seq_lengths`` instead stacks every
 carry over time to pick the last one, which costs ``time x carry`` memory and picks the wrong carry for
 length-0 rows; the per-step select is as cheap and exact for both.
+
+``impl='cudnn'`` runs each LSTM layer (both directions at once) through ``jax.experimental.rnn.lstm``, the
+cuDNN kernel, on the same parameters: cuDNN's ``W_ih`` is our input kernel transposed, its ``W_hh`` the
+recurrent one, ``b_ih = 0`` and ``b_hh`` our recurrent bias (forget bias included). It has no CPU lowering;
+on CPU the tests check its weight layout through JAX's own reference of the kernel (``lstm_ref``) against
+the scan, values and gradients. Not yet run on a GPU; sources must be at least one token long.
 """
 
 from typing import Any
@@ -20,8 +26,11 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 from flax.linen.recurrent import flip_sequences
+from jax.experimental import rnn as jax_rnn
 
 from seq2seq_jax import cells
+
+IMPLS = ("scan", "cudnn")
 
 
 def masked_scan(cell: str, p: cells.Projections, carry, x, is_real):
@@ -41,7 +50,7 @@ def masked_scan(cell: str, p: cells.Projections, carry, x, is_real):
 
 
 class Direction(nn.Module):
-    """One direction of one layer, its parameters those of Flax's ``cell`` (named as the cell would be)."""
+    """The parameters of one direction of one layer: Flax's ``cell``'s, named as the cell names them."""
 
     cell: str
     hidden_size: int
@@ -51,12 +60,38 @@ class Direction(nn.Module):
     dtype: Any = None
 
     @nn.compact
-    def __call__(self, x, is_real):
-        """``x [batch, time, in]``, ``is_real [batch, time]`` -> ``(final_carry, outputs [batch, time, hidden])``."""
-        p = cells.declare_projections(self.cell, self.hidden_size, x.shape[-1], forget_bias=self.forget_bias,
-                                      dtype=self.dtype, **cells.initializers(self.init_scheme, self.init_scale))
-        carry = cells.zero_carry(self.cell, x.shape[:1], self.hidden_size)
-        return masked_scan(self.cell, p, carry, x, is_real)
+    def __call__(self, in_features: int) -> cells.Projections:
+        return cells.declare_projections(self.cell, self.hidden_size, in_features, forget_bias=self.forget_bias,
+                                         dtype=self.dtype, **cells.initializers(self.init_scheme, self.init_scale))
+
+
+def cudnn_weights(directions: list[cells.Projections]) -> jax.Array:
+    """LSTM projections of one layer (forward, then backward) as cuDNN's flat weight vector: every
+    direction's ``W_ih [4H, in]``, ``W_hh [4H, H]``, then every direction's ``b_ih``, ``b_hh`` (the layout of
+    ``jax.experimental.rnn``; the gate order i, f, g, o is Flax's and cuDNN's alike)."""
+    kernels = [w for p in directions for w in (p.input_kernel.T, p.recurrent_kernel.T)]
+    biases = [b for p in directions for b in (jnp.zeros_like(p.recurrent_bias), p.recurrent_bias)]
+    return jnp.concatenate([x.ravel() for x in kernels + biases])
+
+
+def cudnn_lstm(directions: list[cells.Projections], x, lengths, lstm=jax_rnn.lstm):
+    """One LSTM layer through cuDNN: ``x [batch, time, in]`` -> ``(finals, outputs [batch, time, hidden *
+    directions])``, ``finals`` one ``(c, h)`` per direction; ``lstm`` is ``jax.experimental.rnn.lstm`` or a
+    function of its signature (the tests pass JAX's reference)."""
+    hidden = directions[0].recurrent_kernel.shape[0]
+    zeros = jnp.zeros((len(directions), x.shape[0], hidden), jnp.float32)
+    y, h_n, c_n = lstm(x.astype(jnp.float32), zeros, zeros, cudnn_weights(directions), lengths.astype(jnp.int32),
+                       input_size=x.shape[-1], hidden_size=hidden, num_layers=1, dropout=0.0,
+                       bidirectional=len(directions) == 2)
+    return [(c_n[d], h_n[d]) for d in range(len(directions))], y
+
+
+def cudnn_reference(x, h_0, c_0, weights, seq_lengths, *, input_size, hidden_size, num_layers, dropout,
+                    bidirectional):
+    """``jax.experimental.rnn.lstm``'s signature computed by JAX's reference of the kernel (any backend)."""
+    unpacked = jax_rnn.unpack_lstm_weights(weights, input_size, hidden_size, num_layers, bidirectional)
+    return jax_rnn.lstm_ref(x, h_0, c_0, *unpacked, seq_lengths, input_size, hidden_size, num_layers, dropout,
+                            bidirectional)
 
 
 def time_mask(lengths: jax.Array, max_len: int) -> jax.Array:
@@ -87,24 +122,41 @@ class StackedRNN(nn.Module):
     init_scale: float = 0.08
     forget_bias: float = 0.0
     dtype: Any = None
+    impl: str = "scan"
+    cudnn_lstm: Any = jax_rnn.lstm  # impl='cudnn' only; the tests pass `cudnn_reference`
 
     def _direction(self, name, x, lengths, is_real, reverse):
         if reverse:
             x = reverse_sequences(x, lengths)
-        final, outputs = Direction(self.cell, self.hidden_size, init_scheme=self.init_scheme,
-                                   init_scale=self.init_scale, forget_bias=self.forget_bias, dtype=self.dtype,
-                                   name=name)(x, is_real)
+        p = self._params(name, x.shape[-1])
+        final, outputs = masked_scan(self.cell, p, cells.zero_carry(self.cell, x.shape[:1], self.hidden_size),
+                                     x, is_real)
         if reverse:
             outputs = reverse_sequences(outputs, lengths)
         return outputs, final
 
+    def _params(self, name, in_features):
+        return Direction(self.cell, self.hidden_size, init_scheme=self.init_scheme, init_scale=self.init_scale,
+                         forget_bias=self.forget_bias, dtype=self.dtype, name=name)(in_features)
+
     @nn.compact
     def __call__(self, x: jax.Array, lengths: jax.Array, *, train: bool = False):
+        if self.impl not in IMPLS:
+            raise ValueError(f"model.recurrent_impl={self.impl!r} is not allowed; allowed: {list(IMPLS)}")
+        if self.impl == "cudnn" and self.cell != "lstm":
+            raise ValueError(f"model.recurrent_impl='cudnn' runs LSTMs only, not model.cell={self.cell!r}")
         is_real = time_mask(lengths, x.shape[1])  # [batch, time]
         finals = []
         for layer in range(self.num_layers):
             if layer > 0:
                 x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+            if self.impl == "cudnn":
+                names = [f"l{layer}_fwd"] + [f"l{layer}_bwd"] * self.bidirectional
+                directions, outputs = cudnn_lstm([self._params(n, x.shape[-1]) for n in names], x, lengths,
+                                                 self.cudnn_lstm)
+                x = outputs.astype(x.dtype)  # cuDNN computes in float32
+                finals.append(tuple(directions) if self.bidirectional else directions[0])
+                continue
             forward, forward_final = self._direction(f"l{layer}_fwd", x, lengths, is_real, reverse=False)
             if self.bidirectional:
                 backward, backward_final = self._direction(

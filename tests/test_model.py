@@ -205,6 +205,7 @@ def test_covering_combinations_give_finite_logits_with_and_without_jit(options):
     ("num_layers", -1, r"model.num_layers=-1 must be a positive integer"),
     ("dropout", 1.0, r"model.dropout=1.0 must be in \[0, 1\)"),
     ("input_feeding", True, r"model.input_feeding=True needs model.decoder='attention'"),
+    ("recurrent_impl", "pallas", r"model.recurrent_impl='pallas' is not allowed; allowed: \['scan', 'cudnn'\]"),
 ])
 def test_bad_options_raise_one_clear_error_before_compiling(field, value, message):
     overrides = {field: value}
@@ -212,6 +213,14 @@ def test_bad_options_raise_one_clear_error_before_compiling(field, value, messag
         overrides["decoder"] = "bottleneck"
     with pytest.raises(ValueError, match=message):
         make_model(**overrides)
+
+
+def test_the_cudnn_encoder_runs_lstms_only_and_on_gpus_only():
+    with pytest.raises(ValueError, match=r"recurrent_impl='cudnn' runs LSTMs only, not model.cell='gru'"):
+        make_model(cell="gru", recurrent_impl="cudnn")
+    if jax.default_backend() != "gpu":
+        with pytest.raises(ValueError, match=r"recurrent_impl='cudnn' needs a CUDA GPU .* set model.recurrent_impl='scan'"):
+            make_model(recurrent_impl="cudnn").init(jax.random.key(0), *make_batch())
 
 
 def test_unknown_model_field_is_named():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from seq2seq_jax import cells
+from seq2seq_jax import recurrent
 from seq2seq_jax.recurrent import StackedRNN, reverse_sequences
 
 BATCH, TIME, FEATURES, HIDDEN = 3, 6, 5, 4
@@ -91,3 +92,35 @@ def test_reverse_sequences_reverses_only_the_real_part():
     np.testing.assert_array_equal(
         reverse_sequences(x, jnp.array([3, 2, 0])), [[3, 2, 1, 0], [5, 4, 0, 0], [0, 0, 0, 0]]
     )
+
+
+# --- The cuDNN path (model.recurrent_impl='cudnn') --------------------------------------------------------
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_cudnn_layout_through_jax_reference_equals_the_scan_in_values_and_gradients(bidirectional):
+    """cuDNN has no CPU kernel: JAX's reference of it (`lstm_ref`, on its flat weight layout) stands in, so
+    what is checked is our packing of the weights and the reading of its outputs and final carries."""
+    lengths = jnp.asarray([6, 2, 1])  # cuDNN needs at least one token
+    kwargs = dict(cell="lstm", hidden_size=HIDDEN, num_layers=2, bidirectional=bidirectional, forget_bias=1.0)
+    scan = StackedRNN(**kwargs)
+    cudnn = StackedRNN(**kwargs, impl="cudnn", cudnn_lstm=recurrent.cudnn_reference)
+    x = _inputs()
+    params = scan.init(jax.random.key(3), x, lengths)["params"]
+    params = jax.tree_util.tree_map(lambda p: p + 0.1, params)  # non-zero biases, so each one's place counts
+    assert jax.tree_util.tree_structure(cudnn.init(jax.random.key(3), x, lengths)["params"]) == \
+        jax.tree_util.tree_structure(params)  # the same parameters: checkpoints move between the two
+
+    def loss(stack, params):
+        outputs, finals = stack.apply({"params": params}, x, lengths)
+        return jnp.sum(outputs ** 2) + sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree_util.tree_leaves(finals))
+
+    expected, actual = scan.apply({"params": params}, x, lengths), cudnn.apply({"params": params}, x, lengths)
+    jax.tree_util.tree_map(lambda a, e: np.testing.assert_allclose(a, e, atol=1e-5), actual, expected)
+    grads = [jax.grad(loss, argnums=1)(stack, params) for stack in (scan, cudnn)]
+    jax.tree_util.tree_map(lambda a, e: np.testing.assert_allclose(a, e, atol=1e-5), grads[1], grads[0])
+
+
+def test_cudnn_path_refuses_other_cells_and_names_the_field():
+    with pytest.raises(ValueError, match=r"recurrent_impl='cudnn' runs LSTMs only, not model.cell='gru'"):
+        StackedRNN(cell="gru", hidden_size=HIDDEN, impl="cudnn").init(jax.random.key(0), _inputs(), jnp.asarray(LENGTHS))

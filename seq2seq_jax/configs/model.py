@@ -37,4 +37,7 @@ def get_model_config() -> ml_collections.ConfigDict:
     m.forget_bias = 0.0
     # Compute dtype: 'float32' | 'bfloat16' (parameters stay float32).
     m.dtype = "float32"
+    # The encoder's recurrence: 'scan' (jax.lax.scan, every backend) | 'cudnn' (LSTM only, CUDA GPUs, float32:
+    # jax.experimental.rnn's cuDNN kernel on the same parameters; not yet verified on a GPU).
+    m.recurrent_impl = "scan"
     return m
