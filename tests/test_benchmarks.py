@@ -47,6 +47,8 @@ def test_quick_run_writes_every_row_with_its_fields_and_the_report_renders_it(tm
     searches = {(r["settings"]["out_len"], r["impl"]) for r in _rows(result, "search")}
     for out_len in quick["out_lens"]:
         assert {(out_len, "ours greedy"), (out_len, "ours beam 5")} <= searches
+    runs = _rows(result, "train_run")
+    assert len(runs) == 1 and runs[0]["tokens_per_s"] > 0 and "seq2seq_jax.main" in runs[0]["command"]
     translations = _rows(result, "translate")
     assert [r["impl"] for r in translations] == ["ours greedy", "ours beam 5"]
     assert all(r["sentences_per_s"] > 0 for r in translations)
@@ -65,7 +67,7 @@ def test_ratio_is_our_time_over_the_torch_time_of_the_same_variant():
 
 
 def test_plan_times_each_implementation_in_its_own_process_and_skips_torch_without_it():
-    files = ("/w", "/s.txt")
+    files = ("/w", "/s.txt", 10)
     with_torch = run.plan(quick=False, use_torch=True, translate_files=files)
     without = run.plan(quick=False, use_torch=False, translate_files=files)
     assert len({job.key for job in with_torch}) == len(with_torch)  # one process a job and repetition
