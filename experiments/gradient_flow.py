@@ -221,7 +221,7 @@ the orders of magnitude lost per step back; (b) copy accuracy by source length (
         sweep.Variant("lstm", {"model.cell": "lstm"}),
     ],
     settings={
-        "quick": study.Setting(3, note="strings of 1-10 letters; an estimated 8-10 min on 2 CPU cores"),
+        "quick": study.Setting(3, note="strings of 1-10 letters; ~3-4 min on 2 idle CPU cores"),
         "cpu": study.Setting(3, note="strings of 1-20 letters; an estimated 25-30 min on 2 CPU cores"),
         "gpu": study.Setting(3, note="strings of 1-40 letters, hidden 256, 10k steps"),
     },

@@ -30,7 +30,7 @@ maps are of the reversed attention model (its encoder puts the annotations back 
         for suffix, reverse in (("", False), ("_reversed", True))
     ],
     settings={
-        "quick": study.Setting(3, note="~5 min on 2 CPU cores (12 runs of ~25 s)"),
+        "quick": study.Setting(3, note="~4 min on 2 idle CPU cores (12 runs of ~20 s)"),
         "cpu": study.Setting(3, note="~15 min on 2 CPU cores (12 runs of ~75 s)"),
         "gpu": study.Setting(3, note="character sources, LSTM 256, 20k steps"),
     },

@@ -73,7 +73,8 @@ class Claim:
 
     `metric` is a key of a run's final metrics (`test/seq_acc`, `grad_init/log10_per_step`); with `bucket`
     (an index into the test split's source-length buckets, -1 = the longest sources) the metric after
-    `test/` is read from that bucket of `eval/test.json`. `paper` is the published finding, for the README.
+    `test/` is read from that bucket of `eval/test.json`. `paper` is the published finding, for the README;
+    `caveat` what in this study's settings may hide it, printed whenever the claim is not reproduced.
     """
 
     text: str
@@ -83,6 +84,7 @@ class Claim:
     bucket: int | None = None
     lower_is_better: bool = False
     paper: str = ""
+    caveat: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -410,8 +412,9 @@ def claim_estimate(pairs: Sequence[tuple[float, float]], counts: Sequence[tuple[
         return {"estimate": None, "low": None, "high": None, "n": 0, "method": "no finished runs"}
     mean = statistics.fmean(diffs)
     if n >= 2:
-        half = stats.t.ppf(0.975, n - 1) * statistics.stdev(diffs) / math.sqrt(n)
-        return {"estimate": mean, "low": mean - half, "high": mean + half, "n": n,
+        sd = statistics.stdev(diffs)
+        half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+        return {"estimate": mean, "low": mean - half, "high": mean + half, "n": n, "sd": sd,
                 "method": f"paired t over {n} seeds"}
     if per_example and counts and min(counts[0]) > 0:
         (a, b), (count_a, count_b) = pairs[0], counts[0]
@@ -431,6 +434,48 @@ def verdict(low: float | None, high: float | None) -> str:
     if high is not None and high < 0:
         return "not reproduced"
     return "inconclusive"
+
+
+MAX_SEEDS_NEEDED = 1000
+
+
+def seeds_needed(estimate: float, sd: float) -> int | None:
+    """The fewest seeds whose paired-t 95% interval would exclude 0, were the mean difference and its
+    seed-to-seed spread what they are now; None if that is over `MAX_SEEDS_NEEDED` (or no difference)."""
+    if sd == 0:
+        return 2 if estimate else None
+    for n in range(2, MAX_SEEDS_NEEDED + 1):
+        if stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n) < abs(estimate):
+            return n
+    return None
+
+
+def why(c: Mapping, caveat: str = "") -> str:
+    """Why a claim's verdict is what it is, from its numbers (and the claim's `caveat`); '' if reproduced."""
+    if c["verdict"] == "reproduced":
+        return ""
+    if c["verdict"] == "no data":
+        text = "no seed finished both variants."
+    elif c["low"] is None:
+        text = "one seed, and this metric has no per-example outcomes to bootstrap: run `--seeds=3` or more."
+    elif c["verdict"] == "not reproduced":
+        text = (f"the whole interval lies below 0: in this setting the {'seeds' if c['n'] > 1 else 'test examples'} "
+                "agree on the opposite of the claim.")
+    elif c["n"] == 1:
+        text = (f"one seed: the difference {_number(c['estimate'])} is within the test examples' sampling noise "
+                f"(interval [{_number(c['low'])}, {_number(c['high'])}]); run `--seeds=3` or more.")
+    elif c["estimate"] <= 0:
+        text = (f"the mean difference {_number(c['estimate'])} is not above 0 and the interval contains 0: no sign "
+                "of the claimed effect in this setting.")
+    else:
+        needed = seeds_needed(c["estimate"], c["sd"])
+        text = (f"the mean difference {_number(c['estimate'])} is smaller than its interval's half-width "
+                f"{_number((c['high'] - c['low']) / 2)}: the seeds disagree (sd of the per-seed differences "
+                f"{_number(c['sd'])}). " + (f"At this difference and spread, about {needed} seeds would give an "
+                                            f"interval that excludes 0 (`--seeds={needed}`)." if needed else
+                                            "No affordable number of seeds would separate a difference this small "
+                                            "from the spread."))
+    return text + (f" {caveat}" if caveat else "")
 
 
 def _claim_value(study_dir: str, result: Mapping, claim: Claim) -> tuple[float, int] | None:
@@ -465,9 +510,10 @@ def evaluate_claims(spec: Study, study_dir: str, results: Sequence[Mapping]) -> 
         metric = claim.metric.rpartition("/")[2]
         stats_ = claim_estimate(pairs, counts, per_example=metric in PER_EXAMPLE)
         where = "" if claim.bucket is None else f", length bucket {claim.bucket}"
-        out.append({"claim": claim.text, "quantity": f"{hi} − {lo}: {claim.metric}{where}", **stats_,
-                    "seeds": seeds, "verdict": verdict(stats_["low"], stats_["high"]) if stats_["n"] else
-                    "no data", "paper": claim.paper})
+        c = {"claim": claim.text, "quantity": f"{hi} − {lo}: {claim.metric}{where}", **stats_,
+             "seeds": seeds, "verdict": verdict(stats_["low"], stats_["high"]) if stats_["n"] else "no data",
+             "paper": claim.paper}
+        out.append({**c, "why": why(c, claim.caveat)})
     return out
 
 
@@ -487,7 +533,8 @@ def claims_section(claims: Sequence[Mapping], setting: str) -> str:
             "the interval lies above 0; `not reproduced`: below 0; `inconclusive`: it contains 0 (or no "
             "interval: one seed of a metric without per-example outcomes). Also in `claims.json`.\n\n"
             + sweep.markdown_table(["claim", "quantity", "estimate", "95% interval", "n", "method", "verdict"],
-                                   rows))
+                                   rows)
+            + "".join(f"\n\n**{c['claim']}: {c['verdict']}.** Why: {c['why']}" for c in claims if c.get("why")))
 
 
 # --- Report sections and plots ------------------------------------------------------------------------

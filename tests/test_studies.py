@@ -158,6 +158,24 @@ def test_the_claims_table_of_one_seed_prints_no_spread():
     assert "±" not in section.split("\n\n", 2)[2]
 
 
+def test_a_claim_not_reproduced_says_why_from_its_numbers_and_a_reproduced_one_says_nothing():
+    noisy = study.claim_estimate([(0.95, 0.94), (0.94, 0.945), (0.96, 0.945)])
+    c = {"claim": "feeding helps", "quantity": "a − b", **noisy, "verdict": study.verdict(noisy["low"], noisy["high"])}
+    assert c["verdict"] == "inconclusive"
+    needed = study.seeds_needed(c["estimate"], c["sd"])
+    assert needed > 3 and f"--seeds={needed}" in study.why(c, "Near the ceiling.")
+    assert study.why(c, "Near the ceiling.").endswith("Near the ceiling.")
+    # The interval of `needed` seeds with this mean and spread excludes 0; that of one seed fewer does not.
+    half = lambda n: study.stats.t.ppf(0.975, n - 1) * c["sd"] / n ** 0.5  # noqa: E731
+    assert half(needed) < c["estimate"] <= half(needed - 1)
+    reversed_ = study.claim_estimate([(0.5, 0.9), (0.45, 0.85), (0.55, 0.92)])
+    assert "opposite" in study.why({**reversed_, "verdict": "not reproduced"})
+    clear = study.claim_estimate([(0.9, 0.5), (0.85, 0.45), (0.92, 0.55)])
+    assert study.why({**clear, "verdict": "reproduced"}, "a caveat") == ""
+    section = study.claims_section([{**c, "method": "paired t over 3 seeds", "why": study.why(c)}], "quick")
+    assert "**feeding helps: inconclusive.** Why: the mean difference" in section
+
+
 def _write_test_json(study_dir, run_id, rows, **metrics):
     path = os.path.join(study_dir, "runs", run_id, "eval", "test.json")
     os.makedirs(os.path.dirname(path))
