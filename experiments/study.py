@@ -287,7 +287,8 @@ def train_run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def main(spec: Study, argv: Sequence[str] | None = None) -> int:
     """Runs (part of) the study and writes its report; returns the exit status.
 
-    1 if a run failed, or, with `--report_only`, if a run of the sweep failed or has not finished. A
+    1 if a run failed, or, with `--report_only`, if a run of the sweep failed or has not finished; 75
+    (`train.EXIT_PREEMPTED`, for a scheduler to requeue) if SIGTERM/SIGINT stopped it after saving. A
     partial sweep (`--shard`, `--only`) writes only its runs' result.json files, so parallel shards never
     write the same file; run `--report_only` once they have all finished.
     """
@@ -308,6 +309,9 @@ def main(spec: Study, argv: Sequence[str] | None = None) -> int:
     except ValueError as error:  # a finished run with another config: nothing has trained or been reported
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except train.Preempted as error:  # the run saved its step; rerunning the same command resumes it
+        print(f"preempted: {error}", file=sys.stderr)
+        return train.EXIT_PREEMPTED
     write_report(spec, args, results)
     missing = len(runs) - len(results)
     failed = sum(r["status"] != "ok" for r in results)

@@ -33,6 +33,8 @@ from absl import logging
 import ml_collections
 
 from seq2seq_jax import checkpointing
+from seq2seq_jax import train
+from seq2seq_jax.configs import default as default_config
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.,=+-]*")
 SEED_KEY = "train.seed"
@@ -133,7 +135,8 @@ def _metric_value(key: str, value):
 
 
 def _execute(run: Run, config, workdir: str, run_fn) -> dict:
-    """Runs `run_fn` and returns the result record, 'ok' or 'failed' (any Exception is caught)."""
+    """Runs `run_fn` and returns the result record, 'ok' or 'failed' (any Exception is caught, except
+    `train.Preempted`: a SIGTERM/SIGINT stops the whole sweep, as it would stop one run)."""
     record = {"run_id": run.run_id, "variant": run.variant.name, "seed": run.seed,
               "overrides": run.variant.overrides}
     start = time.perf_counter()
@@ -142,6 +145,8 @@ def _execute(run: Run, config, workdir: str, run_fn) -> dict:
         if not isinstance(metrics, Mapping):
             raise TypeError(f"run_fn must return a dict of metrics, got {type(metrics).__name__}")
         record.update(status="ok", metrics={k: _metric_value(k, v) for k, v in metrics.items()})
+    except train.Preempted:  # saved, not failed: the sweep stops, and its next invocation resumes the run
+        raise
     except Exception as e:  # noqa: BLE001 - isolating failures is the point; KeyboardInterrupt passes.
         logging.exception("Run %s failed.", run.run_id)
         error = {"type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}
@@ -246,9 +251,14 @@ def flat_config(config: ml_collections.ConfigDict) -> dict:
 
 
 def config_differences(saved: Mapping | None, current: Mapping) -> list[str]:
-    """`field: saved -> current` for each field that differs; `['no recorded config']` if `saved` is None."""
+    """`field: saved -> current` for each field that differs; `['no recorded config']` if `saved` is None.
+
+    A field the saved config lacks counts as its default (`seq2seq_jax/configs/default.py`): an option added
+    since that run trained defaults to what the code did before it existed."""
     if saved is None:
         return ["no recorded config"]
+    defaults = flat_config(default_config.get_config())
+    saved = {**{k: defaults[k] for k in current if k not in saved and k in defaults}, **saved}
     return [f"{k}: {saved.get(k, '<absent>')!r} -> {current.get(k, '<absent>')!r}"
             for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
 

@@ -266,6 +266,17 @@ def test_a_sweep_stopped_midway_and_rerun_writes_the_report_of_an_uninterrupted_
     assert [(c["n"], c["verdict"]) for c in claims] == [(2, "reproduced"), (2, "reproduced")]
 
 
+def test_a_preempted_study_exits_75_for_the_scheduler_and_its_rerun_completes(tmp_path, capsys):
+    def preempted(config, workdir):
+        raise train.Preempted("SIGTERM received: stopped after step 3, which is saved")
+
+    assert study.main(dataclasses.replace(fake_spec(), run_fn=preempted),
+                      [f"--workdir={tmp_path}", "--seeds=1"]) == train.EXIT_PREEMPTED == 75
+    assert "preempted: SIGTERM received" in capsys.readouterr().err
+    assert not (tmp_path / "report.md").exists()
+    assert study.main(fake_spec(), [f"--workdir={tmp_path}", "--seeds=1"]) == 0
+
+
 def test_report_only_fails_when_a_run_failed(tmp_path):
     def failing(config, workdir):
         raise RuntimeError("diverged")

@@ -111,6 +111,22 @@ def test_keyboard_interrupt_stops_the_sweep_and_leaves_the_run_to_redo(tmp_path)
     assert not os.path.exists(tmp_path / "runs" / "baseline" / "seed0" / "result.json")
 
 
+def test_a_preempted_run_stops_the_sweep_unrecorded_so_the_next_invocation_resumes_it(tmp_path):
+    from seq2seq_jax import train
+
+    def preempted(config, workdir):
+        fake_run_fn(config, workdir)
+        raise train.Preempted("SIGTERM received: stopped after step 3, which is saved")
+
+    runs = sweep.expand(VARIANTS[:2], [0])
+    with pytest.raises(train.Preempted):
+        sweep.run_sweep(str(tmp_path), runs, make_config, preempted)
+    assert [calls(tmp_path, r.run_id) for r in runs] == [1, 0]  # the next run never started
+    assert not os.path.exists(tmp_path / "runs" / "baseline" / "seed0" / "result.json")  # not a failure
+    sweep.run_sweep(str(tmp_path), runs, make_config, fake_run_fn)
+    assert [calls(tmp_path, r.run_id) for r in runs] == [2, 1]
+
+
 def test_shards_are_disjoint_and_cover_the_sweep(tmp_path):
     runs = sweep.expand(VARIANTS, [0, 1, 2, 3])
     shards = [
@@ -175,6 +191,14 @@ def test_a_sweep_rerun_after_a_base_config_change_refuses_the_old_runs_naming_th
     assert [calls(tmp_path, r.run_id) for r in runs] == [1, 1]  # refused before anything ran
     sweep.run_sweep(str(tmp_path), runs, make_config, fake_run_fn)  # the same config: reused
     assert [calls(tmp_path, r.run_id) for r in runs] == [1, 1]
+
+
+def test_an_option_added_since_a_run_counts_as_its_default_and_only_a_non_default_value_is_stale():
+    saved = {"model.decoder": "bottleneck", "train.num_steps": 10}
+    assert sweep.config_differences(saved, {**saved, "model.recurrent_impl": "scan"}) == []  # the default
+    assert sweep.config_differences(saved, {**saved, "model.recurrent_impl": "cudnn"}) == [
+        "model.recurrent_impl: 'scan' -> 'cudnn'"]
+    assert sweep.config_differences(saved, {**saved, "model.unheard_of": 1}) == ["model.unheard_of: '<absent>' -> 1"]
 
 
 def test_machine_paths_are_not_part_of_a_runs_recorded_config():
