@@ -50,7 +50,7 @@ def _ours(claim: dict) -> str:
 
 def render(study_dirs: list[str]) -> str:
     """The Results section's body; copies each study's report and plots to `docs/results/`."""
-    rows, plots, links = [], [], []
+    rows, whys, plots, links = [], [], [], []
     for study_dir in study_dirs:
         name = os.path.basename(os.path.normpath(study_dir))
         out_dir = os.path.join(ROOT, "docs", "results", name)
@@ -62,13 +62,16 @@ def render(study_dirs: list[str]) -> str:
             paper = ("(not shown: measured in the quick setting)" if claim["setting"] == "quick"
                      else claim.get("paper") or "—")
             rows.append(f"| {claim['claim']} (`{name}`) | {paper} | {_ours(claim)} | **{claim['verdict']}** |")
+            if claim.get("why"):
+                whys.append(f"- {claim['claim']} (`{name}`), **{claim['verdict']}**: {claim['why']}")
             plot = key_plot(claim, images)
             if plot:
                 plots.append(f"**{claim['claim']}** (`{name}`):\n\n![{name}: {os.path.basename(plot)}]({rel}/{plot})")
         links.append(f"- [`{name}`]({rel}/report.md)")
     table = ["| claim | the paper's finding | ours: difference [95% interval] (setting, seeds) | verdict |",
              "|---|---|---|---|", *rows]
-    return "\n\n".join(["\n".join(table), *plots, "Full reports:\n\n" + "\n".join(links)])
+    why = ["Why not reproduced:\n\n" + "\n".join(whys)] if whys else []
+    return "\n\n".join(["\n".join(table), *why, *plots, "Full reports:\n\n" + "\n".join(links)])
 
 
 def main(argv=None) -> int:

@@ -30,7 +30,8 @@ def write_study(root, name, setting, claims):
 LONG = {"claim": "Attention wins on long inputs", "quantity": "attention − bottleneck: test/seq_acc, length bucket -1",
         "estimate": 0.62, "low": 0.55, "high": 0.7, "n": 3, "verdict": "reproduced", "paper": "26.75 vs 17.82 BLEU"}
 ONE_SEED = {"claim": "Reversal helps", "quantity": "bottleneck_reversed − bottleneck: test/seq_acc",
-            "estimate": 0.1, "low": None, "high": None, "n": 1, "verdict": "inconclusive", "paper": "BLEU 25.9 → 30.6"}
+            "estimate": 0.1, "low": None, "high": None, "n": 1, "verdict": "inconclusive", "paper": "BLEU 25.9 → 30.6",
+            "why": "one seed, and this metric has no per-example outcomes to bootstrap."}
 
 
 def test_one_table_of_claims_with_the_papers_number_ours_and_the_verdict(tmp_path, monkeypatch):
@@ -44,6 +45,10 @@ def test_one_table_of_claims_with_the_papers_number_ours_and_the_verdict(tmp_pat
     assert ("| Reversal helps (`reverse_source`) | (not shown: measured in the quick setting) | 0.1 (quick, n=1) | "
             "**inconclusive** |") in text
     assert "BLEU 25.9" not in text and "±" not in text
+    # A claim not reproduced says why, under the table; a reproduced one has nothing to explain.
+    assert ("- Reversal helps (`reverse_source`), **inconclusive**: one seed, and this metric has no per-example "
+            "outcomes to bootstrap.") in text
+    assert text.count("\n- ") - text.count("\n- [") == 1
     # One key plot per claim (by length for a claim on a length bucket), and links to the copied reports.
     assert "![bottleneck_vs_attention: by_length_seq_acc.png](docs/results/bottleneck_vs_attention/plots/by_length_seq_acc.png)" in text
     assert "![reverse_source: overall_seq_acc.png](docs/results/reverse_source/plots/overall_seq_acc.png)" in text
