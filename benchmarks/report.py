@@ -23,7 +23,8 @@ TITLES = {
     "train_step_length": ("Compile and step time by sequence length", "ours; compile = the first step's time "
                           "(trace + compile + one step) less a timed step's median."),
     "search": ("Decoding", "untrained parameters (the peer gets ours), so every search runs to the maximum output "
-               "length; sentences/s of one batch. Ratio: our time / the peer's greedy time."),
+               "length; sentences/s of one batch. Ratio: our time / the peer's greedy time; ÷ greedy: our time / "
+               "our greedy search's."),
     "train_run": ("The trainer end to end", "`python -m seq2seq_jax.main` on real data, input pipeline, bucketing "
                   "and logging included: ms per step and target tokens/s of its `metrics.jsonl` windows (the "
                   "first window, which compiles, left out); the command is in `results.json`."),
@@ -63,16 +64,18 @@ def markdown(result: dict) -> str:
             continue
         rate = "tokens/s" if benchmark.startswith("train") else "sentences/s"
         extra = {"train_step_length": "compile (s)", "translate": "empty cache (ms)"}.get(benchmark, "ours / torch")
+        greedy = benchmark == "search"
         lines += [f"## {title}", "", note, "",
-                  f"| variant | impl | median (ms) | min–max (ms) | {rate} | {extra} | threads |",
-                  "|---|---|---:|---:|---:|---:|---|"]
+                  f"| variant | impl | median (ms) | min–max (ms) | {rate} | {extra} |{' ÷ greedy |' * greedy} threads |",
+                  f"|---|---|---:|---:|---:|---:|{'---:|' * greedy}---|"]
         for r in rows:
             per_s = r["tokens_per_s"] if benchmark.startswith("train") else r["sentences_per_s"]
             last = {"train_step_length": r.get("compile_s"), "translate": r.get("cold_cache_ms")}.get(
                 benchmark, r["ratio_vs_torch"])
             threads = ", ".join(f"{k} {v}" for k, v in (r["threads"] or {}).items() if v != "")
+            by_greedy = f" {_number(r.get('ratio_vs_greedy'))} |" if greedy else ""
             lines.append(f"| {r['variant']} | {r['impl']} | {_number(r['ms_median'])} | {_number(r['ms_min'])}–"
-                         f"{_number(r['ms_max'])} | {_number(per_s, 0)} | {_number(last)} | {threads} |")
+                         f"{_number(r['ms_max'])} | {_number(per_s, 0)} | {_number(last)} |{by_greedy} {threads} |")
         lines.append("")
     return "\n".join(lines)
 

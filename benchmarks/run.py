@@ -230,12 +230,17 @@ def row(job: Job, samples: list[dict], lines: int) -> dict:
 
 
 def with_ratios(rows: list[dict]) -> list[dict]:
-    """``ratio_vs_torch``: our median / the PyTorch row's of the same variant (its greedy, for searches)."""
+    """``ratio_vs_torch``: our median / the PyTorch row's of the same variant (its greedy, for searches);
+    ``ratio_vs_greedy`` (searches): our median / our greedy search's of the same variant."""
     torch_ms = {(r["benchmark"], r["variant"]): r["ms_median"] for r in rows if r["impl"].startswith("torch")}
+    greedy_ms = {(r["benchmark"], r["variant"]): r["ms_median"] for r in rows if r["impl"] == "ours greedy"}
     for r in rows:
         peer = torch_ms.get((r["benchmark"], r["variant"]))
         if peer and not r["impl"].startswith("torch"):
             r["ratio_vs_torch"] = r["ms_median"] / peer
+        greedy = greedy_ms.get((r["benchmark"], r["variant"]))
+        if r["benchmark"] == "search" and greedy and r["impl"].startswith("ours"):
+            r["ratio_vs_greedy"] = r["ms_median"] / greedy
     return rows
 
 

@@ -62,8 +62,9 @@ def test_ratio_is_our_time_over_the_torch_time_of_the_same_variant():
             dict(benchmark="search", variant="v", impl="ours beam 5", ms_median=9.0, ratio_vs_torch=None),
             dict(benchmark="search", variant="v", impl="torch greedy", ms_median=4.0, ratio_vs_torch=None),
             dict(benchmark="search", variant="w", impl="ours greedy", ms_median=1.0, ratio_vs_torch=None)]
-    ratios = [r["ratio_vs_torch"] for r in run.with_ratios(rows)]
-    assert ratios == [0.5, 2.25, None, None]
+    rows = run.with_ratios(rows)
+    assert [r["ratio_vs_torch"] for r in rows] == [0.5, 2.25, None, None]
+    assert [r.get("ratio_vs_greedy") for r in rows] == [1.0, 4.5, None, 1.0]  # ours only, within a variant
 
 
 def test_plan_times_each_implementation_in_its_own_process_and_skips_torch_without_it():
