@@ -23,11 +23,13 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
 def copy_report(study_dir: str, out_dir: str) -> list[str]:
-    """Copies `report.md`, `claims.json` and every image the report links; returns the images' paths."""
+    """Copies `report.md`, `claims.json`, `results.csv` (every run's metrics and wall time, where the study
+    wrote one) and every image the report links; returns the images' paths."""
     with open(os.path.join(study_dir, "report.md"), encoding="utf-8") as f:
         images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", f.read())
     os.makedirs(out_dir, exist_ok=True)
-    for name in ("report.md", "claims.json", *images):
+    tables = [name for name in ("results.csv",) if os.path.exists(os.path.join(study_dir, name))]
+    for name in ("report.md", "claims.json", *tables, *images):
         os.makedirs(os.path.dirname(os.path.join(out_dir, name)), exist_ok=True)
         shutil.copy(os.path.join(study_dir, name), os.path.join(out_dir, name))
     return images

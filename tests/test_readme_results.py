@@ -24,6 +24,8 @@ def write_study(root, name, setting, claims):
     for plot in ("by_length_seq_acc.png", "overall_seq_acc.png"):
         (study / "plots" / plot).write_bytes(b"\x89PNG")
     (study / "claims.json").write_text(json.dumps([{"setting": setting, "study": name, **c} for c in claims]))
+    if setting == "cpu":
+        (study / "results.csv").write_text("run_id,status,seconds\n")
     return str(study)
 
 
@@ -53,8 +55,9 @@ def test_one_table_of_claims_with_the_papers_number_ours_and_the_verdict(tmp_pat
     assert "![bottleneck_vs_attention: by_length_seq_acc.png](docs/results/bottleneck_vs_attention/plots/by_length_seq_acc.png)" in text
     assert "![reverse_source: overall_seq_acc.png](docs/results/reverse_source/plots/overall_seq_acc.png)" in text
     assert "- [`reverse_source`](docs/results/reverse_source/report.md)" in text
-    for name in ("report.md", "claims.json", "plots/by_length_seq_acc.png"):
+    for name in ("report.md", "claims.json", "results.csv", "plots/by_length_seq_acc.png"):
         assert os.path.exists(tmp_path / "repo" / "docs" / "results" / "bottleneck_vs_attention" / name)
+    assert not os.path.exists(tmp_path / "repo" / "docs" / "results" / "reverse_source" / "results.csv")  # none
 
 
 def test_main_replaces_only_the_marked_section_and_refuses_a_study_without_claims(tmp_path, monkeypatch, capsys):
