@@ -34,7 +34,7 @@ must keep to the end of the sentence.
     ],
     settings={
         "quick": study.Setting(3, note="~2-3 min on 2 idle CPU cores (6 runs of ~20 s)"),
-        "cpu": study.Setting(3, note="~8 min on 2 CPU cores (6 runs of ~75 s)"),
+        "cpu": study.Setting(3, note="~4 min on 2 idle CPU cores (6 runs of ~35 s)"),
         "gpu": study.Setting(3, note="character sources, LSTM 256, 20k steps"),
     },
     claims=[
