@@ -87,9 +87,7 @@ class ModelConfig:
         choice("attention", attention_lib.SCORES)
         choice("init", cells.INIT_SCHEMES)
         choice("dtype", sorted(DTYPES))
-        choice("recurrent_impl", recurrent.IMPLS)
-        if self.recurrent_impl == "cudnn" and self.cell != "lstm":
-            raise ValueError(f"model.recurrent_impl='cudnn' runs LSTMs only, not model.cell={self.cell!r}")
+        recurrent.check_impl(self.recurrent_impl, self.cell)
         for field in ("source_vocab_size", "target_vocab_size", "embedding_size", "hidden_size",
                       "num_layers", "attention_size"):
             value = getattr(self, field)

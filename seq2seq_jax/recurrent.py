@@ -33,6 +33,14 @@ from seq2seq_jax import cells
 IMPLS = ("scan", "cudnn")
 
 
+def check_impl(impl: str, cell: str) -> None:
+    """One ValueError, naming ``model.recurrent_impl``, for an unknown ``impl`` or cuDNN with a non-LSTM cell."""
+    if impl not in IMPLS:
+        raise ValueError(f"model.recurrent_impl={impl!r} is not allowed; allowed: {list(IMPLS)}")
+    if impl == "cudnn" and cell != "lstm":
+        raise ValueError(f"model.recurrent_impl='cudnn' runs LSTMs only, not model.cell={cell!r}")
+
+
 def masked_scan(cell: str, p: cells.Projections, carry, x, is_real):
     """``x [batch, time, in]``, ``is_real [batch, time]`` -> ``(final_carry, outputs [batch, time, hidden])``;
     rows past their length keep their carry and output zeros."""
@@ -141,10 +149,7 @@ class StackedRNN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, lengths: jax.Array, *, train: bool = False):
-        if self.impl not in IMPLS:
-            raise ValueError(f"model.recurrent_impl={self.impl!r} is not allowed; allowed: {list(IMPLS)}")
-        if self.impl == "cudnn" and self.cell != "lstm":
-            raise ValueError(f"model.recurrent_impl='cudnn' runs LSTMs only, not model.cell={self.cell!r}")
+        check_impl(self.impl, self.cell)
         is_real = time_mask(lengths, x.shape[1])  # [batch, time]
         finals = []
         for layer in range(self.num_layers):
