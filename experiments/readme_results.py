@@ -28,7 +28,7 @@ def copy_report(study_dir: str, out_dir: str) -> list[str]:
     with open(os.path.join(study_dir, "report.md"), encoding="utf-8") as f:
         images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", f.read())
     os.makedirs(out_dir, exist_ok=True)
-    tables = [name for name in ("results.csv",) if os.path.exists(os.path.join(study_dir, name))]
+    tables = ["results.csv"] if os.path.exists(os.path.join(study_dir, "results.csv")) else []
     for name in ("report.md", "claims.json", *tables, *images):
         os.makedirs(os.path.dirname(os.path.join(out_dir, name)), exist_ok=True)
         shutil.copy(os.path.join(study_dir, name), os.path.join(out_dir, name))
