@@ -1,7 +1,7 @@
 """Grapheme-to-phoneme conversion on CMUdict: the fixed-vector bottleneck vs additive attention.
 
     python -m experiments.g2p_cmudict                   # quick: ~2-3 minutes on 2 CPU cores
-    python -m experiments.g2p_cmudict --setting=cpu     # the README's setting, ~20 min a seed on 2 idle cores
+    python -m experiments.g2p_cmudict --setting=cpu     # the README's setting, ~27 min a seed on 2 idle cores
     python -m experiments.g2p_cmudict --setting=gpu     # larger model, for one GPU
 """
 
@@ -54,7 +54,7 @@ the closest one).
     ],
     settings={
         "quick": study.Setting(3, note="~2-3 min on 2 idle CPU cores (6 runs of ~25 s)"),
-        "cpu": study.Setting(1, note="~20 min on 2 idle CPU cores (15k steps a variant; one seed, so the claim's "
+        "cpu": study.Setting(1, note="~27 min on 2 idle CPU cores (20k steps a variant; one seed, so the claim's "
                                      "interval is a bootstrap over the 6.3k test words)"),
         "gpu": study.Setting(3, note="hidden 512, dropout 0.3, 30k steps"),
     },
