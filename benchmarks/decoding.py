@@ -22,7 +22,6 @@ import tempfile
 import time
 
 import jax
-import numpy as np
 from absl import app, flags
 
 from benchmarks.common import machine
@@ -66,17 +65,13 @@ def load(config_name: str, workdir: str | None):
     return config, model, params, data
 
 
-def _batches(data, limit):
-    """Validation batches holding at least one example below ``limit``, as ``evaluate_split`` keeps them."""
-    return [b for b in data.eval_batches("validation") if np.any((b["index"] >= 0) & (b["index"] < limit))]
-
-
 def benchmark(*, config_name="tiny", workdir=None, beam_sizes=(1, 4), max_examples=0, repeats=3) -> dict:
     _listen()
     config, model, params, data = load(config_name, workdir)
-    limit = len(data.examples("validation")) if not max_examples else min(max_examples, len(data.examples("validation")))
-    batches = _batches(data, limit)
-    sentences = sum(int(np.sum((b["index"] >= 0) & (b["index"] < limit))) for b in batches)
+    num_examples = len(data.examples("validation"))
+    kept = [(b, inference.kept_rows(b["index"], num_examples, max_examples)) for b in data.eval_batches("validation")]
+    batches = [b for b, rows in kept if rows.any()]  # the batches evaluate_split decodes
+    sentences = sum(int(rows.sum()) for _, rows in kept)
     shapes = sorted({b["inputs"].shape for b in batches})
     max_lens = sorted({inference.max_output_length(s[1], config.eval) for s in shapes})
     m = config.model
@@ -98,7 +93,7 @@ def benchmark(*, config_name="tiny", workdir=None, beam_sizes=(1, 4), max_exampl
         before = len(_compiles)
         start = time.perf_counter()
         inference.evaluate_split(model, params, data, "validation", config.eval, eval_step=eval_step,
-                                 max_examples=limit, beam_size=beam_size)
+                                 max_examples=max_examples, beam_size=beam_size)
         cold = time.perf_counter() - start
         compiles = _compiles[before:]
         search_programs = sum(inference.predict_fn(model, beam_size, n)._cache_size() for n in max_lens)

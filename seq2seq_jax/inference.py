@@ -96,6 +96,14 @@ def _tokens_of(output, row) -> list[int]:
     return [int(t) for t in output.tokens[row, : output.lengths[row]]]
 
 
+def kept_rows(index, num_examples: int, max_examples: int = 0) -> np.ndarray:
+    """Which rows of an eval batch ``evaluate_split`` scores: real examples (``index`` ≥ 0, not padding)
+    among the split's first ``max_examples`` of ``num_examples`` (0 = all)."""
+    limit = num_examples if not max_examples else min(max_examples, num_examples)
+    index = np.asarray(index)
+    return (index >= 0) & (index < limit)
+
+
 def evaluate_split(model, params, data, split, eval_config, *, eval_step, max_examples=0,
                    beam_size=None, keep_attention=0) -> dict:
     """Loss, perplexity and decoded-output metrics of ``split``, overall and by source length.
@@ -107,7 +115,6 @@ def evaluate_split(model, params, data, split, eval_config, *, eval_step, max_ex
     example and ``attention`` the weights of the first ``keep_attention`` examples (for heatmaps).
     """
     examples = data.examples(split)
-    limit = len(examples) if not max_examples else min(max_examples, len(examples))
     mesh = parallel.data_mesh()
     params = jax.device_put(params, parallel.replicated(mesh))
     nll = tokens = correct = 0.0
@@ -115,7 +122,8 @@ def evaluate_split(model, params, data, split, eval_config, *, eval_step, max_ex
     for local_batch in data.eval_batches(split):
         batch = parallel.shard_batch(parallel.pad_rows(local_batch, jax.local_device_count()), mesh)
         index = parallel.to_host(batch.pop("index"))  # every process's rows, in the global batch's order
-        if not np.any((index >= 0) & (index < limit)):  # the same decision on every process
+        kept = kept_rows(index, len(examples), max_examples)
+        if not kept.any():  # the same decision on every process
             continue
         sums = parallel.to_host(eval_step(params, batch))
         nll += float(sums["loss_sum"])
@@ -124,12 +132,12 @@ def evaluate_split(model, params, data, split, eval_config, *, eval_step, max_ex
         output = decode_batch(model, params, batch, eval_config, beam_size=beam_size,
                               with_attention=keep_attention > 0)
         input_lengths = parallel.to_host(batch["input_lengths"])
-        for row, i in enumerate(index):
-            if 0 <= i < limit:
-                hyps[int(i)] = data.target_vocab.decode(_tokens_of(output, row))
-                source_lengths[int(i)] = int(input_lengths[row])
-                if i < keep_attention:
-                    attention[int(i)] = output.attention[row, : output.lengths[row], : source_lengths[int(i)]]
+        for row in np.flatnonzero(kept):
+            i = int(index[row])
+            hyps[i] = data.target_vocab.decode(_tokens_of(output, row))
+            source_lengths[i] = int(input_lengths[row])
+            if i < keep_attention:
+                attention[i] = output.attention[row, : output.lengths[row], : source_lengths[i]]
     indices = sorted(hyps)
     hyp_list = [hyps[i] for i in indices]
     refs = [examples[i]["references"] for i in indices]

@@ -157,3 +157,10 @@ def test_decode_batch_limits_each_output_by_its_own_source_length():
         assert out.tokens.shape == (4, 8 + 1)  # the program's size: the width's limit
         assert np.all(out.lengths <= LENGTHS + 1) and np.any(out.lengths == LENGTHS + 1)
         assert not np.any(np.asarray(out.tokens)[np.arange(9)[None, :] >= (LENGTHS + 1)[:, None]])
+
+
+def test_evaluation_keeps_real_rows_among_the_first_max_examples():
+    index = np.array([3, 0, -1, 7, 5, -1])  # -1: padding rows
+    assert inference.kept_rows(index, num_examples=8).tolist() == [True, True, False, True, True, False]
+    assert inference.kept_rows(index, num_examples=8, max_examples=4).tolist() == [True, True, False, False, False, False]
+    assert inference.kept_rows(index, num_examples=6, max_examples=100).tolist() == [True, True, False, False, True, False]
