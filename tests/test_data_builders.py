@@ -7,7 +7,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from seq2seq_jax.data import datasets
-from seq2seq_jax.data.datasets import cmudict_g2p, number_words
+from seq2seq_jax.data.datasets import _common, cmudict_g2p, number_words
 
 SMALL = {"num_train": 300, "num_validation": 30, "num_test": 30}
 GENERATED = {
@@ -91,6 +91,19 @@ def test_number_words_is_real_translation_with_spread_lengths(prepared):
     assert number_words.write(97, "fr") == "quatre-vingt-dix-sept"
     lengths = [len(e["source"]) for e in prepared["number_words/en_fr"]["train"]]
     assert min(lengths) < 25 and max(lengths) > 80
+
+
+def test_splits_share_the_few_short_numbers_in_proportion_to_their_sizes():
+    # Digit counts are uniform in 1..9, so a fifth of the draws are among just 100 one- and two-digit numbers:
+    # dealt in draw order, the split filled first would take them all and training would see none.
+    sizes = {"train": 50_000, "validation": 1000, "test": 2000}
+    splits = _common.fill_splits(lambda rng: number_words.draw_number(rng, 9), sizes, seed=0)
+    assert {split: len(items) for split, items in splits.items()} == sizes
+    assert len(set().union(*splits.values())) == sum(sizes.values())  # distinct, so no number in two splits
+    short = {split: sum(n < 100 for n in items) for split, items in splits.items()}
+    assert sum(short.values()) == 100
+    assert short["train"] >= 85 and short["validation"] <= 8 and short["test"] <= 12  # expected 94, 2, 4
+    assert splits == _common.fill_splits(lambda rng: number_words.draw_number(rng, 9), sizes, seed=0)
 
 
 def test_dates_are_iso_targets_and_disjoint_by_date(prepared):

@@ -47,10 +47,11 @@ def fill_splits(
         seed: int,
         max_draws_per_example: int = 50,
 ) -> dict[str, list]:
-    """Draws distinct items with `np.random.default_rng(seed)` and deals them out in draw order.
+    """Draws distinct items with `np.random.default_rng(seed)` and deals out a random permutation of them.
 
-    Validation is filled first, then test, then train, so the evaluation splits stay the same when only
-    `num_train` changes. No item is in two splits.
+    Each split is a uniform sample of the distinct items, so a part of the item space that runs out (the 100
+    one- and two-digit numbers among `number_words`' draws) is shared in proportion to the split sizes,
+    instead of landing whole in the split dealt first where training never sees it. No item is in two splits.
 
     Raises:
         ValueError: if the space of items is too small to hold `sum(sizes)` distinct items.
@@ -69,6 +70,7 @@ def fill_splits(
         raise ValueError(
                 f"Only {len(items)} distinct examples found after {max_draws_per_example * total} draws, "
                 f"but the split sizes {sizes} ask for {total}: make the sizes smaller or the task space larger.")
+    items = [items[i] for i in rng.permutation(total)]
     out, start = {}, 0
     for split in ("validation", "test", "train"):
         out[split] = items[start:start + sizes[split]]
