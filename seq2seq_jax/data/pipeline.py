@@ -34,9 +34,9 @@ from seq2seq_jax import checkpointing
 from seq2seq_jax.data import config as config_lib
 from seq2seq_jax.data import datasets
 from seq2seq_jax.data import vocab as vocab_lib
+from seq2seq_jax.data.datasets._common import SPLITS
 from seq2seq_jax.data.vocab import EOS, PAD
 
-SPLITS = ("train", "validation", "test")
 # Bucket lengths derived from quantiles are rounded up to a multiple of this.
 LENGTH_MULTIPLE = 8
 
