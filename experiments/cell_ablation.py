@@ -30,7 +30,7 @@ run that diverges (non-finite loss) is reported as failed, with its error, and t
     ],
     settings={
         "quick": study.Setting(3, note="~6 min on 2 idle CPU cores (18 runs of ~20 s)"),
-        "cpu": study.Setting(3, note="~25 min on 2 CPU cores (18 runs of ~75 s)"),
+        "cpu": study.Setting(3, note="~10 min on 2 idle CPU cores (18 runs of ~35 s)"),
         "gpu": study.Setting(3, note="character sources (3-110 steps), LSTM 256, 20k steps"),
     },
     claims=[

@@ -31,7 +31,7 @@ maps are of the reversed attention model (its encoder puts the annotations back 
     ],
     settings={
         "quick": study.Setting(3, note="~4 min on 2 idle CPU cores (12 runs of ~20 s)"),
-        "cpu": study.Setting(3, note="~15 min on 2 CPU cores (12 runs of ~75 s)"),
+        "cpu": study.Setting(3, note="~7 min on 2 idle CPU cores (12 runs of ~35 s)"),
         "gpu": study.Setting(3, note="character sources, LSTM 256, 20k steps"),
     },
     claims=[

@@ -11,7 +11,7 @@ fixed-vector encoder must keep across the whole sentence.
 Settings (the argument after ``:``; default ``cpu``):
   quick  word sources (1-14 steps), GRU 128, 1000 steps, validation only at the end; ~25 s a run
          on 2 cores.
-  cpu    word sources, GRU 128, 50k examples, 3000 steps, validation every 1000; ~75 s a run on 2 cores.
+  cpu    word sources, GRU 128, 50k examples, 3000 steps, validation every 1000; ~35 s a run on 2 cores.
   gpu    character sources (3-110 steps: a harder test of the fixed vector), LSTM 256, 20k steps.
 """
 
