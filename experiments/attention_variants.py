@@ -41,7 +41,7 @@ encoder). Task: English number names -> digits (`seq2seq_jax/configs/number_digi
                     paper="Luong et al. 2015, table 1: +1.3 BLEU from input feeding (WMT'14 en→de)",
                     caveat="Luong et al. measured it on WMT'14 with 4-layer LSTMs trained for 10-12 epochs, with "
                            "sentence-long outputs; here every attention variant, with or without it, gets nearly "
-                           "every number name right (see the results table), so there is no room for a gain. A "
+                           "every number name right (see the study's results table), so there is no room for a gain. A "
                            "task with long outputs, where the decoder must track what it has already translated, "
                            "is where input feeding could show."),
     ],
