@@ -31,7 +31,7 @@ encoder). Task: English number names -> digits (`seq2seq_jax/configs/number_digi
         for suffix, feed in (("", False), ("_feed", True))
     ],
     settings={
-        "quick": study.Setting(3, note="~7-8 min on 2 idle CPU cores (18 runs of ~25 s)"),
+        "quick": study.Setting(3, note="~6 min on 2 idle CPU cores (18 runs of ~20 s)"),
         "cpu": study.Setting(3, note="~12-13 min on 2 idle CPU cores (18 runs of ~40 s)"),
         "gpu": study.Setting(3, note="character sources, LSTM 256, 20k steps"),
     },
