@@ -26,8 +26,8 @@ _JIT_CACHE = tempfile.TemporaryDirectory(prefix="seq2seq_jax_test_jit_cache_")
 
 def start(module: str, *flags: str, devices: int = 1, env: dict | None = None) -> subprocess.Popen:
     """``python -m seq2seq_jax.<module> flags`` in a fresh process that sees ``devices`` CPU devices."""
-    env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+    xla_flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+    env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": xla_flags,
            "JAX_COMPILATION_CACHE_DIR": _JIT_CACHE.name, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1", **(env or {})}
     out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")  # pipes could fill up and block
