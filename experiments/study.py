@@ -353,8 +353,8 @@ def _bucket_label(lo: float, hi: float) -> str:
 
 
 def longest_source(study_dir: str, results: Sequence[Mapping]) -> int | None:
-    """The longest test source in tokens (the end of the last, open length bucket), from the first ok
-    run's `eval/test_predictions.tsv` and source vocabulary."""
+    """The longest test source in the by-length unit (the end of the last, open length bucket), from the
+    first ok run's `eval/test_predictions.tsv` and source vocabulary."""
     for r in ok_results(results):
         workdir = sweep.run_workdir(study_dir, r["run_id"])
         config = run_json(study_dir, r, "config.json")
@@ -365,8 +365,18 @@ def longest_source(study_dir: str, results: Sequence[Mapping]) -> int | None:
         vocab = vocab_lib.load_vocab(os.path.join(workdir, "vocab", vocab_lib.vocab_filename(kind, "source_vocab")))
         with open(path, encoding="utf-8") as f:
             sources = [line.split("\t", 1)[0] for line in f.read().split("\n")[1:] if line]
-        return max((len(vocab.encode(s)) for s in sources), default=None)
+        eval_config = ml_collections.ConfigDict(config["eval"])
+        return max((inference.source_length(s, len(vocab.encode(s)), eval_config) for s in sources), default=None)
     return None
+
+
+def length_unit(study_dir: str, results: Sequence[Mapping]) -> str:
+    """What the runs' by-length buckets count ('tokens' or 'words'), from the first ok run's `eval/test.json`."""
+    for r in ok_results(results):
+        saved = run_json(study_dir, r, "eval", "test.json")
+        if saved is not None:
+            return saved.get("length_unit", "tokens")
+    return "tokens"
 
 
 def by_length(study_dir: str, results: Sequence[Mapping], metric: str) -> tuple[list[dict], dict]:
@@ -547,9 +557,9 @@ def claims_section(claims: Sequence[Mapping], setting: str) -> str:
 def by_length_section(study_dir: str, results: Sequence[Mapping], metrics: Sequence[str]) -> str:
     """Markdown: one table per metric, rows = source-length buckets, columns = variants."""
     lines = ["## Test metrics by source length", "",
-             "Source length in source tokens; buckets are quantiles of the test split's source lengths (the "
-             "same for every run). Each cell: mean ± sample std over seeds (n = seeds); one seed alone shows "
-             "its value."]
+             f"Source length in source {length_unit(study_dir, results)}; the buckets (the config's "
+             "`eval.length_edges`, else quantiles of the test split's source lengths) are the same for every run. "
+             "Each cell: mean ± sample std over seeds (n = seeds); one seed alone shows its value."]
     for metric in metrics:
         buckets, table = by_length(study_dir, results, metric)
         if not buckets or not table:
@@ -569,22 +579,25 @@ def _centres(buckets: Sequence[Mapping], longest: int | None) -> list[float]:
 
 
 def plot_by_length(study_dir: str, results: Sequence[Mapping], metric: str) -> str | None:
-    """`plots/by_length_<metric>.png`: a line per variant at bucket centres, error bars = std over seeds."""
+    """`plots/by_length_<metric>.png` (Bahdanau et al. 2014, fig. 2): a line per variant through the mean
+    over seeds at bucket centres, with the seeds' range as a band."""
     buckets, table = by_length(study_dir, results, metric)
     x_all = _centres(buckets, longest_source(study_dir, results)) if buckets else []
     curves = {}
     for variant, cells in table.items():
-        points = [(x, *_mean_std(v)[:2]) for x, v in zip(x_all, cells) if v]
+        points = [(x, statistics.fmean(v), min(v), max(v)) for x, v in zip(x_all, cells) if v]
         if points:
-            x, y, err = zip(*points)
-            curves[variant] = (x, y, None if any(e is None for e in err) else err)
+            x, y, low, high = zip(*points)
+            curves[variant] = (x, y, (low, high) if max(map(len, cells)) > 1 else None)
     if not curves:
         return None
     seeds = max(len(v) for cells in table.values() for v in cells)
+    unit = length_unit(study_dir, results)
     return plotting.plot_metric_vs_length(
         curves, os.path.join(study_dir, "plots", f"by_length_{metric}.png"),
-        xlabel="source length (tokens; centre of each test bucket)", ylabel=f"test {metric}",
-        title=f"test {metric} by source length " + ("(mean ± std over seeds)" if seeds > 1 else "(one seed)"))
+        xlabel=f"source length ({unit}; centre of each test bucket)", ylabel=f"test {metric}",
+        title=f"test {metric} by source length " + (f"(mean of {seeds} seeds, band = their range)" if seeds > 1
+                                                    else "(one seed)"))
 
 
 def plot_overall(study_dir: str, results: Sequence[Mapping], metric: str) -> str | None:

@@ -70,7 +70,7 @@ def format_report(result: dict, metric_names) -> str:
     overall = ["loss", "perplexity", "teacher_forced_token_acc", *metric_names]
     width = max(map(len, overall))
     lines += [f"  {key:<{width}}  {result[key]:.4f}" for key in overall]
-    lines.append("by source length:")
+    lines.append(f"by source length ({result.get('length_unit', 'tokens')}):")
     header = f"  {'length':<12}{'count':>7}" + "".join(f"{name:>{max(len(name), 8) + 2}}" for name in metric_names)
     lines.append(header)
     for row in result["by_length"]:

@@ -22,6 +22,27 @@ from seq2seq_jax.data.vocab import BOS, EOS
 from seq2seq_jax.model import Seq2Seq
 
 
+# What a by-length breakdown counts (`eval.length_unit`): source tokens, or whitespace-separated words of
+# the raw source (Bahdanau et al. 2014, fig. 2), which do not depend on the vocabulary.
+LENGTH_UNITS = ("tokens", "words")
+
+
+def length_buckets(source_lengths: Sequence[int], eval_config) -> list[float]:
+    """The by-length bucket edges: ``eval.length_edges`` then infinity, else ``eval.num_length_buckets``
+    quantiles of ``source_lengths``."""
+    edges = eval_config.get("length_edges")  # get: absent from the configs of runs made before the field
+    if edges:
+        return [float(x) for x in edges] + [float("inf")]
+    return metrics_lib.length_buckets(source_lengths, eval_config.num_length_buckets)
+
+
+def source_length(source: str, source_ids_length: int, eval_config) -> int:
+    """An example's length in ``eval.length_unit``: its ``source_ids_length`` tokens, or its words."""
+    if eval_config.get("length_unit", "tokens") == "words":
+        return len(source.split())
+    return source_ids_length
+
+
 def max_output_length(source_len: int, eval_config) -> int:
     """Longest output for a source of ``source_len`` tokens: ``ratio * source_len + extra``."""
     return int(eval_config.max_output_ratio * source_len + eval_config.max_output_extra)
@@ -141,7 +162,7 @@ def evaluate_split(model, params, data, split, eval_config, *, eval_step, max_ex
     indices = sorted(hyps)
     hyp_list = [hyps[i] for i in indices]
     refs = [examples[i]["references"] for i in indices]
-    lengths = [source_lengths[i] for i in indices]
+    lengths = [source_length(examples[i]["source"], source_lengths[i], eval_config) for i in indices]
     names, tokenize = tuple(eval_config.metrics), metrics_lib.vocab_tokenizer(data.target_vocab)
     result = {
         "split": split,
@@ -153,7 +174,8 @@ def evaluate_split(model, params, data, split, eval_config, *, eval_step, max_ex
         **metrics_lib.compute_metrics(hyp_list, refs, names=names, tokenize=tokenize),
         "sacrebleu_signatures": metrics_lib.sacrebleu_signatures(hyp_list, refs, names),
     }
-    edges = metrics_lib.length_buckets(lengths, eval_config.num_length_buckets)
+    edges = length_buckets(lengths, eval_config)
+    result["length_unit"] = eval_config.get("length_unit", "tokens")
     result["by_length"] = metrics_lib.metrics_by_length(hyp_list, refs, lengths, edges, names=names,
                                                         tokenize=tokenize)
     result["predictions"] = [(examples[i]["source"], hyps[i], list(examples[i]["references"]))

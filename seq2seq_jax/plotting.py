@@ -74,17 +74,21 @@ def plot_attention(
 def plot_metric_vs_length(
     curves: Mapping[str, tuple], path: str, xlabel: str, ylabel: str, title: str | None = None
 ) -> str:
-    """One line per label from `(x_values, y_values, y_err or None)`, as in Bahdanau et al. (2014), fig. 2."""
+    """One line per label from `(x_values, y_values, band)`, as in Bahdanau et al. (2014), fig. 2; `band` is
+    None or `(low_values, high_values)` (e.g. the range of the seeds), drawn as a shaded band."""
     _nonempty("curves", curves)
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.add_subplot()
-    for label, (x, y, y_err) in curves.items():
+    for label, (x, y, band) in curves.items():
         x, y = _finite(f"{label}: x_values", x), _finite(f"{label}: y_values", y)
         if x.shape != y.shape:
             raise ValueError(f"{label}: x_values has {x.size} points, y_values {y.size}")
-        if y_err is not None:
-            y_err = _finite(f"{label}: y_err", y_err)
-        ax.errorbar(x, y, yerr=y_err, label=label, marker="o", capsize=3)
+        line, = ax.plot(x, y, label=label, marker="o")
+        if band is not None:
+            low, high = (_finite(f"{label}: band", b) for b in band)
+            if low.shape != x.shape or high.shape != x.shape:
+                raise ValueError(f"{label}: band needs {x.size} low and high values")
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.25, lw=0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend()

@@ -116,6 +116,12 @@ def validate_train_config(t: ml_collections.ConfigDict, e: ml_collections.Config
           e.max_validation_examples, "a non-negative integer (0 = all)")
     check(_is_int(e.num_length_buckets) and e.num_length_buckets >= 1, "eval", "num_length_buckets",
           e.num_length_buckets, "a positive integer")
+    edges = e.get("length_edges")  # get: absent from the configs of runs made before the field existed
+    check(edges is None or (isinstance(edges, (list, tuple)) and len(edges) >= 1 and all(_is_int(x) for x in edges)
+                            and all(a < b for a, b in zip(edges, edges[1:])) and edges[0] >= 0),
+          "eval", "length_edges", edges, "None or increasing integers >= 0, e.g. (0, 10, 20)")
+    check(e.get("length_unit", "tokens") in inference.LENGTH_UNITS, "eval", "length_unit", e.get("length_unit"),
+          " or ".join(repr(u) for u in inference.LENGTH_UNITS))
     if e.best_mode not in ("max", "min"):
         raise ValueError(f"eval.best_mode={e.best_mode!r} is not allowed; allowed: ['max', 'min']")
     check(isinstance(e.metrics, (list, tuple)) and e.metrics and all(isinstance(m, str) for m in e.metrics), "eval",

@@ -164,3 +164,15 @@ def test_evaluation_keeps_real_rows_among_the_first_max_examples():
     assert inference.kept_rows(index, num_examples=8).tolist() == [True, True, False, True, True, False]
     assert inference.kept_rows(index, num_examples=8, max_examples=4).tolist() == [True, True, False, False, False, False]
     assert inference.kept_rows(index, num_examples=6, max_examples=100).tolist() == [True, True, False, False, True, False]
+
+
+def test_length_buckets_are_fixed_edges_or_quantiles_counted_in_tokens_or_words():
+    config = default.get_config().eval
+    config.num_length_buckets = 2
+    assert inference.length_buckets([1, 2, 3, 4], config) == [1.0, 3.0, float("inf")]  # quantiles
+    config.length_edges = (0, 10, 20)  # Bahdanau's fig. 2: [0, 10), [10, 20), [20, inf)
+    assert inference.length_buckets([1, 2, 3, 4], config) == [0.0, 10.0, 20.0, float("inf")]
+    source = "En el principio  crió Dios"  # 5 words, whatever the vocabulary makes of them
+    assert inference.source_length(source, 9, config) == 9
+    config.length_unit = "words"
+    assert inference.source_length(source, 9, config) == 5

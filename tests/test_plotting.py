@@ -1,6 +1,7 @@
 """Plots: each writes a readable PNG of the expected shape and refuses empty or non-finite data."""
 
 import math
+import os
 
 import matplotlib.image
 import numpy as np
@@ -46,21 +47,34 @@ def test_attention_rejects_mismatched_tokens_and_nan(tmp_path):
         plotting.plot_attention(np.zeros((0, 0)), [], [], str(tmp_path / "a.png"))
 
 
-def test_metric_vs_length_with_and_without_error_bars(tmp_path):
+def test_metric_vs_length_draws_a_line_per_model_and_the_seeds_band(tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(plotting, "_save", lambda fig, path: figures.append(fig) or path)
     curves = {
-        "RNNsearch-50": ([10, 20, 30, 40], [28.0, 27.5, 27.0, 26.0], [0.5, 0.4, 0.6, 0.9]),
+        "RNNsearch-50": ([10, 20, 30, 40], [28.0, 27.5, 27.0, 26.0], ([27.0, 27.0, 26.0, 25.0], [29.0] * 4)),
         "RNNenc-50": ([10, 20, 30, 40], [25.0, 22.0, 17.0, 12.0], None),
     }
-    path = plotting.plot_metric_vs_length(curves, str(tmp_path / "sub" / "bleu.png"), "length", "BLEU", "t")
-    assert read_png(path).shape[:2] == (400, 600)  # 6 x 4 inches at 100 dpi
+    plotting.plot_metric_vs_length(curves, str(tmp_path / "bleu.png"), "length (words)", "BLEU", "t")
+    [ax] = figures[0].axes
+    assert [line.get_label() for line in ax.lines] == ["RNNsearch-50", "RNNenc-50"]
+    np.testing.assert_array_equal(ax.lines[1].get_ydata(), [25.0, 22.0, 17.0, 12.0])
+    [band] = ax.collections  # only the model with a band has one, spanning its low..high values
+    y = band.get_paths()[0].vertices[:, 1]
+    assert (y.min(), y.max()) == (25.0, 29.0)
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("length (words)", "BLEU")
+
+
+def test_metric_vs_length_refuses_what_it_cannot_draw(tmp_path):
+    path = str(tmp_path / "x.png")
     with pytest.raises(ValueError, match="RNNenc-50: y_values contains NaN"):
-        plotting.plot_metric_vs_length(
-            {"RNNenc-50": ([10, 20], [1.0, math.nan], None)}, str(tmp_path / "x.png"), "x", "y", "t"
-        )
+        plotting.plot_metric_vs_length({"RNNenc-50": ([10, 20], [1.0, math.nan], None)}, path, "x", "y", "t")
     with pytest.raises(ValueError, match="x_values has 3 points, y_values 2"):
-        plotting.plot_metric_vs_length({"a": ([1, 2, 3], [1.0, 2.0], None)}, str(tmp_path / "x.png"), "", "")
+        plotting.plot_metric_vs_length({"a": ([1, 2, 3], [1.0, 2.0], None)}, path, "", "")
+    with pytest.raises(ValueError, match="a: band needs 2 low and high values"):
+        plotting.plot_metric_vs_length({"a": ([1, 2], [1.0, 2.0], ([1.0], [2.0]))}, path, "", "")
     with pytest.raises(ValueError, match="curves is empty"):
-        plotting.plot_metric_vs_length({}, str(tmp_path / "x.png"), "x", "y", "t")
+        plotting.plot_metric_vs_length({}, path, "x", "y", "t")
+    assert not os.path.exists(path)
 
 
 def test_training_curves_from_metrics_jsonl_rows_of_every_seed(tmp_path):

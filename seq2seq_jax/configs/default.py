@@ -76,8 +76,14 @@ def get_eval_config() -> ml_collections.ConfigDict:
     e.best_metric = "seq_acc"
     # 'max' if a larger best_metric is better, 'min' if smaller is (loss, per, wer, cer).
     e.best_mode = "max"
-    # Number of source-length buckets in the by-length breakdown.
+    # Number of source-length buckets in the by-length breakdown (quantiles of the split's source lengths).
     e.num_length_buckets = 5
+    # Fixed bucket edges instead, e.g. (0, 10, 20, 30, 40, 50) for Bahdanau's fig. 2: buckets [0, 10), ...,
+    # and [50, inf); None = quantile buckets.
+    e.length_edges = None
+    # What the by-length breakdown counts: 'tokens' (of the source vocabulary) or 'words' (whitespace-separated
+    # words of the raw source, the same for every vocabulary: how fig. 2 counts).
+    e.length_unit = "tokens"
     return e
 
 
