@@ -4,9 +4,10 @@
 
 Each argument is a study directory holding the `report.md` and `claims.json` its study wrote. The section
 starts with one table, a row per claim: claim | the paper's finding | ours (estimate, 95% interval,
-setting, n seeds) | verdict; then one key plot per claim and links to the full reports, which are copied
-(with every plot they link) to `docs/results/<study dir name>/`. A claim measured in the `quick` setting
-never sits next to a published number: its paper column says so instead.
+setting, n seeds) | verdict; then each study's `summary.md` (where it wrote one), one key plot per claim
+and links to the full reports, which are copied (with every plot they link) to `docs/results/<study dir
+name>/`. A claim measured in the `quick` setting never sits next to a published number: its paper column
+says so instead.
 """
 
 import argparse
@@ -23,12 +24,12 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
 def copy_report(study_dir: str, out_dir: str) -> list[str]:
-    """Copies `report.md`, `claims.json`, `results.csv` (every run's metrics and wall time, where the study
-    wrote one) and every image the report links; returns the images' paths."""
+    """Copies `report.md`, `claims.json`, `results.csv` (every run's metrics and wall time) and `summary.md`
+    (where the study wrote them) and every image the report links; returns the images' paths."""
     with open(os.path.join(study_dir, "report.md"), encoding="utf-8") as f:
         images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", f.read())
     os.makedirs(out_dir, exist_ok=True)
-    tables = ["results.csv"] if os.path.exists(os.path.join(study_dir, "results.csv")) else []
+    tables = [f for f in ("results.csv", "summary.md") if os.path.exists(os.path.join(study_dir, f))]
     for name in ("report.md", "claims.json", *tables, *images):
         os.makedirs(os.path.dirname(os.path.join(out_dir, name)), exist_ok=True)
         shutil.copy(os.path.join(study_dir, name), os.path.join(out_dir, name))
@@ -52,7 +53,7 @@ def _ours(claim: dict) -> str:
 
 def render(study_dirs: list[str]) -> str:
     """The Results section's body; copies each study's report and plots to `docs/results/`."""
-    rows, whys, plots, links = [], [], [], []
+    rows, whys, summaries, plots, links = [], [], [], [], []
     for study_dir in study_dirs:
         name = os.path.basename(os.path.normpath(study_dir))
         out_dir = os.path.join(ROOT, "docs", "results", name)
@@ -69,11 +70,15 @@ def render(study_dirs: list[str]) -> str:
             plot = key_plot(claim, images)
             if plot:
                 plots.append(f"**{claim['claim']}** (`{name}`):\n\n![{name}: {os.path.basename(plot)}]({rel}/{plot})")
+        summary_path = os.path.join(study_dir, "summary.md")
+        if os.path.exists(summary_path):
+            with open(summary_path, encoding="utf-8") as f:  # its sections become subsections of Results
+                summaries.append(re.sub(r"^## (.*)$", rf"### \1 (`{name}`)", f.read().strip(), flags=re.M))
         links.append(f"- [`{name}`]({rel}/report.md)")
     table = ["| claim | the paper's finding | ours: difference [95% interval] (setting, seeds) | verdict |",
              "|---|---|---|---|", *rows]
     why = ["Why not reproduced:\n\n" + "\n".join(whys)] if whys else []
-    return "\n\n".join(["\n".join(table), *why, *plots, "Full reports:\n\n" + "\n".join(links)])
+    return "\n\n".join(["\n".join(table), *why, *summaries, *plots, "Full reports:\n\n" + "\n".join(links)])
 
 
 def main(argv=None) -> int:

@@ -101,8 +101,11 @@ class Setting:
 class Study:
     """A study as data; see the module docstring.
 
-    `run_fn(config, workdir) -> metrics` trains one run (default: `train_run`); `plots` and `sections`
-    (`(study_dir, results) -> paths | markdown sections`) add the study's own figures and tables.
+    `run_fn(config, workdir) -> metrics` trains one run (default: `train_run`); `heatmap_pick(sources, k)`
+    chooses the test sentences of the attention maps (default: `k` of spread lengths); `plots` and `sections`
+    (`(study_dir, results) -> paths | markdown sections`) add the study's own figures and tables; `summary`
+    (`(study_dir, results) -> markdown`) is a short section that follows the claims in `report.md` and is also
+    written to `summary.md`, which `experiments.readme_results` quotes in the README.
     """
 
     name: str
@@ -118,9 +121,11 @@ class Study:
     bar_metric: str | None = "seq_acc"
     heatmaps: Sequence[str] = ()
     heatmap_count: int = 2
+    heatmap_pick: Callable[[Sequence[str], int], list[int]] | None = None
     run_fn: Callable[[ml_collections.ConfigDict, str], Mapping] | None = None
     plots: Callable[[str, list], Sequence[str]] | None = None
     sections: Callable[[str, list], Sequence[str]] | None = None
+    summary: Callable[[str, list], str] | None = None
 
     def __post_init__(self):
         if set(self.settings) != set(SETTINGS):
@@ -641,14 +646,18 @@ def spread_by_length(sources: Sequence[str], k: int, length: Callable[[str], int
     return list(dict.fromkeys(picks))
 
 
-def attention_heatmaps(study_dir: str, run_id: str, k: int) -> list[str]:
-    """Attention maps (Bahdanau 2014, fig. 3) of a trained run for `k` test sentences of spread lengths,
-    decoded with the run's best parameters: `plots/attention/<run_id with / as _>_<j>.png`."""
+def attention_heatmaps(study_dir: str, run_id: str, k: int,
+                       pick: Callable[[Sequence[str], int], list[int]] | None = None) -> list[str]:
+    """Attention maps (Bahdanau 2014, fig. 3) of a trained run for `k` test sentences, decoded with the run's
+    best parameters: `plots/attention/<run_id with / as _>_<j>.png`. `pick(sources, k)` chooses the
+    sentences' indices; by default `k` of spread lengths in source tokens."""
     workdir = sweep.run_workdir(study_dir, run_id)
     with open(os.path.join(workdir, "eval", "test_predictions.tsv"), encoding="utf-8") as f:
         sources = [line.split("\t", 1)[0] for line in f.read().split("\n")[1:] if line]
     config, model, params, source_vocab, target_vocab = train.load_trained(workdir)
-    chosen = [sources[i] for i in spread_by_length(sources, k, lambda s: len(source_vocab.encode(s)))]
+    if pick is None:
+        pick = lambda texts, n: spread_by_length(texts, n, lambda s: len(source_vocab.encode(s)))  # noqa: E731
+    chosen = [sources[i] for i in pick(sources, k)]
     outputs = inference.translate(model, params, source_vocab, target_vocab, chosen, config.eval,
                                   with_target_ids=True)
     paths = []
@@ -700,7 +709,7 @@ def make_plots(spec: Study, study_dir: str, results: Sequence[Mapping]) -> list[
     for variant in spec.heatmaps:
         done = sorted((r for r in ok_results(results) if r["variant"] == variant), key=lambda r: r["seed"])
         if done:
-            paths += attention_heatmaps(study_dir, done[0]["run_id"], spec.heatmap_count)
+            paths += attention_heatmaps(study_dir, done[0]["run_id"], spec.heatmap_count, spec.heatmap_pick)
     if spec.plots:
         paths += spec.plots(study_dir, list(results))
     return [p for p in paths if p]
@@ -717,5 +726,8 @@ def write_report(spec: Study, args, results: Sequence[Mapping]) -> str:
     sections += list(spec.sections(study_dir, list(results))) if spec.sections else []
     sections.append(setup_section(spec, args, results))
     head = [claims_section(claims, args.setting)] if claims else []
+    if spec.summary:
+        head.append(spec.summary(study_dir, list(results)))
+        checkpointing.write_atomic(os.path.join(study_dir, "summary.md"), head[-1] + "\n")
     return sweep.write_report(study_dir, spec.title, f"{spec.question}\n\n{spec.description.strip()}", results,
                               spec.metric_keys, plots, sections, head_sections=head)

@@ -74,7 +74,7 @@ def test_evaluate_writes_overall_and_by_length_metrics(workdir, capsys):
         assert len(f.read().splitlines()) == 1 + 30
     captured = capsys.readouterr()
     assert json.loads(captured.out) == result  # stdout: the saved result, alone
-    assert "seq_acc" in captured.err and "by source length:" in captured.err  # the readable report
+    assert "seq_acc" in captured.err and "by source length (tokens):" in captured.err  # the readable report
 
 
 def test_evaluate_names_files_of_other_settings_apart(workdir):

@@ -20,7 +20,7 @@ from experiments import sweep
 from seq2seq_jax import train
 
 STUDIES = ["bottleneck_vs_attention", "reverse_source", "cell_ablation", "attention_variants", "gradient_flow",
-           "g2p_cmudict", "wmt14"]
+           "g2p_cmudict", "wmt14", "bible_es_en"]
 
 # The quick setting shrunk to seconds per run: a few hundred examples, 8 units, 6 steps, one shape bucket.
 TINY = {"data.num_train": 300, "data.num_validation": 20, "data.num_test": 60, "data.num_buckets": 1,
