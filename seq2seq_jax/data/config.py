@@ -27,7 +27,8 @@ def default_data_dir() -> str:
 def get_data_config() -> ml_collections.ConfigDict:
     """Default data settings: English → French number names, character vocabularies, 4 length buckets."""
     c = ml_collections.ConfigDict()
-    # Dataset name: 'number_words/en_fr', 'cmudict_g2p/no_stress', 'dates', 'synthetic/reverse', 'parallel_text', 'wmt14_translate/fr-en', ...
+    # Dataset name: 'number_words/en_fr', 'cmudict_g2p/no_stress', 'dates', 'synthetic/reverse', 'parallel_text',
+    # 'bible/es-en' (needs the SWORD modules: apt-get install sword-text-sparv sword-text-web), 'wmt14_translate/fr-en', ...
     c.dataset = "number_words/en_fr"
     # TFDS data directory where datasets are prepared as array_record files.
     c.data_dir = default_data_dir()

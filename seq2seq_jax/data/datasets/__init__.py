@@ -1,7 +1,8 @@
 """Dataset registry: a `data.dataset` name → a TFDS builder that prepares to array_record files.
 
 Names are `<dataset>` or `<dataset>/<config>`: `cmudict_g2p/no_stress`, `number_words/en_fr`, `dates`,
-`synthetic/reverse`, `parallel_text`, or any TFDS catalog translation set such as `wmt14_translate/fr-en`.
+`synthetic/reverse`, `parallel_text`, `bible/es-en` (Spanish → English verse pairs from installed SWORD
+modules, see `bible`), or any TFDS catalog translation set such as `wmt14_translate/fr-en`.
 """
 
 import dataclasses
@@ -9,6 +10,7 @@ import dataclasses
 import tensorflow_datasets as tfds
 
 from seq2seq_jax.data.datasets import _common
+from seq2seq_jax.data.datasets.bible import Bible
 from seq2seq_jax.data.datasets.cmudict_g2p import CmudictG2p
 from seq2seq_jax.data.datasets.dates import Dates
 from seq2seq_jax.data.datasets.number_words import NumberWords
@@ -21,6 +23,7 @@ LOCAL_BUILDERS = {
     "dates": Dates,
     "synthetic": Synthetic,
     "parallel_text": ParallelText,
+    "bible": Bible,
 }
 
 
