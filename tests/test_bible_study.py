@@ -1,14 +1,22 @@
 """The Bible study (Bahdanau et al. 2014, fig. 2 on Spanish→English verses): two models of the same cell, size
 and budget with parameter counts within 10%; BLEU of short and long sources from the test predictions."""
 
+import json
+import os
+import re
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import pytest
+from test_studies import FAST_COMPILE, REPO
 
 from experiments import bible_es_en
 from experiments import study
 from experiments import sweep
 from seq2seq_jax import metrics
+from seq2seq_jax.data.datasets import bible
 from seq2seq_jax.model import ModelConfig, Seq2Seq
 
 STUDY = bible_es_en.STUDY
@@ -56,3 +64,40 @@ def test_short_and_long_bleu_come_from_the_verses_of_those_source_lengths():
 def test_example_and_heatmap_verses_are_the_first_of_each_length():
     sources = ["a b c", "a b", "a b c d e", "a b c"]
     assert bible_es_en.first_of_lengths(sources, (3, 4, 9)) == [0, 2]  # 4 words: the nearest longer; 9: none
+
+
+def _modules_installed() -> bool:
+    try:
+        bible.open_modules("es-en", ["spaRV1909eb", "engWEB2015eb"], bible.sword_dir())
+    except bible.MissingModuleError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _modules_installed(), reason="needs `apt-get install sword-text-sparv sword-text-web`")
+def test_the_study_runs_on_the_real_verses_and_reports_fig_2_its_maps_and_example_translations(tmp_path):
+    tiny = {"data.data_dir": str(tmp_path / "tfds"), "data.vocab_size": 300, "data.bucket_boundaries": None,
+            "data.num_buckets": 2, "model.embedding_size": 8, "model.hidden_size": 8, "model.attention_size": 4,
+            "train.num_steps": 4, "train.batch_size": 16, "train.warmup_steps": 1, "train.log_every": 2,
+            "eval.max_validation_examples": 16, "eval.max_output_ratio": 0.0, "eval.max_output_extra": 8}
+    argv = [f"--workdir={tmp_path / 'study'}", "--seeds=1", *(f"--config.{k}={v}" for k, v in tiny.items())]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": FAST_COMPILE, "PYTHONPATH": REPO}
+    done = subprocess.run([sys.executable, "-m", "experiments.bible_es_en", *argv], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    study_dir = tmp_path / "study"
+    report = (study_dir / "report.md").read_text()
+    claims = json.loads((study_dir / "claims.json").read_text())
+    assert [c["claim"] for c in claims] == [c.text for c in STUDY.claims]
+    assert all(c["n"] == 1 for c in claims)  # BLEU has no per-example outcomes: one seed, no interval
+    linked = set(re.findall(r"!\[[^]]*\]\(([^)]+)\)", report))
+    assert {"plots/by_length_bleu.png", "plots/attention/attention_seed0_0.png",
+            "plots/attention/attention_seed0_1.png"} <= linked
+    summary = (study_dir / "summary.md").read_text()
+    assert summary.strip() in report
+    assert summary.count("- source: ") == len(bible_es_en.EXAMPLE_WORDS)
+    assert summary.count("- `bottleneck` (seed 0): ") == summary.count("- `attention` (seed 0): ") == 3
+    by_length = json.loads((study_dir / "runs" / "attention" / "seed0" / "eval" / "test.json").read_text())
+    assert by_length["length_unit"] == "words"
+    assert [row["lo"] for row in by_length["by_length"]] == [0, 10, 20, 30, 40, 50]  # fig. 2's buckets
