@@ -7,13 +7,15 @@ has checkpoints resumes from the newest readable one, with the data iterator whe
 run sees exactly the batches, dropout masks and losses of a run that was never stopped. Orbax writes each
 step into a temporary directory and renames it when complete, so a process killed during a save leaves
 only the earlier steps visible. An unreadable step is moved to ``workdir/unreadable_checkpoints`` (never
-deleted) and the one before it is used.
+deleted) and the one before it is used. ``workdir/<name>`` holds an averaged checkpoint written by
+``seq2seq_jax.average`` (``--output=<name>``, default ``averaged``), in the same format (``open_averaged``).
 """
 
 import contextlib
 import fcntl
 import json
 import os
+import re
 import signal
 import socket
 import time
@@ -36,6 +38,12 @@ class WorkdirBusyError(RuntimeError):
     """Another live process holds the workdir's lock."""
 
 
+# An averaged checkpoint's ``meta`` lists the steps it averages under this key; it marks the directory as one.
+AVERAGED_STEPS = "averaged_steps"
+SELECTIONS = ("best", "latest")  # what --checkpoint means besides the name of an averaged checkpoint
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
 def fault_point(point: str, step: int) -> None:
     """Test hook: kills (or signals) this process at ``point``/``step`` if ``$SEQ2SEQ_JAX_TEST_FAULT`` says so."""
     spec = os.environ.get(FAULT_ENV)
@@ -48,10 +56,66 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[:300]}{'...' if len(text) > 300 else ''}"
 
 
-def _manager(directory: str, max_to_keep: int | None) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+def open_manager(directory: str, max_to_keep: int | None = None, *, create: bool = True) -> ocp.CheckpointManager:
+    """Orbax's manager of the checkpoints in ``directory`` (``create=False``: reads, creates nothing)."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create)
     return ocp.CheckpointManager(os.path.abspath(directory), options=options,
                                  item_names=("state", "data", "meta"))
+
+
+def save_args(state, data_state: dict, meta: dict) -> ocp.args.Composite:
+    """What one step of a checkpoint holds: the train state, the data iterator's state and ``meta``."""
+    return ocp.args.Composite(state=ocp.args.StandardSave(flax.serialization.to_state_dict(state)),
+                              data=ocp.args.JsonSave(data_state), meta=ocp.args.JsonSave(meta))
+
+
+def restore_step(steps: ocp.CheckpointManager, step: int, abstract_state):
+    """``(state, data_state, meta)`` of ``step`` of ``steps`` (an ``open_manager``) into ``abstract_state``'s tree."""
+    target = flax.serialization.to_state_dict(abstract_state)
+    try:
+        restored = steps.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore()))
+    except Exception as error:  # orbax raises many types for unreadable files
+        raise CheckpointError(f"checkpoint {steps.directory}/{step} cannot be read ({_one_line(error)}); "
+                              "it is left in place") from error
+    return flax.serialization.from_state_dict(abstract_state, restored.state), restored.data, restored.meta
+
+
+def _can_name_averaged(name: str) -> bool:
+    return name not in SELECTIONS and _PLAIN_NAME.fullmatch(name) is not None
+
+
+def check_averaged_name(name: str) -> None:
+    """A ``ValueError`` unless ``name`` can name an averaged checkpoint: a plain file name, not 'best'/'latest'."""
+    if not _can_name_averaged(name):
+        raise ValueError(f"{name!r} cannot name an averaged checkpoint: use letters, digits, '.', '_' and '-' "
+                         f"(not starting with '.', '_' or '-'), other than {' and '.join(map(repr, SELECTIONS))}")
+
+
+def open_averaged(workdir: str, name: str) -> tuple[ocp.CheckpointManager, int]:
+    """The manager of the averaged checkpoint ``workdir/<name>`` and its step; a ``FileNotFoundError`` or
+    ``CheckpointError`` saying why there is none. Reads only its ``meta``."""
+    directory = os.path.join(workdir, name)
+    if not _can_name_averaged(name) or not os.path.isdir(directory):
+        raise FileNotFoundError(f"no checkpoint {name!r} in {workdir}: the checkpoint is 'best', 'latest' or the "
+                                "--output name of an averaged one (seq2seq_jax.average)")
+    averaged = open_manager(directory, create=False)
+    steps, meta = averaged.all_steps(), None
+    if len(steps) == 1:
+        with contextlib.suppress(Exception):  # whatever orbax raises for a directory that is no checkpoint
+            meta = averaged.restore(steps[0], args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+    if not isinstance(meta, dict) or AVERAGED_STEPS not in meta:
+        averaged.close()
+        raise CheckpointError(f"{directory} is not an averaged checkpoint (one step whose meta lists "
+                              f"'{AVERAGED_STEPS}', as seq2seq_jax.average writes)")
+    return averaged, steps[0]
+
+
+def averaged_step(workdir: str, name: str) -> int:
+    """The step of the averaged checkpoint ``workdir/<name>``: the newest of the steps it averages."""
+    averaged, step = open_averaged(workdir, name)
+    averaged.close()
+    return step
 
 
 class Checkpoints:
@@ -59,8 +123,8 @@ class Checkpoints:
 
     def __init__(self, workdir: str, keep: int = 2):
         self.workdir = workdir
-        self.latest = _manager(os.path.join(workdir, "checkpoints"), keep)
-        self.best = _manager(os.path.join(workdir, "best"), 1)
+        self.latest = open_manager(os.path.join(workdir, "checkpoints"), keep)
+        self.best = open_manager(os.path.join(workdir, "best"), 1)
 
     def latest_step(self) -> int | None:
         return self.latest.latest_step()
@@ -76,30 +140,16 @@ class Checkpoints:
         manager = self.best if best else self.latest
         if step in manager.all_steps():
             return
-        args = ocp.args.Composite(
-            state=ocp.args.StandardSave(flax.serialization.to_state_dict(state)),
-            data=ocp.args.JsonSave(data_state),
-            meta=ocp.args.JsonSave(meta),
-        )
-        manager.save(step, args=args)
+        manager.save(step, args=save_args(state, data_state, meta))
         fault_point("best_save" if best else "save", step)  # a test kills the process mid-save here
 
     def restore(self, abstract_state, *, best: bool = False, step: int | None = None):
         """Returns ``(state, data_state, meta)`` of ``step`` (default: latest) into ``abstract_state``'s tree."""
-        manager = self.best if best else self.latest
-        step = manager.latest_step() if step is None else step
+        steps = self.best if best else self.latest
+        step = steps.latest_step() if step is None else step
         if step is None:
-            raise CheckpointError(f"no checkpoint in {manager.directory}")
-        target = flax.serialization.to_state_dict(abstract_state)
-        try:
-            restored = manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore(),
-                meta=ocp.args.JsonRestore()))
-        except Exception as error:  # orbax raises many types for unreadable files
-            raise CheckpointError(f"checkpoint {manager.directory}/{step} cannot be read ({_one_line(error)}); "
-                                  "it is left in place") from error
-        state = flax.serialization.from_state_dict(abstract_state, restored.state)
-        return state, restored.data, restored.meta
+            raise CheckpointError(f"no checkpoint in {steps.directory}")
+        return restore_step(steps, step, abstract_state)
 
     def restore_newest_readable(self, abstract_state):
         """``restore`` of the newest readable latest-k step. Unreadable newer steps are reported (one line

@@ -1,7 +1,7 @@
 """What the command-line tools (``main``, ``evaluate``, ``translate``) share.
 
-* Flags more than one tool takes (``--workdir``, ``--checkpoint``, ``--beam_size``, ``--length_penalty``)
-  are defined here, once, on ``absl.flags.FLAGS``: absl refuses a flag name defined by two modules, and
+* Flags more than one tool takes (``--workdir``, ``--checkpoint``, ``--beam_size``, ``--length_penalty``,
+  ``--output``) are defined here, once, on ``absl.flags.FLAGS``: absl refuses a flag name defined by two modules, and
   tests import all three tools into one process. Each tool calls the ``*_flag()`` it uses at import time,
   so its ``--help`` lists only its own flags.
 * ``require`` turns a missing flag into absl's usage error. It is checked in ``main`` rather than with
@@ -40,9 +40,15 @@ def workdir_flag() -> flags.FlagHolder:
 
 
 def checkpoint_flag() -> flags.FlagHolder:
-    return _once("checkpoint", lambda: flags.DEFINE_enum(
-        "checkpoint", "best", ["best", "latest"],
-        "Parameters to load: 'best' (selected on validation; the latest if none was saved) or 'latest'."))
+    return _once("checkpoint", lambda: flags.DEFINE_string(
+        "checkpoint", "best", "Parameters to load: 'best' (selected on validation; the latest if none was saved), "
+        "'latest', or the name of an averaged checkpoint (seq2seq_jax.average's --output, e.g. 'averaged')."))
+
+
+def output_flag() -> flags.FlagHolder:
+    return _once("output", lambda: flags.DEFINE_string(
+        "output", None, "translate: the file for the translations, one per line (default, or '-': stdout); "
+        "average: the name of the new checkpoint, written to <workdir>/<output> (default: 'averaged')."))
 
 
 def beam_size_flag() -> flags.FlagHolder:

@@ -2,7 +2,7 @@
 
     python -m seq2seq_jax.translate --workdir=runs/tiny --input=in.txt --output=out.txt \\
         [--beam_size=5] [--length_penalty=0.6] [--max_length=50] [--nbest=3] [--batch_size=128] \\
-        [--checkpoint=best|latest] [--attention_plots=DIR]
+        [--checkpoint=best|latest|NAME] [--attention_plots=DIR]
     echo hello | python -m seq2seq_jax.translate --workdir=runs/tiny
 
 Input is ``--input`` (a file; ``-`` or omitted: stdin), output ``--output`` (omitted or ``-``: stdout).
@@ -54,7 +54,7 @@ _WORKDIR = cli.workdir_flag()
 _CHECKPOINT = cli.checkpoint_flag()
 _BEAM_SIZE = cli.beam_size_flag()
 _INPUT = flags.DEFINE_string("input", "-", "Text file to translate, one source per line; '-' = stdin.")
-_OUTPUT = flags.DEFINE_string("output", "-", "Where the translations go, one per line; '-' = stdout.")
+_OUTPUT = cli.output_flag()
 _NBEST = flags.DEFINE_integer(
     "nbest", None, "Write the N best hypotheses of the beam as TSV: line, rank, score, hypothesis.", lower_bound=1)
 _LENGTH_PENALTY = cli.length_penalty_flag()
@@ -64,7 +64,7 @@ _MAX_LENGTH = flags.DEFINE_integer(
 _ATTENTION_PLOTS = flags.DEFINE_string(
     "attention_plots", None, "Folder for one attention heatmap per input line (0000.png, ...); default: none.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Lines decoded together.", lower_bound=1)
-for _name in ("workdir", "checkpoint", "beam_size", "length_penalty"):
+for _name in ("workdir", "checkpoint", "beam_size", "length_penalty", "output"):
     flags.declare_key_flag(_name)
 
 
@@ -162,7 +162,7 @@ def main(argv):
     cli.require(_WORKDIR)
     cli.quiet_libraries()
     cli.enable_compilation_cache()
-    output, plots, nbest = _OUTPUT.value, _ATTENTION_PLOTS.value, _NBEST.value
+    output, plots, nbest = _OUTPUT.value or "-", _ATTENTION_PLOTS.value, _NBEST.value
     if output != "-" and not os.path.isdir(os.path.dirname(os.path.abspath(output))):
         cli.fail(f"the folder of --output={output!r} does not exist")
     if output != "-" and os.path.isdir(output):
