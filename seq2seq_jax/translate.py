@@ -148,6 +148,13 @@ def open_input(path: str):
         yield f.fileno(), True
 
 
+def written_over(output: str, path: str) -> str | None:
+    """Which file that writing ``output`` writes (``output``, or first ``output.tmp``) is the existing file
+    ``path``, however either is spelt (``os.path.samefile``: links, ``..``, a hard link); None if neither."""
+    return next((p for p in (output, f"{output}.tmp")
+                 if os.path.exists(p) and os.path.exists(path) and os.path.samefile(p, path)), None)
+
+
 def max_source_length(config) -> tuple[int, str]:
     """Longest source decoded, and where it comes from: the run's ``data.max_source_length``, else
     `DEFAULT_MAX_SOURCE_LENGTH`."""
@@ -167,6 +174,10 @@ def main(argv):
         cli.fail(f"the folder of --output={output!r} does not exist")
     if output != "-" and os.path.isdir(output):
         cli.fail(f"--output={output!r} is a folder")
+    if output != "-" and _INPUT.value != "-" and (written := written_over(output, _INPUT.value)):
+        cli.fail(f"--input={_INPUT.value!r} and --output={output!r} are the same file: the translation would "
+                 "replace its source; write it to another file" if written == output else f"--input="
+                 f"{_INPUT.value!r} is {written!r}, the temporary file of --output: rename it or write elsewhere")
     with open_input(_INPUT.value) as (fd, is_file):
         try:
             config, model, params, source_vocab, target_vocab = train.load_trained(_WORKDIR.value, _CHECKPOINT.value)

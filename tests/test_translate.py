@@ -191,6 +191,30 @@ def test_bad_requests_are_one_clear_error(workdir, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["in.txt"]
 
 
+def test_an_output_that_is_the_input_file_is_refused_before_anything_is_read(tmp_path):
+    """However the two paths are spelt: the same name, another spelling, a symbolic or hard link, or the
+    output's temporary file. The workdir does not exist: the request is refused before it is looked at."""
+    (tmp_path / "sub").mkdir()
+    source = tmp_path / "in.txt"
+    source.write_text("abc\n")
+    os.symlink(source, tmp_path / "link.txt")
+    os.link(source, tmp_path / "hard.txt")
+    before = sorted(os.listdir(tmp_path))
+    same = "are the same file: the translation would replace its source; write it to another file"
+    for input_path, output_path in [(source, source), (source, tmp_path / "sub" / ".." / "in.txt"),
+                                    (source, tmp_path / "link.txt"), (tmp_path / "link.txt", source),
+                                    (tmp_path / "hard.txt", source)]:
+        message = fails_with(f"--workdir={tmp_path / 'nope'}", f"--input={input_path}", f"--output={output_path}")
+        assert message == f"error: --input={str(input_path)!r} and --output={str(output_path)!r} {same}"
+    pending = tmp_path / "out.txt.tmp"  # translate writes OUTPUT.tmp first
+    pending.write_text("cab\n")
+    message = fails_with(f"--workdir={tmp_path / 'nope'}", f"--input={pending}", f"--output={tmp_path / 'out.txt'}")
+    assert message == f"error: --input={str(pending)!r} is {str(pending)!r}, the temporary file of --output: " \
+                      "rename it or write elsewhere"
+    assert sorted(os.listdir(tmp_path)) == sorted([*before, "out.txt.tmp"])
+    assert source.read_text() == "abc\n" and pending.read_text() == "cab\n"
+
+
 # Counts the XLA compilations of the command: backend compiles minus persistent-cache hits (jax 0.10).
 COUNTING = """
 import atexit, runpy, sys
