@@ -155,6 +155,15 @@ def written_over(output: str, path: str) -> str | None:
                  if os.path.exists(p) and os.path.exists(path) and os.path.samefile(p, path)), None)
 
 
+def file_in_the_way(folder: str) -> str | None:
+    """The file (not a folder) at ``folder`` or at the nearest of its parents that exists, which keeps
+    ``folder`` from being made; None if there is none."""
+    path = os.path.abspath(folder)
+    while not os.path.lexists(path):
+        path = os.path.dirname(path)
+    return None if os.path.isdir(path) else path
+
+
 def max_source_length(config) -> tuple[int, str]:
     """Longest source decoded, and where it comes from: the run's ``data.max_source_length``, else
     `DEFAULT_MAX_SOURCE_LENGTH`."""
@@ -178,6 +187,9 @@ def main(argv):
         cli.fail(f"--input={_INPUT.value!r} and --output={output!r} are the same file: the translation would "
                  "replace its source; write it to another file" if written == output else f"--input="
                  f"{_INPUT.value!r} is {written!r}, the temporary file of --output: rename it or write elsewhere")
+    if plots is not None and (blocker := file_in_the_way(plots)):
+        cli.fail(f"--attention_plots={plots!r} is a file, not a folder" if blocker == os.path.abspath(plots) else
+                 f"--attention_plots={plots!r} cannot be a folder: {blocker!r} is a file")
     with open_input(_INPUT.value) as (fd, is_file):
         try:
             config, model, params, source_vocab, target_vocab = train.load_trained(_WORKDIR.value, _CHECKPOINT.value)

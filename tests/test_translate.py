@@ -215,6 +215,19 @@ def test_an_output_that_is_the_input_file_is_refused_before_anything_is_read(tmp
     assert source.read_text() == "abc\n" and pending.read_text() == "cab\n"
 
 
+def test_attention_plots_where_a_file_is_is_refused_before_anything_is_read(tmp_path):
+    source, a_file = tmp_path / "in.txt", tmp_path / "plots.png"
+    source.write_text("abc\n")
+    a_file.write_text("not a folder\n")
+    before = sorted(os.listdir(tmp_path))
+    args = (f"--workdir={tmp_path / 'nope'}", f"--input={source}", f"--output={tmp_path / 'out.txt'}")
+    assert fails_with(*args, f"--attention_plots={a_file}") == \
+        f"error: --attention_plots={str(a_file)!r} is a file, not a folder"
+    assert fails_with(*args, f"--attention_plots={a_file / 'plots'}") == \
+        f"error: --attention_plots={str(a_file / 'plots')!r} cannot be a folder: {str(a_file)!r} is a file"
+    assert sorted(os.listdir(tmp_path)) == before
+
+
 # Counts the XLA compilations of the command: backend compiles minus persistent-cache hits (jax 0.10).
 COUNTING = """
 import atexit, runpy, sys
