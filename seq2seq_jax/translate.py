@@ -27,7 +27,8 @@ best of the beam in its order, ``score`` its ``log p(Y|X) / lp(Y)``; hypotheses 
 An ``--output`` file is written to ``OUTPUT.tmp`` and renamed at the end, so a failed run leaves an
 existing output as it was. ``--attention_plots=DIR`` draws ``DIR/0000.png``, ``DIR/0001.png``, ...
 (numbered by input line from 0): the weights of the best hypothesis, source tokens along the top and
-output tokens (``</s>`` included) down the side; an empty line has none (logged).
+output tokens (``</s>`` included) down the side; an empty line has none (logged). A run with the
+bottleneck decoder has no attention to draw: it is translated as asked, with one warning and no plots.
 """
 
 import contextlib
@@ -195,6 +196,10 @@ def main(argv):
             config, model, params, source_vocab, target_vocab = train.load_trained(_WORKDIR.value, _CHECKPOINT.value)
         except (FileNotFoundError, checkpointing.CheckpointError) as error:
             cli.fail(str(error))
+        if plots is not None and config.model.decoder == "bottleneck":  # its attention weights are all 0
+            logging.warning("--attention_plots: the run in %s has a bottleneck decoder, which has no attention; "
+                            "translating without plots", _WORKDIR.value)
+            plots = None
         beam_size = config.eval.beam_size if _BEAM_SIZE.value is None else _BEAM_SIZE.value
         if nbest is not None and nbest > beam_size:
             cli.fail(f"--nbest={nbest} needs a beam at least as wide: --beam_size={beam_size}")
