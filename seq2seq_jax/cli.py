@@ -10,7 +10,8 @@
 * ``fail`` ends a tool with one line on stderr and exit status 1 (no traceback) for expected failures: a
   missing workdir or input file, a split the dataset lacks.
 * ``quiet_libraries`` drops orbax's INFO chatter (a dozen lines per checkpoint read or write) from the
-  absl log; its warnings and errors still show.
+  absl log; its warnings and errors still show, except its reports of a full disk (a traceback per writer
+  thread), which the tool reports in one line (``checkpointing.DiskFullError``); ``--verbosity=1`` shows them.
 * ``enable_compilation_cache`` turns on JAX's persistent compilation cache, so a second command on the
   same shapes (a translate after another, the runs of a sweep) loads its programs instead of compiling.
 """
@@ -22,6 +23,7 @@ import sys
 import jax
 from absl import app, flags, logging
 
+from seq2seq_jax import checkpointing
 from seq2seq_jax.data.vocab import SPECIALS, TokenVocab
 
 _HOLDERS: dict[str, flags.FlagHolder] = {}
@@ -75,14 +77,21 @@ def fail(message: str) -> None:
 
 
 class _DropLibraryInfo(std_logging.Filter):
-    """Keeps records below WARNING only if they come from outside the ``libraries``' source trees."""
+    """Keeps records below WARNING only if they come from outside the ``libraries``' source trees, and
+    drops the libraries' reports of a full disk unless absl's verbosity is 1 or more."""
 
     def __init__(self, libraries=("orbax",)):
         super().__init__()
         self._parts = tuple(f"{os.sep}{name}{os.sep}" for name in libraries)
 
     def filter(self, record: std_logging.LogRecord) -> bool:
-        return record.levelno >= std_logging.WARNING or not any(p in record.pathname for p in self._parts)
+        if not any(p in record.pathname for p in self._parts):
+            return True
+        if record.levelno < std_logging.WARNING:
+            return False
+        disk_full = "No space left on device" in record.getMessage() or (
+            record.exc_info is not None and checkpointing.is_disk_full(record.exc_info[1]))
+        return not disk_full or logging.get_verbosity() >= 1
 
 
 def quiet_libraries() -> None:

@@ -399,7 +399,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, signals
     mesh = data_mesh()
     replicated = NamedSharding(mesh, PartitionSpec())
     state = jax.device_put(create_train_state(model, config), replicated)
-    checkpoints = checkpointing.Checkpoints(workdir, keep=t.keep_checkpoints)
+    checkpoints = checkpointing.Checkpoints(workdir, keep=t.keep_checkpoints, remove_partial=True)
     iterator = data.train_iterator()
     meta = {"best": None, "best_step": None}
     if checkpoints.latest_step() is not None:
