@@ -146,10 +146,5 @@ def main(argv):
     print(json.dumps(summary, indent=2, sort_keys=True))
 
 
-def run():
-    """The ``seq2seq-average`` console script."""
-    app.run(main)
-
-
 if __name__ == "__main__":
-    run()
+    app.run(main)
