@@ -105,14 +105,14 @@ def save_args(state, data_state: dict, meta: dict) -> ocp.args.Composite:
                               data=ocp.args.JsonSave(data_state), meta=ocp.args.JsonSave(meta))
 
 
-def restore_step(steps: ocp.CheckpointManager, step: int, abstract_state):
-    """``(state, data_state, meta)`` of ``step`` of ``steps`` (an ``open_manager``) into ``abstract_state``'s tree."""
+def restore_step(manager: ocp.CheckpointManager, step: int, abstract_state):
+    """``(state, data_state, meta)`` of ``step`` of ``manager`` into ``abstract_state``'s tree."""
     target = flax.serialization.to_state_dict(abstract_state)
     try:
-        restored = steps.restore(step, args=ocp.args.Composite(
+        restored = manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore()))
     except Exception as error:  # orbax raises many types for unreadable files
-        raise CheckpointError(f"checkpoint {steps.directory}/{step} cannot be read ({_one_line(error)}); "
+        raise CheckpointError(f"checkpoint {manager.directory}/{step} cannot be read ({_one_line(error)}); "
                               "it is left in place") from error
     return flax.serialization.from_state_dict(abstract_state, restored.state), restored.data, restored.meta
 
@@ -189,11 +189,11 @@ class Checkpoints:
 
     def restore(self, abstract_state, *, best: bool = False, step: int | None = None):
         """Returns ``(state, data_state, meta)`` of ``step`` (default: latest) into ``abstract_state``'s tree."""
-        steps = self.best if best else self.latest
-        step = steps.latest_step() if step is None else step
+        manager = self.best if best else self.latest
+        step = manager.latest_step() if step is None else step
         if step is None:
-            raise CheckpointError(f"no checkpoint in {steps.directory}")
-        return restore_step(steps, step, abstract_state)
+            raise CheckpointError(f"no checkpoint in {manager.directory}")
+        return restore_step(manager, step, abstract_state)
 
     def restore_newest_readable(self, abstract_state):
         """``restore`` of the newest readable latest-k step. Unreadable newer steps are reported (one line

@@ -208,8 +208,8 @@ def main(argv):
     except (ValueError, OSError, train.NonFiniteLossError, checkpointing.CheckpointError,
             checkpointing.WorkdirBusyError) as error:  # bad data, files or state: the messages say what to do
         if checkpointing.is_disk_full(error) and not isinstance(error, checkpointing.DiskFullError):
-            cli.fail(f"no space left on device for workdir {_WORKDIR.value} ({error}): free space, then run the "
-                     "same command to resume from its newest complete checkpoint")
+            cli.fail(f"no space left on device ({error}) while training in workdir {_WORKDIR.value}: free space, "
+                     "then run the same command to resume from its newest complete checkpoint")
         cli.fail(str(error))
     if jax.process_index() == 0:
         print(json.dumps(final, indent=2, sort_keys=True))
