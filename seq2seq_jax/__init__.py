@@ -4,4 +4,4 @@ From the vanilla RNN through the LSTM to the encoder-decoder of Sutskever, Vinya
 additive attention of Bahdanau, Cho & Bengio (2014).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the package's version, its one source (pyproject.toml reads it); see CHANGELOG.md

@@ -1,7 +1,7 @@
 """What the command-line tools (``main``, ``evaluate``, ``translate``) share.
 
-* Flags more than one tool takes (``--workdir``, ``--checkpoint``, ``--beam_size``, ``--length_penalty``)
-  are defined here, once, on ``absl.flags.FLAGS``: absl refuses a flag name defined by two modules, and
+* Flags more than one tool takes (``--workdir``, ``--checkpoint``, ``--beam_size``, ``--length_penalty``,
+  ``--output``) are defined here, once, on ``absl.flags.FLAGS``: absl refuses a flag name defined by two modules, and
   tests import all three tools into one process. Each tool calls the ``*_flag()`` it uses at import time,
   so its ``--help`` lists only its own flags.
 * ``require`` turns a missing flag into absl's usage error. It is checked in ``main`` rather than with
@@ -10,7 +10,8 @@
 * ``fail`` ends a tool with one line on stderr and exit status 1 (no traceback) for expected failures: a
   missing workdir or input file, a split the dataset lacks.
 * ``quiet_libraries`` drops orbax's INFO chatter (a dozen lines per checkpoint read or write) from the
-  absl log; its warnings and errors still show.
+  absl log; its warnings and errors still show, except its reports of a full disk (a traceback per writer
+  thread), which the tool reports in one line (``checkpointing.DiskFullError``); ``--verbosity=1`` shows them.
 * ``enable_compilation_cache`` turns on JAX's persistent compilation cache, so a second command on the
   same shapes (a translate after another, the runs of a sweep) loads its programs instead of compiling.
 """
@@ -22,6 +23,7 @@ import sys
 import jax
 from absl import app, flags, logging
 
+from seq2seq_jax import checkpointing
 from seq2seq_jax.data.vocab import SPECIALS, TokenVocab
 
 _HOLDERS: dict[str, flags.FlagHolder] = {}
@@ -40,9 +42,15 @@ def workdir_flag() -> flags.FlagHolder:
 
 
 def checkpoint_flag() -> flags.FlagHolder:
-    return _once("checkpoint", lambda: flags.DEFINE_enum(
-        "checkpoint", "best", ["best", "latest"],
-        "Parameters to load: 'best' (selected on validation; the latest if none was saved) or 'latest'."))
+    return _once("checkpoint", lambda: flags.DEFINE_string(
+        "checkpoint", "best", "Parameters to load: 'best' (selected on validation; the latest if none was saved), "
+        "'latest', or the name of an averaged checkpoint (seq2seq_jax.average's --output, e.g. 'averaged')."))
+
+
+def output_flag() -> flags.FlagHolder:
+    return _once("output", lambda: flags.DEFINE_string(
+        "output", None, "translate: the file for the translations, one per line (default, or '-': stdout); "
+        "average: the name of the new checkpoint, written to <workdir>/<output> (default: 'averaged')."))
 
 
 def beam_size_flag() -> flags.FlagHolder:
@@ -69,14 +77,21 @@ def fail(message: str) -> None:
 
 
 class _DropLibraryInfo(std_logging.Filter):
-    """Keeps records below WARNING only if they come from outside the ``libraries``' source trees."""
+    """Keeps records below WARNING only if they come from outside the ``libraries``' source trees, and
+    drops the libraries' reports of a full disk unless absl's verbosity is 1 or more."""
 
     def __init__(self, libraries=("orbax",)):
         super().__init__()
         self._parts = tuple(f"{os.sep}{name}{os.sep}" for name in libraries)
 
     def filter(self, record: std_logging.LogRecord) -> bool:
-        return record.levelno >= std_logging.WARNING or not any(p in record.pathname for p in self._parts)
+        if not any(p in record.pathname for p in self._parts):
+            return True
+        if record.levelno < std_logging.WARNING:
+            return False
+        disk_full = "No space left on device" in record.getMessage() or (
+            record.exc_info is not None and checkpointing.is_disk_full(record.exc_info[1]))
+        return not disk_full or logging.get_verbosity() >= 1
 
 
 def quiet_libraries() -> None:

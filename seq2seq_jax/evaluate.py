@@ -1,7 +1,7 @@
 """Evaluates one split of a trained run's own dataset, overall and by source length.
 
     python -m seq2seq_jax.evaluate --workdir=/tmp/tiny --split=test [--beam_size=5] [--length_penalty=0.6] \
-        [--checkpoint=best|latest]
+        [--checkpoint=best|latest|NAME]
 
 The run's ``config.json`` fixes the dataset, model and decoding settings, and ``vocab/`` its vocabularies;
 ``--beam_size`` and ``--length_penalty`` override ``eval.beam_size`` and ``eval.length_penalty``. The
@@ -9,7 +9,8 @@ result is written to ``eval/<name>.json`` (metrics overall and by source length,
 with the predictions in ``eval/<name>_predictions.tsv``, and that JSON alone is printed on stdout; a
 readable report of it goes to stderr with the log. ``<name>`` is the split when the settings are the run's
 own (rewriting the training-time file with the same numbers); any other setting is appended so the
-training-time files are kept: ``test_beam5``, ``test_beam5_lp0.6``, ``test_latest``.
+training-time files are kept: ``test_beam5``, ``test_beam5_lp0.6``, ``test_latest``, ``test_averaged`` (the
+checkpoint ``averaged`` written by ``seq2seq_jax.average``).
 
 Expected failures (no workdir or checkpoint, a split the dataset lacks, a bad flag value) end with one
 message and exit status 1, before anything is written. Runs on one process.
@@ -40,19 +41,21 @@ for _name in ("workdir", "checkpoint", "beam_size", "length_penalty"):
 
 def result_name(split: str, eval_config, beam_size: int | None, length_penalty: float | None,
                 checkpoint: str) -> str:
-    """``split``, plus ``_beam<N>`` / ``_lp<A>`` / ``_latest`` for each setting that is not the run's own."""
+    """``split``, plus ``_beam<N>`` / ``_lp<A>`` / ``_<checkpoint>`` for each setting that is not the run's own."""
     name = split
     if beam_size is not None and beam_size != eval_config.beam_size:
         name += f"_beam{beam_size}"
     if length_penalty is not None and length_penalty != eval_config.length_penalty:
         name += f"_lp{length_penalty:g}"
-    if checkpoint == "latest":
-        name += "_latest"
+    if checkpoint != "best":
+        name += f"_{checkpoint}"
     return name
 
 
 def _checkpoint_step(workdir: str, checkpoint: str) -> int:
     """Step of the checkpoint ``train.load_trained(workdir, checkpoint)`` loads."""
+    if checkpoint not in checkpointing.SELECTIONS:
+        return checkpointing.averaged_step(workdir, checkpoint)
     checkpoints = checkpointing.Checkpoints(workdir)
     try:
         if checkpoint == "best" and checkpoints.has_best():

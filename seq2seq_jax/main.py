@@ -14,9 +14,11 @@ the bucket shapes, the number of parameters and, per split, the examples kept, f
 the length limits; then it exits without training and writes nothing to the workdir (which it does not
 need). It prepares the dataset in the data directory like a run would.
 
-Exit status: 0 done; 1 an error, in one ``error: ...`` line (a bad config value, path or data file, a busy
-workdir, a diverged run; absl reports a malformed flag itself); 75 (``train.EXIT_PREEMPTED``) stopped by SIGTERM/SIGINT after saving its current
-step: rerun the same command to resume. A second signal ends the process at once (143 / 130).
+Exit status: 0 done; 1 an error, in one ``error: ...`` line (a config file that is missing, not valid Python
+or whose ``get_config`` raises, with the file's line, ``--verbosity=1`` adding the traceback; a bad config
+value, path or data file, a busy workdir, a diverged run; absl reports a malformed flag itself); 75
+(``train.EXIT_PREEMPTED``) stopped by SIGTERM/SIGINT after saving its current step: rerun the same command
+to resume. A second signal ends the process at once (143 / 130).
 
 Multi-host: pass ``--multihost`` on every host to call ``jax.distributed.initialize()`` first. It detects
 SLURM, Open MPI and Cloud TPU by itself; elsewhere set ``JAX_COORDINATOR_ADDRESS`` (host:port of process 0),
@@ -31,6 +33,7 @@ import os
 import re
 import sys
 import tempfile
+import traceback
 
 import jax
 import ml_collections
@@ -46,6 +49,52 @@ from seq2seq_jax.data import pipeline
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. seq2seq_jax/configs/tiny.py; override fields with --config.x.y=v.",
     lock_config=True)
+
+
+class ConfigFileError(Exception):
+    """The config file cannot be loaded: it is missing or not valid Python, has no ``get_config``, or that raised."""
+
+
+def config_file_error(path: str, error: BaseException) -> str:
+    """One line naming the config file of ``--config=path``, its line where ``error`` arose (if known) and
+    the error."""
+    if str(error).startswith("Error whilst parsing config file") and error.__context__ is not None:
+        error = error.__context__  # ml_collections re-raises a TypeError/ValueError with the traceback as text
+    file = path.split(":", 1)[0]
+    if isinstance(error, SyntaxError):
+        line, text = error.lineno, f"{type(error).__name__}: {error.msg}"
+    else:
+        frames = [f.lineno for f in traceback.extract_tb(error.__traceback__)
+                  if os.path.realpath(f.filename) == os.path.realpath(file)]
+        line = frames[-1] if frames else None
+        text = f"{type(error).__name__}: {' '.join(str(error).split())}"
+        if not frames and isinstance(error, AttributeError) and error.name == "get_config":
+            text = "it defines no get_config()"
+    return f"config file {file}{f', line {line}' if line else ''}: {text} (--verbosity=1 shows the traceback)"
+
+
+class _ConfigFileParser:
+    """ml_collections' parser of ``--config`` (which it loads the file with), whose failures in the file
+    itself become one ``ConfigFileError``: absl would turn a TypeError or ValueError into a flag error
+    holding the traceback, and let any other error through as one."""
+
+    def __init__(self, parser):
+        self._parser = parser
+
+    def parse(self, path):
+        file = path.split(":", 1)[0]
+        if not os.path.isfile(file):  # ml_collections would defer it, as a 4-line error
+            raise ConfigFileError(f"config file {file} {'is not a file' if os.path.exists(file) else 'does not exist'}")
+        try:
+            return self._parser.parse(path)
+        except Exception as error:  # whatever the user's file raises
+            raise ConfigFileError(config_file_error(path, error)) from error
+
+    def __getattr__(self, name):  # the rest of absl's ArgumentParser interface
+        return getattr(self._parser, name)
+
+
+flags.FLAGS["config"].parser = _ConfigFileParser(flags.FLAGS["config"].parser)
 _WORKDIR = cli.workdir_flag()
 _MULTIHOST = flags.DEFINE_bool(
     "multihost", False, "Call jax.distributed.initialize() first (see the module docstring).")
@@ -65,11 +114,27 @@ def _initialize_distributed() -> None:
                  jax.local_device_count(), jax.device_count())
 
 
+def _verbosity(argv: list[str]) -> int:
+    """absl's ``--verbosity`` (``-v``) in ``argv``, read apart from the other flags."""
+    values = flags.FlagValues()
+    flags.DEFINE_integer("verbosity", 0, "", short_name="v", flag_values=values)
+    try:
+        values(argv, known_only=True)
+    except flags.Error:
+        return 0
+    return values.verbosity
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing for ``app.run``, plus one clean usage error where ml_collections raises a
-    non-absl exception: a misspelt ``--config.x.y`` (AttributeError) or an unreadable config file (OSError)."""
+    """absl's flag parsing for ``app.run``, plus one clean error where ml_collections raises a non-absl
+    exception: a config file that cannot be loaded (``ConfigFileError``: one ``error:`` line, the traceback
+    with ``--verbosity=1``), a misspelt ``--config.x.y`` (AttributeError) or an unreadable config file (OSError)."""
     try:
         return app.parse_flags_with_usage(argv)
+    except ConfigFileError as error:
+        if _verbosity(argv) >= 1 and error.__cause__ is not None:
+            traceback.print_exception(error.__cause__)
+        cli.fail(str(error))
     except (AttributeError, KeyError, OSError) as error:
         message = str(error)
         while len(message) > 1 and message[0] == message[-1] == "'":  # KeyError text, quoted once per wrap
@@ -142,6 +207,9 @@ def main(argv):
         sys.exit(train.EXIT_PREEMPTED)
     except (ValueError, OSError, train.NonFiniteLossError, checkpointing.CheckpointError,
             checkpointing.WorkdirBusyError) as error:  # bad data, files or state: the messages say what to do
+        if checkpointing.is_disk_full(error) and not isinstance(error, checkpointing.DiskFullError):
+            cli.fail(f"no space left on device ({error}) while training in workdir {_WORKDIR.value}: free space, "
+                     "then run the same command to resume from its newest complete checkpoint")
         cli.fail(str(error))
     if jax.process_index() == 0:
         print(json.dumps(final, indent=2, sort_keys=True))

@@ -405,7 +405,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, signals
     mesh = data_mesh()
     replicated = NamedSharding(mesh, PartitionSpec())
     state = jax.device_put(create_train_state(model, config), replicated)
-    checkpoints = checkpointing.Checkpoints(workdir, keep=t.keep_checkpoints)
+    checkpoints = checkpointing.Checkpoints(workdir, keep=t.keep_checkpoints, remove_partial=True)
     iterator = data.train_iterator()
     meta = {"best": None, "best_step": None}
     if checkpoints.latest_step() is not None:
@@ -547,19 +547,14 @@ def _final_evaluation(config, workdir, state, checkpoints, evaluate, logger, ite
 # --- Trained runs ------------------------------------------------------------------------------------
 
 
-def load_trained(workdir: str, checkpoint: str = "best"):
-    """``(config, model, params, source_vocab, target_vocab)`` of a trained run in ``workdir``.
-
-    ``checkpoint`` is ``'best'`` (the validation-selected parameters, falling back to the latest when
-    no best was saved yet) or ``'latest'``. Needs no dataset: the vocabularies are in ``workdir/vocab``.
-    """
+def load_run(workdir: str):
+    """``(config, model, source_vocab, target_vocab)`` of the run in ``workdir``, from its ``config.json`` and
+    ``vocab/`` (no dataset, no checkpoint); a ``FileNotFoundError`` if ``workdir`` holds no such run."""
     config_path = os.path.join(workdir, "config.json")
     if not os.path.isdir(workdir):
         raise FileNotFoundError(f"workdir {workdir!r} does not exist")
     if not os.path.exists(config_path):
         raise FileNotFoundError(f"{config_path} not found: {workdir!r} is not a training workdir")
-    if checkpoint not in ("best", "latest"):
-        raise ValueError(f"checkpoint={checkpoint!r} is not allowed; allowed: ['best', 'latest']")
     with open(config_path) as f:
         config = ml_collections.ConfigDict(json.load(f))
     vocabs = []
@@ -569,7 +564,24 @@ def load_trained(workdir: str, checkpoint: str = "best"):
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path} not found: the run in {workdir!r} saved no {side} vocabulary")
         vocabs.append(vocab_lib.load_vocab(path))
-    model = create_model(config, vocabs[0].size, vocabs[1].size)
+    return config, create_model(config, vocabs[0].size, vocabs[1].size), vocabs[0], vocabs[1]
+
+
+def load_trained(workdir: str, checkpoint: str = "best"):
+    """``(config, model, params, source_vocab, target_vocab)`` of a trained run in ``workdir``.
+
+    ``checkpoint`` is ``'best'`` (the validation-selected parameters, falling back to the latest when
+    no best was saved yet), ``'latest'``, or the name of an averaged checkpoint (``seq2seq_jax.average``).
+    Needs no dataset: the vocabularies are in ``workdir/vocab``.
+    """
+    config, model, source_vocab, target_vocab = load_run(workdir)
+    if checkpoint not in checkpointing.SELECTIONS:
+        averaged, step = checkpointing.open_averaged(workdir, checkpoint)  # checked before the state is built
+        try:
+            state, _, _ = checkpointing.restore_step(averaged, step, create_train_state(model, config))
+        finally:
+            averaged.close()
+        return config, model, state.params, source_vocab, target_vocab
     if not os.path.isdir(os.path.join(workdir, "checkpoints")):  # before Checkpoints(), which creates it
         raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints: train the run first")
     checkpoints = checkpointing.Checkpoints(workdir, keep=config.train.keep_checkpoints)
@@ -580,4 +592,4 @@ def load_trained(workdir: str, checkpoint: str = "best"):
                                           best=checkpoint == "best" and checkpoints.has_best())
     finally:
         checkpoints.close()
-    return config, model, state.params, vocabs[0], vocabs[1]
+    return config, model, state.params, source_vocab, target_vocab

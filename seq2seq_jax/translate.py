@@ -2,7 +2,7 @@
 
     python -m seq2seq_jax.translate --workdir=runs/tiny --input=in.txt --output=out.txt \\
         [--beam_size=5] [--length_penalty=0.6] [--max_length=50] [--nbest=3] [--batch_size=128] \\
-        [--checkpoint=best|latest] [--attention_plots=DIR]
+        [--checkpoint=best|latest|NAME] [--attention_plots=DIR]
     echo hello | python -m seq2seq_jax.translate --workdir=runs/tiny
 
 Input is ``--input`` (a file; ``-`` or omitted: stdin), output ``--output`` (omitted or ``-``: stdout).
@@ -27,7 +27,8 @@ best of the beam in its order, ``score`` its ``log p(Y|X) / lp(Y)``; hypotheses 
 An ``--output`` file is written to ``OUTPUT.tmp`` and renamed at the end, so a failed run leaves an
 existing output as it was. ``--attention_plots=DIR`` draws ``DIR/0000.png``, ``DIR/0001.png``, ...
 (numbered by input line from 0): the weights of the best hypothesis, source tokens along the top and
-output tokens (``</s>`` included) down the side; an empty line has none (logged).
+output tokens (``</s>`` included) down the side; an empty line has none (logged). A run with the
+bottleneck decoder has no attention to draw: it is translated as asked, with one warning and no plots.
 """
 
 import contextlib
@@ -54,7 +55,7 @@ _WORKDIR = cli.workdir_flag()
 _CHECKPOINT = cli.checkpoint_flag()
 _BEAM_SIZE = cli.beam_size_flag()
 _INPUT = flags.DEFINE_string("input", "-", "Text file to translate, one source per line; '-' = stdin.")
-_OUTPUT = flags.DEFINE_string("output", "-", "Where the translations go, one per line; '-' = stdout.")
+_OUTPUT = cli.output_flag()
 _NBEST = flags.DEFINE_integer(
     "nbest", None, "Write the N best hypotheses of the beam as TSV: line, rank, score, hypothesis.", lower_bound=1)
 _LENGTH_PENALTY = cli.length_penalty_flag()
@@ -64,7 +65,7 @@ _MAX_LENGTH = flags.DEFINE_integer(
 _ATTENTION_PLOTS = flags.DEFINE_string(
     "attention_plots", None, "Folder for one attention heatmap per input line (0000.png, ...); default: none.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Lines decoded together.", lower_bound=1)
-for _name in ("workdir", "checkpoint", "beam_size", "length_penalty"):
+for _name in ("workdir", "checkpoint", "beam_size", "length_penalty", "output"):
     flags.declare_key_flag(_name)
 
 
@@ -148,6 +149,22 @@ def open_input(path: str):
         yield f.fileno(), True
 
 
+def written_over(output: str, path: str) -> str | None:
+    """Which file that writing ``output`` writes (``output``, or first ``output.tmp``) is the existing file
+    ``path``, however either is spelt (``os.path.samefile``: links, ``..``, a hard link); None if neither."""
+    return next((p for p in (output, f"{output}.tmp")
+                 if os.path.exists(p) and os.path.exists(path) and os.path.samefile(p, path)), None)
+
+
+def file_in_the_way(folder: str) -> str | None:
+    """The file (not a folder) at ``folder`` or at the nearest of its parents that exists, which keeps
+    ``folder`` from being made; None if there is none."""
+    path = os.path.abspath(folder)
+    while not os.path.lexists(path):
+        path = os.path.dirname(path)
+    return None if os.path.isdir(path) else path
+
+
 def max_source_length(config) -> tuple[int, str]:
     """Longest source decoded, and where it comes from: the run's ``data.max_source_length``, else
     `DEFAULT_MAX_SOURCE_LENGTH`."""
@@ -162,16 +179,27 @@ def main(argv):
     cli.require(_WORKDIR)
     cli.quiet_libraries()
     cli.enable_compilation_cache()
-    output, plots, nbest = _OUTPUT.value, _ATTENTION_PLOTS.value, _NBEST.value
+    output, plots, nbest = _OUTPUT.value or "-", _ATTENTION_PLOTS.value, _NBEST.value
     if output != "-" and not os.path.isdir(os.path.dirname(os.path.abspath(output))):
         cli.fail(f"the folder of --output={output!r} does not exist")
     if output != "-" and os.path.isdir(output):
         cli.fail(f"--output={output!r} is a folder")
+    if output != "-" and _INPUT.value != "-" and (written := written_over(output, _INPUT.value)):
+        cli.fail(f"--input={_INPUT.value!r} and --output={output!r} are the same file: the translation would "
+                 "replace its source; write it to another file" if written == output else f"--input="
+                 f"{_INPUT.value!r} is {written!r}, the temporary file of --output: rename it or write elsewhere")
+    if plots is not None and (blocker := file_in_the_way(plots)):
+        cli.fail(f"--attention_plots={plots!r} is a file, not a folder" if blocker == os.path.abspath(plots) else
+                 f"--attention_plots={plots!r} cannot be a folder: {blocker!r} is a file")
     with open_input(_INPUT.value) as (fd, is_file):
         try:
             config, model, params, source_vocab, target_vocab = train.load_trained(_WORKDIR.value, _CHECKPOINT.value)
         except (FileNotFoundError, checkpointing.CheckpointError) as error:
             cli.fail(str(error))
+        if plots is not None and config.model.decoder == "bottleneck":  # its attention weights are all 0
+            logging.warning("--attention_plots: the run in %s has a bottleneck decoder, which has no attention; "
+                            "translating without plots", _WORKDIR.value)
+            plots = None
         beam_size = config.eval.beam_size if _BEAM_SIZE.value is None else _BEAM_SIZE.value
         if nbest is not None and nbest > beam_size:
             cli.fail(f"--nbest={nbest} needs a beam at least as wide: --beam_size={beam_size}")

@@ -7,6 +7,7 @@ The README's "Reliability" figures count the fields of ``BAD_VALUES`` and the ca
 import json
 import math
 import os
+import subprocess
 import sys
 import tempfile
 from unittest import mock
@@ -155,3 +156,57 @@ def test_bad_training_cli_flag_or_path_is_one_error_line(paths, case):
     message = exit_info.value.code
     assert isinstance(message, str), message  # sys.exit(str): status 1
     assert message.startswith("error: ") and "\n" not in message and expected in message, (args, message)
+
+
+# --- Config files that cannot be loaded ------------------------------------------------------------------
+
+# Each case: the config file's text, and the one line expected after "error: config file <path>".
+BAD_CONFIG_FILES = [
+    ("def get_config(:\n    pass\n", ", line 1: SyntaxError: invalid syntax"),
+    ("from seq2seq_jax.configs import tiny\n\ndef get_config():\n    config = tiny.get_config()\n"
+     "    config.train.num_steps = 1 / 0\n    return config\n", ", line 5: ZeroDivisionError: division by zero"),
+    ("def get_config(setting):\n    raise ValueError(f'no setting {setting!r}')\n",  # absl would print the traceback
+     ", line 2: ValueError: no setting 'fast'"),
+    ("import nothing_by_this_name\n", ", line 1: ModuleNotFoundError: No module named 'nothing_by_this_name'"),
+    ("CONFIG = {}\n", ": it defines no get_config()"),
+]
+
+
+@pytest.mark.parametrize("text, expected", BAD_CONFIG_FILES)
+def test_a_config_file_that_cannot_be_loaded_is_one_line_naming_it(tmp_path, capsys, monkeypatch, text, expected):
+    monkeypatch.delitem(sys.modules, "config_config", raising=False)  # ml_collections' module of an earlier load
+    path = tmp_path / "my_config.py"
+    path.write_text(text)
+    argv = ["main", f"--config={path}" + (":fast" if "setting" in text else ""), f"--workdir={tmp_path / 'run'}"]
+    was_parsed = flags.FLAGS.is_parsed()
+    flags.FLAGS.unparse_flags()
+    try:
+        with mock.patch.object(sys, "argv", argv), pytest.raises(SystemExit) as exit_info:
+            train_main.parse_flags(argv)
+    finally:
+        flags.FLAGS.unparse_flags()
+        if was_parsed:
+            flags.FLAGS.mark_as_parsed()
+    assert exit_info.value.code == f"error: config file {path}{expected} (--verbosity=1 shows the traceback)"
+    assert capsys.readouterr().err == ""  # no traceback without --verbosity=1
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_the_training_cli_names_a_broken_config_file_and_shows_its_traceback_when_asked(tmp_path):
+    path, missing = tmp_path / "my_config.py", tmp_path / "nope.py"
+    path.write_text("def get_config():\n    return {'train': undefined_name}\n")
+
+    def train_cli(*args):
+        return subprocess.run([sys.executable, "-m", "seq2seq_jax.main", f"--workdir={tmp_path / 'run'}", *args],
+                              cwd=REPO, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"})
+
+    quiet, verbose, absent = train_cli(f"--config={path}"), train_cli(f"--config={path}", "-v", "1"), \
+        train_cli(f"--config={missing}")
+    line = f"error: config file {path}, line 2: NameError: name 'undefined_name' is not defined"
+    assert quiet.returncode == 1 and quiet.stderr == f"{line} (--verbosity=1 shows the traceback)\n"
+    assert verbose.returncode == 1 and verbose.stderr.endswith(f"{line} (--verbosity=1 shows the traceback)\n")
+    assert f'File "{path}", line 2, in get_config' in verbose.stderr  # the user's own traceback
+    assert absent.returncode == 1 and absent.stderr == f"error: config file {missing} does not exist\n"
+    assert not (tmp_path / "run").exists()

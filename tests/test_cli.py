@@ -108,7 +108,6 @@ def test_workdir_without_config_or_checkpoints_is_left_untouched(workdir, tmp_pa
     (["--split=dev"], "train|validation|test"),
     (["--beam_size=0"], "positive"),
     (["--beam=3"], "Unknown command line flag 'beam'"),
-    (["--checkpoint=last"], "best|latest"),
 ])
 def test_bad_flags_are_rejected_when_parsed(workdir, args, expected):
     with pytest.raises(flags.Error, match=expected):

@@ -6,21 +6,28 @@ itself (SIGKILL) or send itself a signal at a chosen point, so each fault lands 
 The README's "Reliability" figures are counted from the lists in this file (``KILL_POINTS`` ...).
 """
 
+import errno
+import gc
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from absl import flags
+from etils import epath
 from flax.training import train_state
 from jax.experimental.compilation_cache import compilation_cache as compilation_cache_lib
 
 from seq2seq_jax import checkpointing, logger, train
+from seq2seq_jax import main as train_main
 from seq2seq_jax.configs import tiny
 from seq2seq_jax.logger import read_metrics
 
@@ -224,6 +231,79 @@ def test_unreadable_latest_checkpoint_falls_back_to_the_previous_one_and_is_kept
         train.train_and_evaluate(small_config(data_dir), str(tmp_path))
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["6", "7"]
     assert len(os.listdir(tmp_path / "unreadable_checkpoints")) == 1
+
+
+def training_command_fails(workdir, **overrides) -> str:
+    """The message ``python -m seq2seq_jax.main`` with ``--config.<key>=<value>`` ``overrides`` of the tiny
+    config ends with, run in this process (each override once a process: config_flags defines it as a flag)."""
+    argv = ["main", f"--config={REPO}/seq2seq_jax/configs/tiny.py", f"--workdir={workdir}",
+            *[f"--config.{k}={v}" for k, v in overrides.items()]]
+    was_parsed = flags.FLAGS.is_parsed()
+    flags.FLAGS.unparse_flags()
+    try:
+        with mock.patch.object(sys, "argv", argv), pytest.raises(SystemExit) as exit_info:
+            train_main.main(flags.FLAGS(argv))
+    finally:
+        flags.FLAGS.unparse_flags()
+        if was_parsed:
+            flags.FLAGS.mark_as_parsed()
+    return exit_info.value.code
+
+
+@pytest.mark.slow  # orbax's array writers of the failed step, left running, may call back into its closed event
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # loop (a real full disk fails them
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")  # too) or never finish
+def test_a_full_disk_during_a_save_is_one_line_keeps_the_complete_checkpoints_and_the_same_command_resumes(
+        tmp_path, data_dir, monkeypatch, capfd, caplog):
+    """The disk fills while orbax writes step 10 (its writer threads get ENOSPC inside the step's temporary
+    directory); the run stops at the next save, in one line, and a rerun resumes from step 5."""
+    workdir, write_text = tmp_path / "run", epath.Path.write_text
+
+    def no_space_in_step_10(path, *args, **kwargs):
+        if f"{os.sep}checkpoints{os.sep}10.orbax-checkpoint-tmp" in str(path):  # orbax's temporary directory
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return write_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(epath.Path, "write_text", no_space_in_step_10)
+    assert training_command_fails(workdir, **SMALL, **{"data.data_dir": data_dir}) == (
+        f"error: no space left on device for workdir {workdir}: the checkpoint of step 10 could not be saved (its "
+        "partial files go when the run starts again); the complete checkpoints are kept (step 5). Free space, then "
+        "run the same command to resume from step 5")
+    stderr = capfd.readouterr().err
+    assert "Traceback" not in stderr and "No space left on device" not in stderr  # orbax's reports: not shown
+    assert checkpointing.Checkpoints(str(workdir)).latest.all_steps() == [5]
+    gc.collect()  # what is left of the failed save goes now, in this test
+
+    monkeypatch.setattr(epath.Path, "write_text", write_text)  # space freed
+    caplog.set_level(logging.INFO, logger="absl")
+    preempted_at(6, small_config(data_dir), workdir, monkeypatch)
+    assert f"resumed {workdir} from step 5" in caplog.text
+    assert sorted(os.listdir(workdir / "checkpoints")) == ["5", "6"]  # step 10's partial directory is gone
+    assert [r["step"] for r in read_metrics(str(workdir)) if "train_loss" in r] == [4]  # rows after step 5 dropped
+
+
+def test_a_full_disk_anywhere_else_is_one_line_naming_the_workdir(tmp_path, monkeypatch):
+    def no_space(config, workdir):  # e.g. metrics.jsonl or TensorBoard's file, flushed on a full disk
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(train, "train_and_evaluate", no_space)
+    assert training_command_fails(tmp_path / "run") == (
+        f"error: no space left on device ([Errno 28] No space left on device) while training in workdir "
+        f"{tmp_path / 'run'}: free space, then run the same command to resume from its newest complete checkpoint")
+
+
+def test_a_full_disk_is_recognised_in_every_form_orbax_reports_it():
+    tensorstore = ValueError('RESOURCE_EXHAUSTED: Error writing "params.w/0": Failed to write 199 bytes to file 19: '
+                             "No space left on device [os_error_code='28']")
+    try:
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError as cause:
+            raise RuntimeError("Save Finalize thread failed") from cause
+    except RuntimeError as wrapped:
+        chained = wrapped
+    assert all(map(checkpointing.is_disk_full, [OSError(errno.ENOSPC, "x"), tensorstore, chained]))
+    assert not any(map(checkpointing.is_disk_full, [OSError(errno.EACCES, "x"), ValueError("NOT_FOUND"), None]))
 
 
 def test_half_written_last_metrics_row_is_dropped_and_a_damaged_middle_row_is_an_error(tmp_path):

@@ -23,6 +23,7 @@ from seq2seq_jax import cli
 from seq2seq_jax import inference
 from seq2seq_jax import train
 from seq2seq_jax import translate
+from seq2seq_jax.configs import tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -189,6 +190,69 @@ def test_bad_requests_are_one_clear_error(workdir, tmp_path):
     assert "does not exist" in fails_with(f"--workdir={workdir}", f"--input={source}",
                                           f"--output={tmp_path / 'no' / 'out.txt'}")
     assert sorted(os.listdir(tmp_path)) == ["in.txt"]
+
+
+def test_an_output_that_is_the_input_file_is_refused_before_anything_is_read(tmp_path):
+    """However the two paths are spelt: the same name, another spelling, a symbolic or hard link, or the
+    output's temporary file. The workdir does not exist: the request is refused before it is looked at."""
+    (tmp_path / "sub").mkdir()
+    source = tmp_path / "in.txt"
+    source.write_text("abc\n")
+    os.symlink(source, tmp_path / "link.txt")
+    os.link(source, tmp_path / "hard.txt")
+    before = sorted(os.listdir(tmp_path))
+    same = "are the same file: the translation would replace its source; write it to another file"
+    for input_path, output_path in [(source, source), (source, tmp_path / "sub" / ".." / "in.txt"),
+                                    (source, tmp_path / "link.txt"), (tmp_path / "link.txt", source),
+                                    (tmp_path / "hard.txt", source)]:
+        message = fails_with(f"--workdir={tmp_path / 'nope'}", f"--input={input_path}", f"--output={output_path}")
+        assert message == f"error: --input={str(input_path)!r} and --output={str(output_path)!r} {same}"
+    pending = tmp_path / "out.txt.tmp"  # translate writes OUTPUT.tmp first
+    pending.write_text("cab\n")
+    message = fails_with(f"--workdir={tmp_path / 'nope'}", f"--input={pending}", f"--output={tmp_path / 'out.txt'}")
+    assert message == f"error: --input={str(pending)!r} is {str(pending)!r}, the temporary file of --output: " \
+                      "rename it or write elsewhere"
+    assert sorted(os.listdir(tmp_path)) == sorted([*before, "out.txt.tmp"])
+    assert source.read_text() == "abc\n" and pending.read_text() == "cab\n"
+
+
+def test_attention_plots_where_a_file_is_is_refused_before_anything_is_read(tmp_path):
+    source, a_file = tmp_path / "in.txt", tmp_path / "plots.png"
+    source.write_text("abc\n")
+    a_file.write_text("not a folder\n")
+    before = sorted(os.listdir(tmp_path))
+    args = (f"--workdir={tmp_path / 'nope'}", f"--input={source}", f"--output={tmp_path / 'out.txt'}")
+    assert fails_with(*args, f"--attention_plots={a_file}") == \
+        f"error: --attention_plots={str(a_file)!r} is a file, not a folder"
+    assert fails_with(*args, f"--attention_plots={a_file / 'plots'}") == \
+        f"error: --attention_plots={str(a_file / 'plots')!r} cannot be a folder: {str(a_file)!r} is a file"
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+@pytest.fixture(scope="module")
+def bottleneck_workdir(tmp_path_factory):
+    """A run with the bottleneck decoder, trained for one step (what it translates to does not matter)."""
+    config = tiny.get_config()
+    config.model.decoder, config.model.hidden_size, config.model.embedding_size = "bottleneck", 16, 8
+    config.data.data_dir = str(tmp_path_factory.mktemp("tfds"))
+    config.data.num_train, config.data.num_validation, config.data.num_test = 64, 8, 8
+    config.data.num_buckets, config.train.batch_size, config.train.num_steps = 1, 16, 1
+    path = str(tmp_path_factory.mktemp("bottleneck"))
+    train.train_and_evaluate(config, path)
+    return path
+
+
+@pytest.mark.slow
+def test_a_bottleneck_run_is_translated_with_one_warning_and_no_plots(bottleneck_workdir, tmp_path, caplog):
+    """Its decoder has no attention (the model's weights are all zero): no black heat maps, the translation
+    as asked."""
+    plots = tmp_path / "plots"
+    out = translate_file(bottleneck_workdir, tmp_path, b"abc\ncab\n\n", f"--attention_plots={plots}")
+    warnings = [r.getMessage() for r in caplog.records if "--attention_plots" in r.getMessage()]
+    assert warnings == [f"--attention_plots: the run in {bottleneck_workdir} has a bottleneck decoder, which has "
+                        "no attention; translating without plots"]
+    assert not plots.exists()
+    assert out == translate_file(bottleneck_workdir, tmp_path, b"abc\ncab\n\n") and len(out) == 3
 
 
 # Counts the XLA compilations of the command: backend compiles minus persistent-cache hits (jax 0.10).
