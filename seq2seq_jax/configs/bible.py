@@ -68,9 +68,9 @@ def get_config(setting: str = "cpu") -> ml_collections.ConfigDict:
         c.data.bucket_boundaries = [(24, 24), (32, 32), (40, 40), (48, 48), (64, 64), (112, 96)]
         c.model.embedding_size = c.model.hidden_size = 256
         c.model.attention_size = 128
-        c.train.batch_size, c.train.learning_rate, c.train.warmup_steps = 64, 2e-3, 200
-        c.train.num_steps = 2000
-        c.train.eval_every = c.train.checkpoint_every = 1000
+        c.train.batch_size, c.train.learning_rate, c.train.warmup_steps = 64, 2e-3, 100
+        c.train.num_steps = 1000
+        c.train.eval_every = c.train.checkpoint_every = 500
         c.train.log_every = 50
         c.eval.max_validation_examples = 400
         c.eval.test_beam_size = 5
