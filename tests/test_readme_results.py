@@ -74,3 +74,22 @@ def test_main_replaces_only_the_marked_section_and_refuses_a_study_without_claim
     with pytest.raises(SystemExit):
         readme_results.main([study])
     assert "no report.md and claims.json in" in capsys.readouterr().err
+
+
+def test_a_studys_summary_is_quoted_under_the_claims_as_a_subsection_and_copied(tmp_path, monkeypatch):
+    monkeypatch.setattr(readme_results, "ROOT", str(tmp_path / "repo"))
+    study = write_study(tmp_path, "bible_es_en", "cpu", [LONG])
+    (tmp_path / "bible_es_en" / "summary.md").write_text("## Test scores\n\n| model | BLEU |\n|---|---|\n")
+    other = write_study(tmp_path, "reverse_source", "cpu", [ONE_SEED])  # writes no summary: none quoted
+    text = readme_results.render([study, other])
+    assert "### Test scores (`bible_es_en`)\n\n| model | BLEU |" in text
+    assert text.index("Why not reproduced") < text.index("### Test scores") < text.index("![")
+    assert text.count("### ") == 1
+    assert os.path.exists(tmp_path / "repo" / "docs" / "results" / "bible_es_en" / "summary.md")
+
+
+def test_a_study_already_in_docs_results_is_quoted_where_it_is(tmp_path, monkeypatch):
+    monkeypatch.setattr(readme_results, "ROOT", str(tmp_path / "repo"))
+    study = write_study(tmp_path / "repo" / "docs" / "results", "reverse_source", "cpu", [ONE_SEED])
+    assert "![reverse_source: overall_seq_acc.png](docs/results/reverse_source/plots/overall_seq_acc.png)" in (
+        readme_results.render([study]))
