@@ -4,7 +4,9 @@
         [--checkpoint=best|latest|NAME]
 
 The run's ``config.json`` fixes the dataset, model and decoding settings, and ``vocab/`` its vocabularies;
-``--beam_size`` and ``--length_penalty`` override ``eval.beam_size`` and ``eval.length_penalty``. The
+by default a split is decoded as training decoded it (test with ``eval.test_beam_size`` where set, so the
+training-time ``eval/test.json`` is reproduced); ``--beam_size`` and ``--length_penalty`` override the beam
+and ``eval.length_penalty``. The
 result is written to ``eval/<name>.json`` (metrics overall and by source length, sacrebleu's signatures),
 with the predictions in ``eval/<name>_predictions.tsv``, and that JSON alone is printed on stdout; a
 readable report of it goes to stderr with the log. ``<name>`` is the split when the settings are the run's
@@ -41,9 +43,10 @@ for _name in ("workdir", "checkpoint", "beam_size", "length_penalty"):
 
 def result_name(split: str, eval_config, beam_size: int | None, length_penalty: float | None,
                 checkpoint: str) -> str:
-    """``split``, plus ``_beam<N>`` / ``_lp<A>`` / ``_<checkpoint>`` for each setting that is not the run's own."""
+    """``split``, plus ``_beam<N>`` / ``_lp<A>`` / ``_<checkpoint>`` for each setting that is not the run's own
+    (its beam for ``split``: ``inference.split_beam_size``)."""
     name = split
-    if beam_size is not None and beam_size != eval_config.beam_size:
+    if beam_size is not None and beam_size != inference.split_beam_size(eval_config, split):
         name += f"_beam{beam_size}"
     if length_penalty is not None and length_penalty != eval_config.length_penalty:
         name += f"_lp{length_penalty:g}"
@@ -95,8 +98,7 @@ def main(argv):
     except (FileNotFoundError, checkpointing.CheckpointError) as error:
         cli.fail(str(error))
     eval_config = config.eval.copy_and_resolve_references()
-    if _BEAM_SIZE.value is not None:
-        eval_config.beam_size = _BEAM_SIZE.value
+    eval_config.beam_size = inference.split_beam_size(config.eval, split) if _BEAM_SIZE.value is None else _BEAM_SIZE.value
     if _LENGTH_PENALTY.value is not None:
         eval_config.length_penalty = _LENGTH_PENALTY.value
     with contextlib.redirect_stdout(sys.stderr):  # stdout holds the result alone (TFDS prints to it)

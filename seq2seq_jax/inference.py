@@ -43,6 +43,14 @@ def source_length(source: str, source_ids_length: int, eval_config) -> int:
     return source_ids_length
 
 
+def split_beam_size(eval_config, split: str) -> int:
+    """The beam a run decodes ``split`` with: ``eval.test_beam_size`` (when set) for test, after model
+    selection; ``eval.beam_size`` otherwise."""
+    if split == "test" and eval_config.get("test_beam_size"):
+        return int(eval_config.test_beam_size)
+    return int(eval_config.beam_size)
+
+
 def max_output_length(source_len: int, eval_config) -> int:
     """Longest output for a source of ``source_len`` tokens: ``ratio * source_len + extra``."""
     return int(eval_config.max_output_ratio * source_len + eval_config.max_output_extra)

@@ -534,7 +534,7 @@ def _final_evaluation(config, workdir, state, checkpoints, evaluate, logger, ite
         checkpoints.save(state, iterator.get_state(), {"best": validation[e.best_metric], "best_step": step},
                          best=True)
         checkpoints.wait()
-    test = evaluate("test", params=chosen_params, beam_size=e.test_beam_size or e.beam_size)
+    test = evaluate("test", params=chosen_params, beam_size=inference.split_beam_size(e, "test"))
     results = {"validation": validation, "test": test}
     final = {"step": step, "evaluated_step": chosen_step}
     for split, result in results.items():

@@ -8,6 +8,7 @@ steps at most), to prove what the real command prints on stdout and that it fail
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -84,6 +85,30 @@ def test_evaluate_names_files_of_other_settings_apart(workdir):
     assert evaluate.result_name("test", eval_config, 1, 0.0, "best") == "test"
     assert evaluate.result_name("test", eval_config, 4, None, "best") == "test_beam4"
     assert evaluate.result_name("test", eval_config, 4, 0.6, "latest") == "test_beam4_lp0.6_latest"
+
+
+def test_evaluate_decodes_test_with_the_runs_test_beam_and_keeps_other_beams_apart(workdir, tmp_path):
+    """A run that tests with ``eval.test_beam_size`` (every G2P run) is re-evaluated with that beam under the
+    training-time name; greedy decoding of test is a setting of its own, written apart."""
+    copy = str(tmp_path / "run")
+    shutil.copytree(workdir, copy)
+    with open(os.path.join(copy, "config.json")) as f:
+        config = json.load(f)
+    config["eval"]["test_beam_size"] = 2
+    with open(os.path.join(copy, "config.json"), "w") as f:
+        json.dump(config, f)
+    eval_config = ml_collections.ConfigDict(config["eval"])
+    assert evaluate.result_name("test", eval_config, 2, None, "best") == "test"
+    assert evaluate.result_name("test", eval_config, 1, None, "best") == "test_beam1"
+    assert evaluate.result_name("validation", eval_config, 1, None, "best") == "validation"
+    run(evaluate, f"--workdir={copy}", "--split=test")
+    with open(os.path.join(copy, "eval", "test.json")) as f:
+        assert json.load(f)["beam_size"] == 2
+    run(evaluate, f"--workdir={copy}", "--split=test", "--beam_size=1")
+    with open(os.path.join(copy, "eval", "test_beam1.json")) as f:
+        assert json.load(f)["beam_size"] == 1
+    with open(os.path.join(copy, "eval", "test.json")) as f:
+        assert json.load(f)["beam_size"] == 2  # the run's own result is not overwritten
 
 
 # --- errors ------------------------------------------------------------------------------------------
