@@ -1,4 +1,4 @@
-"""Data parallelism over every device of every process, with JAX's own machinery (DESIGN.md, point 7).
+"""Data parallelism over every device of every process, with JAX's own machinery.
 
 One mesh axis, ``'data'``, spans ``jax.devices()``: each process puts its rows of a batch on its own
 devices (``shard_batch``), parameters are replicated, and a jitted step sees the global batch, so its

@@ -1,11 +1,17 @@
-"""Shared test settings: silent broadcasting fails, every test runs on CPU in float32, no compilation cache."""
+"""Shared test settings: silent broadcasting fails, every test runs on CPU in float32, no compilation cache, no
+dataset prepared outside a temporary directory."""
 
 import os
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # The tools' persistent compilation cache stays off in tests (never the user's ~/.cache); tests of the
 # cache give it a directory of their own.
 os.environ.setdefault("SEQ2SEQ_JAX_CACHE_DIR", "off")
+# Datasets a test prepares without naming a data_dir go to this session's temporary directory (inherited by
+# the subprocesses the tests start), never to the user's ~/.cache/seq2seq_jax.
+_DATA_DIR = tempfile.TemporaryDirectory(prefix="seq2seq_jax_test_data_")
+os.environ["SEQ2SEQ_JAX_DATA_DIR"] = _DATA_DIR.name
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
