@@ -26,8 +26,8 @@ error naming it). The report (`report.md`, `claims.json`, `results.csv`, `plots/
 runs' files only, so `--report_only` rewrites it byte for byte.
 
 Claims: each compares two variants on one quantity, per seed (paired by seed). Over n >= 2 seeds, the
-estimate is the mean difference with a paired-t 95% interval; with one seed, a bootstrap over the test
-examples (for per-example metrics: seq_acc, wer). Verdict: `reproduced` if the interval lies above 0,
+estimate is the mean difference with a paired-t 95% interval; with one seed, a paired bootstrap over the
+test examples both variants were scored on (for per-example metrics: seq_acc, wer). Verdict: `reproduced` if the interval lies above 0,
 `not reproduced` if below, `inconclusive` otherwise.
 """
 
@@ -55,6 +55,7 @@ from experiments import sweep
 from seq2seq_jax import checkpointing
 from seq2seq_jax import inference
 from seq2seq_jax import logger
+from seq2seq_jax import metrics as metrics_lib
 from seq2seq_jax import plotting
 from seq2seq_jax import train
 from seq2seq_jax.configs import default
@@ -62,7 +63,7 @@ from seq2seq_jax.data import vocab as vocab_lib
 
 SETTINGS = ("quick", "cpu", "gpu")
 # Metrics that are an average of a per-example 0/1 outcome: with one seed, their claims are bootstrapped
-# over the test examples.
+# over the test examples (paired: both variants scored on each resample).
 PER_EXAMPLE = ("seq_acc", "wer")
 BOOTSTRAP_SAMPLES = 4000
 
@@ -416,14 +417,15 @@ def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None, int]
 # --- Claims -------------------------------------------------------------------------------------------
 
 
-def claim_estimate(pairs: Sequence[tuple[float, float]], counts: Sequence[tuple[int, int]] | None = None,
-                   *, per_example: bool = False) -> dict:
+def claim_estimate(pairs: Sequence[tuple[float, float]],
+                   outcomes: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> dict:
     """The expected-positive difference `a − b` over seeds: `{estimate, low, high, n, method}`.
 
     `pairs` are `(a, b)` per seed (paired by seed). n >= 2: mean difference, paired-t 95% interval.
-    n = 1 and `per_example` (a mean of 0/1 outcomes over `counts = [(count_a, count_b)]` test examples): a
-    bootstrap over the test examples (fixed seed, so a report regenerates identically). Otherwise the
-    interval is None.
+    n = 1 with `outcomes = [(a_values, b_values)]`, the per-example values both variants' metric averages
+    over the same test examples (in the same order): a paired bootstrap over the examples, each resample
+    scoring both variants on the same examples (fixed seed, so a report regenerates identically). Otherwise
+    the interval is None.
     """
     diffs = [a - b for a, b in pairs]
     n = len(diffs)
@@ -435,15 +437,14 @@ def claim_estimate(pairs: Sequence[tuple[float, float]], counts: Sequence[tuple[
         half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
         return {"estimate": mean, "low": mean - half, "high": mean + half, "n": n, "sd": sd,
                 "method": f"paired t over {n} seeds"}
-    if per_example and counts and min(counts[0]) > 0:
-        (a, b), (count_a, count_b) = pairs[0], counts[0]
+    if outcomes and len(outcomes[0][0]) > 0:
+        per_example = np.asarray(outcomes[0][0], float) - np.asarray(outcomes[0][1], float)  # [examples]
         rng = np.random.default_rng(0)
-        # Resampling a variant's test examples with replacement: its correct count is Binomial(count, mean).
-        boot = (rng.binomial(count_a, min(max(a, 0.0), 1.0), BOOTSTRAP_SAMPLES) / count_a
-                - rng.binomial(count_b, min(max(b, 0.0), 1.0), BOOTSTRAP_SAMPLES) / count_b)
+        boot = np.concatenate([per_example[rng.integers(0, len(per_example), (500, len(per_example)))].mean(1)
+                               for _ in range(BOOTSTRAP_SAMPLES // 500)])  # [BOOTSTRAP_SAMPLES]
         low, high = np.percentile(boot, [2.5, 97.5])
         return {"estimate": mean, "low": float(low), "high": float(high), "n": 1,
-                "method": f"bootstrap over test examples ({count_a} and {count_b}), one seed"}
+                "method": f"paired bootstrap over {len(per_example)} test examples, one seed"}
     return {"estimate": mean, "low": None, "high": None, "n": 1, "method": "one seed, no interval"}
 
 
@@ -497,37 +498,64 @@ def why(c: Mapping, caveat: str = "") -> str:
     return text + (f" {caveat}" if caveat else "")
 
 
-def _claim_value(study_dir: str, result: Mapping, claim: Claim) -> tuple[float, int] | None:
-    """`(value, test examples it averages over)` of `claim.metric` for one run, or None."""
+def _claim_value(study_dir: str, result: Mapping, claim: Claim) -> float | None:
+    """`claim.metric` of one run (of its length bucket, for a bucket claim), or None."""
     if claim.bucket is None:
         value = result["metrics"].get(claim.metric)
-        count = int(result["metrics"].get("test/num_examples", 0))
     else:
-        saved = run_json(study_dir, result, "eval", "test.json") or {}
-        rows = saved.get("by_length", [])
+        rows = (run_json(study_dir, result, "eval", "test.json") or {}).get("by_length", [])
         if not rows or not -len(rows) <= claim.bucket < len(rows):
             return None
-        row = rows[claim.bucket]
-        value, count = row.get(claim.metric.removeprefix("test/")), int(row["count"])
-    return None if not isinstance(value, (int, float)) or not math.isfinite(value) else (float(value), count)
+        value = rows[claim.bucket].get(claim.metric.removeprefix("test/"))
+    return None if not isinstance(value, (int, float)) or not math.isfinite(value) else float(value)
+
+
+def example_outcomes(study_dir: str, result: Mapping, claim: Claim) -> np.ndarray | None:
+    """The per-example values of a `PER_EXAMPLE` claim metric for one run, in test order (of its length
+    bucket, for a bucket claim): 1/0 for a right/wrong sequence (`seq_acc`), 0/1 for `wer`; None if the
+    metric is not per-example or the run kept no predictions."""
+    metric = claim.metric.rpartition("/")[2]
+    workdir = sweep.run_workdir(study_dir, result["run_id"])
+    path = os.path.join(workdir, "eval", "test_predictions.tsv")
+    if metric not in PER_EXAMPLE or not claim.metric.startswith("test/") or not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        rows = [line.split("\t") for line in f.read().split("\n")[1:] if line]
+    _, _, source_vocab, target_vocab = train.load_run(workdir)
+    tokenize = metrics_lib.vocab_tokenizer(target_vocab)
+    right = np.array([metrics_lib.sequence_accuracy([hyp], [refs.split(" | ")], tokenize)
+                      for _, hyp, refs in rows])  # [examples]
+    if claim.bucket is not None:
+        saved, config = run_json(study_dir, result, "eval", "test.json"), run_json(study_dir, result, "config.json")
+        buckets = saved.get("by_length", [])
+        if not -len(buckets) <= claim.bucket < len(buckets):
+            return None
+        lo, hi = buckets[claim.bucket]["lo"], buckets[claim.bucket]["hi"]
+        eval_config = ml_collections.ConfigDict(config["eval"])
+        lengths = np.array([inference.source_length(source, len(source_vocab.encode(source)), eval_config)
+                            for source, _, _ in rows])
+        right = right[(lengths >= lo) & (lengths < hi)]
+    return right if metric == "seq_acc" else 1.0 - right
 
 
 def evaluate_claims(spec: Study, study_dir: str, results: Sequence[Mapping]) -> list[dict]:
     """Each claim's estimate, interval, n and verdict from the finished runs (paired by seed)."""
     out = []
     for claim in spec.claims:
-        values = {}
+        values, runs = {}, {}
         for r in ok_results(results):
             if r["variant"] in (claim.better, claim.worse):
                 value = _claim_value(study_dir, r, claim)
                 if value is not None:
-                    values[(r["variant"], r["seed"])] = value
+                    values[(r["variant"], r["seed"])], runs[(r["variant"], r["seed"])] = value, r
         seeds = sorted({s for v, s in values if (claim.better, s) in values and (claim.worse, s) in values})
         hi, lo = (claim.worse, claim.better) if claim.lower_is_better else (claim.better, claim.worse)
-        pairs = [(values[(hi, s)][0], values[(lo, s)][0]) for s in seeds]
-        counts = [(values[(hi, s)][1], values[(lo, s)][1]) for s in seeds]
-        metric = claim.metric.rpartition("/")[2]
-        stats_ = claim_estimate(pairs, counts, per_example=metric in PER_EXAMPLE)
+        pairs = [(values[(hi, s)], values[(lo, s)]) for s in seeds]
+        outcomes = None
+        if len(seeds) == 1:  # one seed: the examples are what an interval can be drawn from
+            both = [example_outcomes(study_dir, runs[(v, seeds[0])], claim) for v in (hi, lo)]
+            outcomes = [tuple(both)] if all(o is not None for o in both) and len(both[0]) == len(both[1]) else None
+        stats_ = claim_estimate(pairs, outcomes)
         where = "" if claim.bucket is None else f", length bucket {claim.bucket}"
         c = {"claim": claim.text, "quantity": f"{hi} − {lo}: {claim.metric}{where}", **stats_,
              "seeds": seeds, "verdict": verdict(stats_["low"], stats_["high"]) if stats_["n"] else "no data",

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from experiments import study
@@ -139,14 +140,21 @@ def test_claims_over_seeds_get_the_verdict_of_their_paired_t_interval(pairs, ver
     assert study.verdict(stats["low"], stats["high"]) == verdict
 
 
-def test_one_seed_is_bootstrapped_over_test_examples_for_per_example_metrics():
-    clear = study.claim_estimate([(0.9, 0.5)], [(1000, 1000)], per_example=True)
-    assert clear["n"] == 1 and "bootstrap" in clear["method"]
-    assert 0.3 < clear["low"] < 0.4 < clear["high"] < 0.5
-    assert study.verdict(clear["low"], clear["high"]) == "reproduced"
-    few = study.claim_estimate([(0.6, 0.5)], [(20, 20)], per_example=True)  # 20 examples: too few to tell
-    assert study.verdict(few["low"], few["high"]) == "inconclusive"
-    other = study.claim_estimate([(-0.1, -0.5)], [(1000, 1000)], per_example=False)  # no per-example values
+def test_one_seed_is_a_paired_bootstrap_over_the_test_examples_both_variants_were_scored_on():
+    # 1000 test words: b gets 900 right; a gets the same 900 and 20 more. Paired, the difference 0.02 is
+    # clear (each resample scores both on the same words); two independent binomials would give it an
+    # interval of about ±0.026, containing 0.
+    b = np.r_[np.ones(900), np.zeros(100)]
+    a = b.copy()
+    a[900:920] = 1
+    paired = study.claim_estimate([(a.mean(), b.mean())], [(a, b)])
+    assert paired["n"] == 1 and "paired bootstrap over 1000 test examples" in paired["method"]
+    assert paired["estimate"] == pytest.approx(0.02) and 0.008 < paired["low"] < 0.02 < paired["high"] < 0.032
+    assert study.verdict(paired["low"], paired["high"]) == "reproduced"
+    few = study.claim_estimate([(0.6, 0.5)], [(np.r_[np.ones(12), np.zeros(8)], np.r_[np.zeros(8), np.ones(10),
+                                                                                      np.zeros(2)])])
+    assert study.verdict(few["low"], few["high"]) == "inconclusive"  # 20 examples that disagree: too few
+    other = study.claim_estimate([(-0.1, -0.5)])  # no per-example values (e.g. BLEU): no interval
     assert (other["low"], other["high"], study.verdict(other["low"], other["high"])) == (None, None, "inconclusive")
 
 
@@ -357,6 +365,10 @@ def test_study_runs_end_to_end_and_writes_a_complete_report(name, tmp_path):
         assert re.search(rf"^\| `{re.escape(variant.name)}` \| 1 \| 0 \|", report, re.M), variant.name
     assert "## Claims" in report
     assert not [line for line in report.splitlines() if line.startswith("| `") and "±" in line]  # one seed
-    assert len(json.loads((tmp_path / "claims.json").read_text())) == len(spec(name).claims)
+    claims = json.loads((tmp_path / "claims.json").read_text())
+    assert len(claims) == len(spec(name).claims)
+    # One seed of a seq_acc claim: an interval from both variants' predictions on the same test examples.
+    assert all(c["method"].startswith("paired bootstrap over") and c["low"] <= c["estimate"] <= c["high"]
+               for c in claims), claims
     for path in re.findall(r"!\[[^]]*\]\(([^)]+)\)", report):
         assert (tmp_path / path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
