@@ -30,7 +30,7 @@ def copy_report(study_dir: str, out_dir: str) -> list[str]:
         images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", f.read())
     os.makedirs(out_dir, exist_ok=True)
     tables = [f for f in ("results.csv", "summary.md") if os.path.exists(os.path.join(study_dir, f))]
-    if os.path.samefile(study_dir, out_dir):  # a study already in docs/results, e.g. from an earlier session
+    if os.path.exists(out_dir) and os.path.samefile(study_dir, out_dir):  # a study already in docs/results, e.g. from an earlier session
         return images
     for name in ("report.md", "claims.json", *tables, *images):
         os.makedirs(os.path.dirname(os.path.join(out_dir, name)), exist_ok=True)
