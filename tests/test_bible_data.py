@@ -18,6 +18,7 @@ import pytest
 
 from seq2seq_jax.data import datasets
 from seq2seq_jax.data.datasets import bible
+from seq2seq_jax.data.datasets import osis
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 W = '<w lemma="strong:H0430">'  # how the modules open a word: the lemma is dropped with the tag
@@ -31,24 +32,24 @@ def test_a_footnote_goes_with_its_text_and_the_words_around_it_stay_apart():
     raw = (f'{W}In</w> {W}the</w> {W}beginning</w>, {W}God</w><note placement="foot"><reference '
            'type="annotateRef">1:1 </reference>The Hebrew word rendered “God” is “אֱלֹהִ֑ים” (Elohim).'
            f'</note>{W}created</w> {W}the</w> {W}heavens</w> {W}and</w> {W}the</w> {W}earth</w>. ')
-    assert bible.clean_verse(raw) == "In the beginning, God created the heavens and the earth."
+    assert osis.clean_verse(raw) == "In the beginning, God created the heavens and the earth."
 
 
 def test_a_note_before_punctuation_leaves_no_space():
     raw = f'{W}gerahs</w><note type="crossReference">Exod 30:13</note>); half a shekel'
-    assert bible.clean_verse(raw) == "gerahs); half a shekel"
+    assert osis.clean_verse(raw) == "gerahs); half a shekel"
 
 
 def test_word_tags_are_stripped_without_touching_punctuation():
     raw = (f'{W}EN el principio</w> {W}crió</w> {W}Dios</w>: ¿{W}Conque</w> (<transChange type="added">dijo '
            'ella</transChange>) <div eID="gen25" type="x-p"/>')
-    assert bible.clean_verse(raw) == "EN el principio crió Dios: ¿Conque (dijo ella)"
+    assert osis.clean_verse(raw) == "EN el principio crió Dios: ¿Conque (dijo ella)"
 
 
 def test_a_tag_between_two_words_separates_them():
     raw = (f'{W}hay allí</w><transChange type="added">también</transChange>{W}bdelio</w>. '
            f'<q who="Jesus">{W}all righteousness</w>.”</q>{W}Then</w> he')
-    assert bible.clean_verse(raw) == "hay allí también bdelio. all righteousness.” Then he"
+    assert osis.clean_verse(raw) == "hay allí también bdelio. all righteousness.” Then he"
 
 
 def test_poetry_lines_titles_and_milestones_leave_their_text():
@@ -56,39 +57,39 @@ def test_poetry_lines_titles_and_milestones_leave_their_text():
            'A Psalm by David.</title> <lg sID="gen7860"/> <l level="1" sID="gen7861"/><div type="x-milestone" '
            'subType="x-preverse" eID="pv4877"/>Yahweh, how my adversaries have increased!<l eID="gen7861" '
            'level="1"/> <l level="2" sID="gen7862"/>Many rise up against me. <l eID="gen7862" level="2"/>')
-    assert bible.clean_verse(raw) == ("A Psalm by David. Yahweh, how my adversaries have increased! "
+    assert osis.clean_verse(raw) == ("A Psalm by David. Yahweh, how my adversaries have increased! "
                                       "Many rise up against me.")
 
 
 def test_a_speaker_label_is_not_part_of_the_verse():
     raw = '<speaker>Beloved</speaker> <lg sID="g1"/> <l level="1" sID="g2"/>Let him kiss me'
-    assert bible.clean_verse(raw) == "Let him kiss me"
+    assert osis.clean_verse(raw) == "Let him kiss me"
 
 
 def test_the_text_after_a_books_end_is_dropped():
     # The WEB's Rev 22:21 continues with its whole glossary.
     raw = ('saints. Amen. <chapter eID="Rev.22"/> <div canonical="true" eID="gen35575" osisID="Rev" type="book"/> '
            '<div sID="gen35837" type="glossary"/> <title level="1" type="main">World English Bible Glossary</title>')
-    assert bible.clean_verse(raw) == "saints. Amen."
+    assert osis.clean_verse(raw) == "saints. Amen."
 
 
 def test_entities_are_unescaped_and_whitespace_normalised():
     raw = f'  {W}Salt</w> &amp;\n\t{W}light</w> &lt;sic&gt;   , {W}end</w>  ?  '
-    assert bible.clean_verse(raw) == "Salt & light <sic>, end?"
+    assert osis.clean_verse(raw) == "Salt & light <sic>, end?"
 
 
 def test_spanish_enclitic_pronouns_join_the_verb_they_follow():
     raw = (f'{W}sáca</w><transChange type="added">lo</transChange> {W}de</w> aquí; {W}Y no</w>'
            f'<transChange type="added">lo</transChange>{W}hizo saber</w>; {W}di</w><transChange type="added">'
            'les</transChange>: paz')
-    assert bible.clean_verse(raw, "es") == "sácalo de aquí; Y no lo hizo saber; diles: paz"
-    assert bible.clean_verse(raw, "en") == "sáca lo de aquí; Y no lo hizo saber; di les: paz"
+    assert osis.clean_verse(raw, "es") == "sácalo de aquí; Y no lo hizo saber; diles: paz"
+    assert osis.clean_verse(raw, "en") == "sáca lo de aquí; Y no lo hizo saber; di les: paz"
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The capitals opening a chapter.
 
-COUNTS = bible.mid_sentence_counts([
+COUNTS = osis.mid_sentence_counts([
     "y aconteció que Abraham vino, y Abraham dijo: y aconteció que",  # "aconteció" and "Abraham" mid-sentence
     "le dijo á ti, y á ti",
 ])
@@ -104,19 +105,19 @@ COUNTS = bible.mid_sentence_counts([
     ("Y el ángel subió", "Y el ángel subió"),  # no capitals: nothing to do
 ])
 def test_a_chapters_opening_capitals_are_written_in_ordinary_case(text, expected):
-    assert bible.recase_opening(text, COUNTS) == expected
+    assert osis.recase_opening(text, COUNTS) == expected
 
 
 def test_only_a_chapters_first_verse_is_recased():
     raw = {("Exod", 3, 1): "Y APACENTANDO Moisés", ("Exod", 3, 14): "respondió Dios: YO SOY EL QUE SOY"}
-    assert bible.clean_module(raw, "es") == {("Exod", 3, 1): "Y apacentando Moisés",
+    assert osis.clean_module(raw, "es") == {("Exod", 3, 1): "Y apacentando Moisés",
                                             ("Exod", 3, 14): "respondió Dios: YO SOY EL QUE SOY"}
 
 
 def test_a_letters_subscription_is_dropped_from_its_last_verse_only():
     raw = {("Eph", 6, 23): "Paz sea á los hermanos. Amén. Escrita de Roma.",
            ("Eph", 6, 24): "La gracia sea con todos. Amén. Escrita de Roma á los Efesios por Tichîco."}
-    assert bible.clean_module(raw, "es") == {("Eph", 6, 23): "Paz sea á los hermanos. Amén. Escrita de Roma.",
+    assert osis.clean_module(raw, "es") == {("Eph", 6, 23): "Paz sea á los hermanos. Amén. Escrita de Roma.",
                                             ("Eph", 6, 24): "La gracia sea con todos. Amén."}
 
 
@@ -364,7 +365,7 @@ def test_real_splits_hold_whole_chapters(real):
     builder, splits, _ = real
     config = builder.builder_config
     modules = bible.open_modules(config.name, [config.source_module, config.target_module], bible.DEFAULT_SWORD_DIR)
-    texts = [bible.clean_module(bible.read_module(b), conf.get("lang")) for b, conf in modules.values()]
+    texts = [osis.clean_module(bible.read_module(b), conf.get("lang")) for b, conf in modules.values()]
     pairs, dropped = bible.align_and_filter(*texts, max_words=config.max_words, max_ratio=config.max_ratio,
                                             ratio_min_words=config.ratio_min_words, exclude=config.exclude)
     if documented_versions():
