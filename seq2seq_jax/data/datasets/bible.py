@@ -10,8 +10,8 @@ Pairs: one per verse reference (book, chapter, verse) of the source module's ver
 module's also has (RV1909: KJV versification, all 31,102 verses of the 66 books; WEB: NRSVA, whose
 deuterocanonical books the RV1909 lacks).
 
-X
-own cleaning glues the words around a footnote: "Godcreated"):
+Cleaning, per verse (`osis.py`: `clean_verse`, `recase_opening`, `drop_subscription`), from the raw OSIS
+markup (pysword's own cleaning glues the words around a footnote: "Godcreated"):
   - the text after a book's closing milestone is dropped (the WEB's Rev 22:21 holds its 3,000-word glossary);
   - `<note>` (footnotes, cross-references) and `<speaker>` (Song of Songs' "Beloved") go with their content;
   - every other tag (`<w lemma=...>`, `<transChange>`, `<q>`, `<l/>`, `<div/>`, `<title>` of a psalm, whose
