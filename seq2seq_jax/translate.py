@@ -123,22 +123,6 @@ def output_rows(number: int, translation: inference.Translation, nbest: bool) ->
 
 
 @contextlib.contextmanager
-def open_output(path: str):
-    """stdout for '-'; else ``path.tmp``, renamed to ``path`` only if the block ends without error."""
-    if path == "-":
-        yield sys.stdout
-        return
-    tmp = f"{path}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            yield f
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-@contextlib.contextmanager
 def open_input(path: str):
     """The file descriptor of ``path`` ('-': stdin), and whether it is a regular file."""
     if path == "-":
@@ -149,13 +133,6 @@ def open_input(path: str):
         cli.fail(f"input file {path!r} does not exist" if not os.path.exists(path) else f"input {path!r} is not a file")
     with open(path, "rb") as f:
         yield f.fileno(), True
-
-
-def written_over(output: str, path: str) -> str | None:
-    """Which file that writing ``output`` writes (``output``, or first ``output.tmp``) is the existing file
-    ``path``, however either is spelt (``os.path.samefile``: links, ``..``, a hard link); None if neither."""
-    return next((p for p in (output, f"{output}.tmp")
-                 if os.path.exists(p) and os.path.exists(path) and os.path.samefile(p, path)), None)
 
 
 def file_in_the_way(folder: str) -> str | None:
@@ -178,7 +155,7 @@ def main(argv):
         cli.fail(f"the folder of --output={output!r} does not exist")
     if output != "-" and os.path.isdir(output):
         cli.fail(f"--output={output!r} is a folder")
-    if output != "-" and _INPUT.value != "-" and (written := written_over(output, _INPUT.value)):
+    if output != "-" and _INPUT.value != "-" and (written := cli.written_over(output, _INPUT.value)):
         cli.fail(f"--input={_INPUT.value!r} and --output={output!r} are the same file: the translation would "
                  "replace its source; write it to another file" if written == output else f"--input="
                  f"{_INPUT.value!r} is {written!r}, the temporary file of --output: rename it or write elsewhere")
@@ -206,7 +183,7 @@ def main(argv):
         reader, number = LineReader(fd), 0
         progress = tqdm.tqdm(unit=" lines", disable=not is_file, file=sys.stderr)
         try:
-            with open_output(output) as out:
+            with cli.open_output(output) as out:
                 while raw_lines := reader.next_lines(CHUNK_BATCHES * _BATCH_SIZE.value):
                     lines = [decode_line(raw, number + k + 1) for k, raw in enumerate(raw_lines)]
                     if number == 0 and lines[0].startswith("\ufeff"):

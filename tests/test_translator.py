@@ -257,3 +257,63 @@ def test_a_run_defaults_to_its_test_beam_and_reads_the_checkpoint_asked_for(tiny
     assert translator.max_source_len == config.data.max_source_length
     with pytest.raises(FileNotFoundError, match="no checkpoint .no_such_average."):
         seq2seq_jax.Translator.from_workdir(tiny_workdir, checkpoint="no_such_average")
+
+
+# --- python -m seq2seq_jax.score ------------------------------------------------------------------
+
+
+@pytest.fixture
+def score_cli():
+    """``score.main`` as ``app.run`` calls it, flags parsed first; FLAGS left as the test found it."""
+    from seq2seq_jax import score  # noqa: PLC0415 - defines its flags on import
+
+    was_parsed = flags.FLAGS.is_parsed()
+    flags.FLAGS.unparse_flags()
+    yield lambda *args: score.main(flags.FLAGS(["score", *args]))
+    flags.FLAGS.unparse_flags()
+    if was_parsed:
+        flags.FLAGS.mark_as_parsed()
+
+
+@pytest.mark.slow
+def test_the_score_command_writes_one_json_row_per_pair_and_the_overall_perplexity(tiny_workdir, tmp_path,
+                                                                                     score_cli, capsys):
+    sources, targets = ["abc", "", "hello", "ba"], ["cba", "", "olleh", "x"]
+    (tmp_path / "src.txt").write_text("\n".join(sources) + "\n")
+    (tmp_path / "tgt.txt").write_bytes(("\r\n".join(targets)).encode())  # CRLF, no final newline
+    score_cli(f"--workdir={tiny_workdir}", f"--source={tmp_path / 'src.txt'}", f"--target={tmp_path / 'tgt.txt'}",
+              f"--output={tmp_path / 'scores.jsonl'}")
+    rows = [json.loads(line) for line in (tmp_path / "scores.jsonl").read_text().splitlines()]
+    want = seq2seq_jax.Translator.from_workdir(tiny_workdir).score(sources, targets)
+    assert [sorted(r) for r in rows] == [["logprob", "perplexity", "tokens"]] * 4
+    assert [r["tokens"] for r in rows] == [w["tokens"] for w in want] == [4, 1, 6, 2]
+    np.testing.assert_allclose([r["logprob"] for r in rows], [w["logprob"] for w in want], rtol=1e-6)
+    overall = math.exp(-sum(r["logprob"] for r in rows) / sum(r["tokens"] for r in rows))
+    summary = capsys.readouterr().err.strip().splitlines()[-1]
+    assert summary.startswith("4 pairs, 13 target tokens (</s> included): log-probability ")
+    assert summary.endswith(f", perplexity {overall:.4f}")
+
+
+@pytest.mark.slow
+def test_the_score_command_refuses_bad_requests_in_one_line(tiny_workdir, tmp_path, score_cli):
+    (tmp_path / "src.txt").write_text("abc\ncab\n")
+    (tmp_path / "tgt.txt").write_text("cba\n")
+    (tmp_path / "empty.txt").write_text("")
+
+    def fails_with(*args) -> str:
+        with pytest.raises(SystemExit) as exit_info:
+            score_cli(f"--workdir={tiny_workdir}", *args)
+        message = str(exit_info.value.code)
+        assert message.startswith("error: ") and "\n" not in message
+        return message
+
+    assert fails_with(f"--source={tmp_path / 'src.txt'}", f"--target={tmp_path / 'tgt.txt'}") == (
+        f"error: --source={str(tmp_path / 'src.txt')!r} has 2 lines but --target={str(tmp_path / 'tgt.txt')!r} "
+        "has 1: each line of one is scored against the same line of the other")
+    assert "does not exist" in fails_with(f"--source={tmp_path / 'nope.txt'}", f"--target={tmp_path / 'tgt.txt'}")
+    assert "the folder of --output" in fails_with(f"--source={tmp_path / 'src.txt'}", f"--target={tmp_path / 'src.txt'}",
+                                                   f"--output={tmp_path / 'no' / 'out.jsonl'}")
+    assert "same file" in fails_with(f"--source={tmp_path / 'src.txt'}", f"--target={tmp_path / 'src.txt'}",
+                                     f"--output={tmp_path / 'src.txt'}")
+    assert "no pair to score" in fails_with(f"--source={tmp_path / 'empty.txt'}", f"--target={tmp_path / 'empty.txt'}")
+    assert sorted(os.listdir(tmp_path)) == ["empty.txt", "src.txt", "tgt.txt"]
