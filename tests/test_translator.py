@@ -259,6 +259,28 @@ def test_a_run_defaults_to_its_test_beam_and_reads_the_checkpoint_asked_for(tiny
         seq2seq_jax.Translator.from_workdir(tiny_workdir, checkpoint="no_such_average")
 
 
+def readme_block(marker: str) -> str:
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    block, = [b for b in blocks if marker in b]
+    return block
+
+
+@pytest.mark.slow
+def test_the_readmes_python_example_runs_on_a_trained_run(tiny_workdir):
+    code = readme_block("Translator.from_workdir")
+    line = 'workdir = "runs/tiny"'
+    assert code.count(line) == 1
+    namespace = {}
+    exec(compile(code.replace(line, f"workdir = {tiny_workdir!r}"), "README.md", "exec"), namespace)
+    sources = namespace["sources"]
+    assert len(namespace["hypotheses"]) == len(sources) and all(isinstance(h, str) for h in namespace["hypotheses"])
+    assert [len(b) for b in namespace["best"]] == [3] * len(sources)
+    assert [set(row) for row in namespace["scores"]] == [{"logprob", "tokens", "perplexity"}] * len(sources)
+    attention = namespace["attention"]
+    assert attention.weights.shape == (len(attention.target_tokens), 3) and attention.source_tokens == ["a", "b", "c"]
+
+
+
 # --- python -m seq2seq_jax.score ------------------------------------------------------------------
 
 
