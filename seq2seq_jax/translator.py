@@ -190,9 +190,6 @@ class Translator:
 
     # --- Teacher forcing -----------------------------------------------------------------------------
 
-    def _source_ids(self, source: str) -> list[int]:
-        return self.source_vocab.encode(source)[: self.max_source_len]
-
     def _teacher_forced(self, source_ids, target_ids, *, attention: bool) -> list[np.ndarray]:
         """Per pair, the teacher-forced log-probability (a float32 scalar) or attention weights
         ``[len(target_ids), len(source_ids)]``: pairs sorted by their padded widths and run in batches of
@@ -258,12 +255,13 @@ class Translator:
         (the bottleneck decoder) or an empty source (nothing to attend to)."""
         self._check_attention()
         for name, text in (("source", source), ("target", target)):
-            if text is not None and not isinstance(text, str):
+            if not isinstance(text, str) and (name == "source" or text is not None):
                 raise ValueError(f"{name} must be a string, got {type(text).__name__}")
-        if not source:
-            raise ValueError("source is empty: there is nothing to attend to")
-        source_ids = self._source_ids(source)
-        self._warn_cut([len(self.source_vocab.encode(source)) > self.max_source_len])
+        encoded = self.source_vocab.encode(source)
+        if not encoded:
+            raise ValueError(f"source {source!r} has no token: there is nothing to attend to")
+        self._warn_cut([len(encoded) > self.max_source_len])
+        source_ids = encoded[: self.max_source_len]
         if target is None:
             translation, = self.translations([source], with_attention=True)
             target, target_ids, weights = translation.hypotheses[0], translation.target_ids[0], translation.attention
