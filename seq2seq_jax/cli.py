@@ -1,4 +1,4 @@
-"""What the command-line tools (``main``, ``evaluate``, ``translate``) share.
+"""What the command-line tools (``main``, ``evaluate``, ``translate``, ``score``, ``average``) share.
 
 * Flags more than one tool takes (``--workdir``, ``--checkpoint``, ``--beam_size``, ``--length_penalty``,
   ``--output``) are defined here, once, on ``absl.flags.FLAGS``: absl refuses a flag name defined by two modules, and
@@ -12,10 +12,14 @@
 * ``quiet_libraries`` drops orbax's INFO chatter (a dozen lines per checkpoint read or write) from the
   absl log; its warnings and errors still show, except its reports of a full disk (a traceback per writer
   thread), which the tool reports in one line (``checkpointing.DiskFullError``); ``--verbosity=1`` shows them.
+* ``open_output`` writes a tool's output file (``translate``, ``score``) to ``OUTPUT.tmp`` first and renames
+  it at the end, so a failed run leaves an existing output as it was; ``written_over`` tells whether that
+  would write over one of the tool's input files.
 * ``enable_compilation_cache`` turns on JAX's persistent compilation cache, so a second command on the
   same shapes (a translate after another, the runs of a sweep) loads its programs instead of compiling.
 """
 
+import contextlib
 import logging as std_logging
 import os
 import sys
@@ -49,7 +53,8 @@ def checkpoint_flag() -> flags.FlagHolder:
 
 def output_flag() -> flags.FlagHolder:
     return _once("output", lambda: flags.DEFINE_string(
-        "output", None, "translate: the file for the translations, one per line (default, or '-': stdout); "
+        "output", None, "translate: the file for the translations, one per line (default, or '-': stdout); score: the "
+        "file for the JSON rows of scores (default, or '-': stdout); "
         "average: the name of the new checkpoint, written to <workdir>/<output> (default: 'averaged')."))
 
 
@@ -62,6 +67,29 @@ def length_penalty_flag() -> flags.FlagHolder:
     return _once("length_penalty", lambda: flags.DEFINE_float(
         "length_penalty", None, "GNMT length-penalty alpha of beam search; default: the run's eval.length_penalty.",
         lower_bound=0.0))
+
+
+@contextlib.contextmanager
+def open_output(path: str):
+    """stdout for '-'; else ``path.tmp``, renamed to ``path`` only if the block ends without error."""
+    if path == "-":
+        yield sys.stdout
+        return
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            yield f
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def written_over(output: str, path: str) -> str | None:
+    """Which file that writing ``output`` writes (``output``, or first ``output.tmp``) is the existing file
+    ``path``, however either is spelt (``os.path.samefile``: links, ``..``, a hard link); None if neither."""
+    return next((p for p in (output, f"{output}.tmp")
+                 if os.path.exists(p) and os.path.exists(path) and os.path.samefile(p, path)), None)
 
 
 def require(*holders: flags.FlagHolder) -> None:

@@ -29,6 +29,10 @@ existing output as it was. ``--attention_plots=DIR`` draws ``DIR/0000.png``, ``D
 (numbered by input line from 0): the weights of the best hypothesis, source tokens along the top and
 output tokens (``</s>`` included) down the side; an empty line has none (logged). A run with the
 bottleneck decoder has no attention to draw: it is translated as asked, with one warning and no plots.
+
+The run is read and decoded through a ``seq2seq_jax.Translator`` (``translator.py``), the same from Python;
+this command keeps the run's ``eval.beam_size`` as its default beam, where a ``Translator`` defaults to the
+test-time beam (``eval.test_beam_size`` when set).
 """
 
 import contextlib
@@ -44,11 +48,9 @@ from seq2seq_jax import checkpointing
 from seq2seq_jax import cli
 from seq2seq_jax import inference
 from seq2seq_jax import plotting
-from seq2seq_jax import train
 from seq2seq_jax.data.vocab import UNK
+from seq2seq_jax.translator import DEFAULT_MAX_SOURCE_LENGTH, Translator, max_source_length  # noqa: F401
 
-# Longest source decoded for a run that set no data.max_source_length: bounds a line's memory and time.
-DEFAULT_MAX_SOURCE_LENGTH = 512
 CHUNK_BATCHES = 64  # lines read at once = CHUNK_BATCHES * batch_size: sorted by length together
 
 _WORKDIR = cli.workdir_flag()
@@ -121,22 +123,6 @@ def output_rows(number: int, translation: inference.Translation, nbest: bool) ->
 
 
 @contextlib.contextmanager
-def open_output(path: str):
-    """stdout for '-'; else ``path.tmp``, renamed to ``path`` only if the block ends without error."""
-    if path == "-":
-        yield sys.stdout
-        return
-    tmp = f"{path}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            yield f
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-@contextlib.contextmanager
 def open_input(path: str):
     """The file descriptor of ``path`` ('-': stdin), and whether it is a regular file."""
     if path == "-":
@@ -149,13 +135,6 @@ def open_input(path: str):
         yield f.fileno(), True
 
 
-def written_over(output: str, path: str) -> str | None:
-    """Which file that writing ``output`` writes (``output``, or first ``output.tmp``) is the existing file
-    ``path``, however either is spelt (``os.path.samefile``: links, ``..``, a hard link); None if neither."""
-    return next((p for p in (output, f"{output}.tmp")
-                 if os.path.exists(p) and os.path.exists(path) and os.path.samefile(p, path)), None)
-
-
 def file_in_the_way(folder: str) -> str | None:
     """The file (not a folder) at ``folder`` or at the nearest of its parents that exists, which keeps
     ``folder`` from being made; None if there is none."""
@@ -163,14 +142,6 @@ def file_in_the_way(folder: str) -> str | None:
     while not os.path.lexists(path):
         path = os.path.dirname(path)
     return None if os.path.isdir(path) else path
-
-
-def max_source_length(config) -> tuple[int, str]:
-    """Longest source decoded, and where it comes from: the run's ``data.max_source_length``, else
-    `DEFAULT_MAX_SOURCE_LENGTH`."""
-    if config.data.get("max_source_length"):
-        return config.data.max_source_length, "the run's data.max_source_length"
-    return DEFAULT_MAX_SOURCE_LENGTH, "translate's default for a run without data.max_source_length"
 
 
 def main(argv):
@@ -184,7 +155,7 @@ def main(argv):
         cli.fail(f"the folder of --output={output!r} does not exist")
     if output != "-" and os.path.isdir(output):
         cli.fail(f"--output={output!r} is a folder")
-    if output != "-" and _INPUT.value != "-" and (written := written_over(output, _INPUT.value)):
+    if output != "-" and _INPUT.value != "-" and (written := cli.written_over(output, _INPUT.value)):
         cli.fail(f"--input={_INPUT.value!r} and --output={output!r} are the same file: the translation would "
                  "replace its source; write it to another file" if written == output else f"--input="
                  f"{_INPUT.value!r} is {written!r}, the temporary file of --output: rename it or write elsewhere")
@@ -193,13 +164,16 @@ def main(argv):
                  f"--attention_plots={plots!r} cannot be a folder: {blocker!r} is a file")
     with open_input(_INPUT.value) as (fd, is_file):
         try:
-            config, model, params, source_vocab, target_vocab = train.load_trained(_WORKDIR.value, _CHECKPOINT.value)
+            translator = Translator.from_workdir(_WORKDIR.value, _CHECKPOINT.value, length_penalty=_LENGTH_PENALTY.value,
+                                                 batch_size=_BATCH_SIZE.value)
         except (FileNotFoundError, checkpointing.CheckpointError) as error:
             cli.fail(str(error))
+        config = translator.config
         if plots is not None and config.model.decoder == "bottleneck":  # its attention weights are all 0
             logging.warning("--attention_plots: the run in %s has a bottleneck decoder, which has no attention; "
                             "translating without plots", _WORKDIR.value)
             plots = None
+        # The run's validation beam, as ever (a Translator's own default is its test-time beam).
         beam_size = config.eval.beam_size if _BEAM_SIZE.value is None else _BEAM_SIZE.value
         if nbest is not None and nbest > beam_size:
             cli.fail(f"--nbest={nbest} needs a beam at least as wide: --beam_size={beam_size}")
@@ -209,19 +183,18 @@ def main(argv):
         reader, number = LineReader(fd), 0
         progress = tqdm.tqdm(unit=" lines", disable=not is_file, file=sys.stderr)
         try:
-            with open_output(output) as out:
+            with cli.open_output(output) as out:
                 while raw_lines := reader.next_lines(CHUNK_BATCHES * _BATCH_SIZE.value):
                     lines = [decode_line(raw, number + k + 1) for k, raw in enumerate(raw_lines)]
                     if number == 0 and lines[0].startswith("\ufeff"):
                         lines[0] = lines[0][1:]  # a byte-order mark is not text
-                    translations = inference.translate_lines(
-                        model, params, source_vocab, target_vocab, lines, config.eval, batch_size=_BATCH_SIZE.value,
-                        beam_size=beam_size, alpha=_LENGTH_PENALTY.value, max_len=_MAX_LENGTH.value, nbest=nbest,
-                        with_attention=plots is not None, max_source_len=limit)
+                    translations = translator.translations(lines, nbest=nbest, with_attention=plots is not None,
+                                                           beam_size=beam_size, max_len=_MAX_LENGTH.value)
                     for k, (line, translation) in enumerate(zip(lines, translations)):
                         _report(number + k + 1, translation, limit, limit_origin)
                         if plots is not None:
-                            _plot(plots, number + k, line, translation, source_vocab, target_vocab)
+                            _plot(plots, number + k, line, translation, translator.source_vocab,
+                                  translator.target_vocab)
                     out.write("".join(output_rows(number + k + 1, t, bool(nbest)) for k, t in enumerate(translations)))
                     out.flush()
                     number += len(lines)
