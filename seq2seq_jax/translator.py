@@ -3,8 +3,8 @@
     from seq2seq_jax import Translator
 
     translator = Translator.from_workdir("runs/tiny")          # config, model, parameters, vocabularies
-    translator.translate(["abc", "hello"])                      # ['cba', 'olleh']
-    translator.nbest(["abc"], 3)                                # [[('cba', -0.01), ('cb', -2.3), ...]]
+    translator.translate(["abc", "hello"])                      # e.g. ['cba', 'olleh']
+    translator.nbest(["abc"], 3)                                # e.g. [[('cba', -0.01), ('cb', -2.3), ...]]
     translator.score(["abc"], ["cba"])                          # [{'logprob': ..., 'tokens': 4, 'perplexity': ...}]
     translator.attention("abc")                                 # weights [target_len, source_len] and labels
 
