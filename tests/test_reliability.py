@@ -235,9 +235,12 @@ def test_unreadable_latest_checkpoint_falls_back_to_the_previous_one_and_is_kept
 
 def training_command_fails(workdir, **overrides) -> str:
     """The message ``python -m seq2seq_jax.main`` with ``--config.<key>=<value>`` ``overrides`` of the tiny
-    config ends with, run in this process (each override once a process: config_flags defines it as a flag)."""
+    config ends with, run in this process. config_flags defines each override as a flag of the process's
+    FLAGS when it parses it, so the ones an earlier in-process run defined are removed first."""
     argv = ["main", f"--config={REPO}/seq2seq_jax/configs/tiny.py", f"--workdir={workdir}",
             *[f"--config.{k}={v}" for k, v in overrides.items()]]
+    for name in [name for name in flags.FLAGS if name.startswith("config.")]:
+        delattr(flags.FLAGS, name)
     was_parsed = flags.FLAGS.is_parsed()
     flags.FLAGS.unparse_flags()
     try:
