@@ -13,9 +13,9 @@ from seq2seq_jax.configs import default
 
 def machine() -> dict:
     """What the numbers were measured on (the study runs' ``machine/...`` fields, plus Python and torch)."""
-    from experiments import study  # heavy (plotting); the timed workers skip it
+    from seq2seq_jax import logger  # noqa: PLC0415 - the timed workers skip it
 
-    info = {key.split("/", 1)[1]: value for key, value in study.machine().items()}
+    info = logger.machine()
     try:
         torch_version = importlib.metadata.version("torch")  # optional extra 'bench'
     except importlib.metadata.PackageNotFoundError:

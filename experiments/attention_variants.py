@@ -5,6 +5,7 @@
     python -m experiments.attention_variants --help           # the question, settings and claims
 """
 
+from experiments import claims
 from experiments import study
 from experiments import sweep
 
@@ -36,7 +37,7 @@ encoder). Task: English number names -> digits (`seq2seq_jax/configs/number_digi
         "gpu": study.Setting(3, note="character sources, LSTM 256, 20k steps"),
     },
     claims=[
-        study.Claim("Input feeding helps additive attention (test seq_acc)", better="additive_feed",
+        claims.Claim("Input feeding helps additive attention (test seq_acc)", better="additive_feed",
                     worse="additive", metric="test/seq_acc",
                     paper="Luong et al. 2015, table 1: +1.3 BLEU from input feeding (WMT'14 en→de)",
                     caveat="Luong et al. measured it on WMT'14 with 4-layer LSTMs trained for 10-12 epochs, with "

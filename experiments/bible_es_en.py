@@ -13,6 +13,8 @@ import statistics
 
 import jax
 
+from experiments import claims
+from experiments import report
 from experiments import study
 from experiments import sweep
 from seq2seq_jax import metrics as metrics_lib
@@ -80,7 +82,7 @@ def _mean_sd(values) -> str:
 
 def summary(study_dir: str, results: list) -> str:
     """The models' test BLEU and chrF over seeds, and three test verses translated by both (lowest seed)."""
-    groups = study.by_variant(results)
+    groups = sweep.by_variant(results)
     rows = [[f"`{variant}`", len(rs), _mean_sd([r["metrics"]["test/bleu"] for r in rs]),
              _mean_sd([r["metrics"]["test/chrf"] for r in rs]),
              _mean_sd([r["metrics"]["test/bleu_30plus_words"] for r in rs if "test/bleu_30plus_words" in r["metrics"]]),
@@ -89,7 +91,7 @@ def summary(study_dir: str, results: list) -> str:
     lines = ["## Test scores and example translations", "",
              "Test BLEU and chrF (sacrebleu, detokenised output against the raw references; beam "
              "`eval.test_beam_size`), mean ± sd over seeds:", "",
-             sweep.markdown_table(["model", "seeds", "BLEU", "chrF", "BLEU, sources ≥ 30 words", "parameters"], rows)]
+             report.markdown_table(["model", "seeds", "BLEU", "chrF", "BLEU, sources ≥ 30 words", "parameters"], rows)]
     first = {variant: min(rs, key=lambda r: r["seed"]) for variant, rs in groups.items()}
     if not first:
         return "\n".join(lines)
@@ -135,11 +137,11 @@ output against the raw references; lengths are source words, in buckets of ten a
         "gpu": study.Setting(3, note="Bahdanau's size: embedding 620, hidden 1000, beam 12"),
     },
     claims=[
-        study.Claim("Attention beats the fixed vector on long verses (test BLEU, sources of 30 words or more)",
+        claims.Claim("Attention beats the fixed vector on long verses (test BLEU, sources of 30 words or more)",
                     better="attention", worse="bottleneck", metric="test/bleu_30plus_words",
                     paper="Bahdanau et al. 2014, fig. 2: past ~30 words RNNencdec-50 falls under 10 BLEU while "
                           "RNNsearch-50 stays above 20 (WMT'14 en→fr)"),
-        study.Claim("The fixed vector loses more BLEU than attention from 10–19-word to 30+-word verses "
+        claims.Claim("The fixed vector loses more BLEU than attention from 10–19-word to 30+-word verses "
                     "(test BLEU drop)",
                     better="attention", worse="bottleneck", metric="test/bleu_drop_10_19_to_30plus",
                     lower_is_better=True,
@@ -147,7 +149,7 @@ output against the raw references; lengths are source words, in buckets of ten a
                           "RNNsearch-50's stays flat",
                     caveat="A fixed-vector model that has not yet learnt to translate short verses cannot lose "
                            "much on long ones: compare its BLEU on 10–19-word verses in the tables."),
-        study.Claim("Attention beats the fixed vector overall (test BLEU)",
+        claims.Claim("Attention beats the fixed vector overall (test BLEU)",
                     better="attention", worse="bottleneck", metric="test/bleu",
                     paper="Bahdanau et al. 2014, table 1: RNNsearch-50 26.75 vs RNNencdec-50 17.82 BLEU"),
     ],

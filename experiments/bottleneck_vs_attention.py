@@ -6,6 +6,7 @@
     python -m experiments.bottleneck_vs_attention --help            # the question, settings and claims
 """
 
+from experiments import claims
 from experiments import study
 from experiments import sweep
 
@@ -38,11 +39,11 @@ must keep to the end of the sentence.
         "gpu": study.Setting(3, note="character sources, LSTM 256, 20k steps"),
     },
     claims=[
-        study.Claim("Attention beats the fixed vector on the longest sources (test seq_acc, longest bucket)",
+        claims.Claim("Attention beats the fixed vector on the longest sources (test seq_acc, longest bucket)",
                     better="attention", worse="bottleneck", metric="test/seq_acc", bucket=-1,
                     paper="Bahdanau et al. 2014, table 1: RNNsearch-50 26.75 vs RNNencdec-50 17.82 BLEU (WMT'14 "
                           "en→fr); fig. 2: the gap grows with sentence length"),
-        study.Claim("Attention beats the fixed vector overall (test seq_acc)",
+        claims.Claim("Attention beats the fixed vector overall (test seq_acc)",
                     better="attention", worse="bottleneck", metric="test/seq_acc"),
     ],
     length_metrics=("seq_acc", "chrf"),

@@ -5,6 +5,7 @@
     python -m experiments.cell_ablation --help           # the question, settings and claims
 """
 
+from experiments import claims
 from experiments import study
 from experiments import sweep
 
@@ -34,11 +35,11 @@ run that diverges (non-finite loss) is reported as failed, with its error, and t
         "gpu": study.Setting(3, note="character sources (3-110 steps), LSTM 256, 20k steps"),
     },
     claims=[
-        study.Claim("A GRU carries long sources through the fixed vector better than a vanilla RNN "
+        claims.Claim("A GRU carries long sources through the fixed vector better than a vanilla RNN "
                     "(test seq_acc, longest bucket)", better="gru_bottleneck", worse="rnn_bottleneck",
                     metric="test/seq_acc", bucket=-1,
                     paper="Bengio et al. 1994; Hochreiter & Schmidhuber 1997 (qualitative)"),
-        study.Claim("An LSTM carries long sources through the fixed vector better than a vanilla RNN "
+        claims.Claim("An LSTM carries long sources through the fixed vector better than a vanilla RNN "
                     "(test seq_acc, longest bucket)", better="lstm_bottleneck", worse="rnn_bottleneck",
                     metric="test/seq_acc", bucket=-1,
                     paper="Bengio et al. 1994; Hochreiter & Schmidhuber 1997 (qualitative)"),

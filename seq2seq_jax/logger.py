@@ -11,6 +11,7 @@ import importlib.metadata
 import json
 import math
 import os
+import platform
 import socket
 import subprocess
 import sys
@@ -60,6 +61,13 @@ def git_commit(directory: str) -> dict:
         return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
     except (OSError, subprocess.SubprocessError):
         return {}
+
+
+def machine() -> dict:
+    """What this process runs on, as strings and numbers (studies record them per run as ``machine/<key>``;
+    the benchmarks beside their timings)."""
+    return {"platform": platform.platform(), "cpu_count": os.cpu_count() or 0, "jax_backend": jax.default_backend(),
+            "device": jax.devices()[0].device_kind, "device_count": jax.device_count(), "jax_version": jax.__version__}
 
 
 def record_start(workdir: str) -> dict:

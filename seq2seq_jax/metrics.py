@@ -21,16 +21,14 @@ import numpy as np
 from rapidfuzz.distance import Levenshtein
 import sacrebleu
 
-from seq2seq_jax.data.vocab import TokenVocab, Vocab
+from seq2seq_jax.data.vocab import Vocab
 
 Tokenizer = Callable[[str], list[str]]
 
 
 def vocab_tokenizer(vocab: Vocab) -> Tokenizer:
     """The tokens `vocab` splits a string into, as strings: characters, words or SentencePiece pieces."""
-    if isinstance(vocab, TokenVocab):
-        return vocab.split
-    return functools.partial(vocab._sp.encode, out_type=str)  # SentencePieceVocab: pieces such as '▁le'
+    return vocab.split  # TokenVocab: characters or words; SentencePieceVocab: pieces such as '▁le'
 
 
 def _check(hyps: Sequence[str], refs_lists: Sequence[Sequence[str]]) -> None:

@@ -16,6 +16,8 @@ import time
 import numpy as np
 import pytest
 
+from experiments import claims
+from experiments import report
 from experiments import study
 from experiments import sweep
 from seq2seq_jax import train
@@ -134,10 +136,10 @@ def test_the_main_study_compares_models_of_equal_size_that_differ_only_in_the_de
     ([(0.6, 0.5), (0.5, 0.62), (0.58, 0.55)], "inconclusive"),     # noise
 ])
 def test_claims_over_seeds_get_the_verdict_of_their_paired_t_interval(pairs, verdict):
-    stats = study.claim_estimate(pairs)
+    stats = claims.claim_estimate(pairs)
     assert stats["n"] == 3 and stats["low"] < stats["estimate"] < stats["high"]
     assert stats["estimate"] == pytest.approx(sum(a - b for a, b in pairs) / 3)
-    assert study.verdict(stats["low"], stats["high"]) == verdict
+    assert claims.verdict(stats["low"], stats["high"]) == verdict
 
 
 def test_one_seed_is_a_paired_bootstrap_over_the_test_examples_both_variants_were_scored_on():
@@ -147,40 +149,40 @@ def test_one_seed_is_a_paired_bootstrap_over_the_test_examples_both_variants_wer
     b = np.r_[np.ones(900), np.zeros(100)]
     a = b.copy()
     a[900:920] = 1
-    paired = study.claim_estimate([(a.mean(), b.mean())], [(a, b)])
+    paired = claims.claim_estimate([(a.mean(), b.mean())], [(a, b)])
     assert paired["n"] == 1 and "paired bootstrap over 1000 test examples" in paired["method"]
     assert paired["estimate"] == pytest.approx(0.02) and 0.008 < paired["low"] < 0.02 < paired["high"] < 0.032
-    assert study.verdict(paired["low"], paired["high"]) == "reproduced"
-    few = study.claim_estimate([(0.6, 0.5)], [(np.r_[np.ones(12), np.zeros(8)], np.r_[np.zeros(8), np.ones(10),
+    assert claims.verdict(paired["low"], paired["high"]) == "reproduced"
+    few = claims.claim_estimate([(0.6, 0.5)], [(np.r_[np.ones(12), np.zeros(8)], np.r_[np.zeros(8), np.ones(10),
                                                                                       np.zeros(2)])])
-    assert study.verdict(few["low"], few["high"]) == "inconclusive"  # 20 examples that disagree: too few
-    other = study.claim_estimate([(-0.1, -0.5)])  # no per-example values (e.g. BLEU): no interval
-    assert (other["low"], other["high"], study.verdict(other["low"], other["high"])) == (None, None, "inconclusive")
+    assert claims.verdict(few["low"], few["high"]) == "inconclusive"  # 20 examples that disagree: too few
+    other = claims.claim_estimate([(-0.1, -0.5)])  # no per-example values (e.g. BLEU): no interval
+    assert (other["low"], other["high"], claims.verdict(other["low"], other["high"])) == (None, None, "inconclusive")
 
 
 def test_the_claims_table_of_one_seed_prints_no_spread():
     claims = [{"claim": "c", "quantity": "a − b", "n": 1, "estimate": 0.4, "low": None, "high": None,
                "method": "one seed, no interval", "verdict": "inconclusive"}]
-    section = study.claims_section(claims, "quick")
+    section = report.claims_section(claims, "quick")
     assert "| c | `a − b` | 0.4 | — | 1 | one seed, no interval | **inconclusive** |" in section
     assert "±" not in section.split("\n\n", 2)[2]
 
 
 def test_a_claim_not_reproduced_says_why_from_its_numbers_and_a_reproduced_one_says_nothing():
-    noisy = study.claim_estimate([(0.95, 0.94), (0.94, 0.945), (0.96, 0.945)])
-    c = {"claim": "feeding helps", "quantity": "a − b", **noisy, "verdict": study.verdict(noisy["low"], noisy["high"])}
+    noisy = claims.claim_estimate([(0.95, 0.94), (0.94, 0.945), (0.96, 0.945)])
+    c = {"claim": "feeding helps", "quantity": "a − b", **noisy, "verdict": claims.verdict(noisy["low"], noisy["high"])}
     assert c["verdict"] == "inconclusive"
-    needed = study.seeds_needed(c["estimate"], c["sd"])
-    assert needed > 3 and f"--seeds={needed}" in study.why(c, "Near the ceiling.")
-    assert study.why(c, "Near the ceiling.").endswith("Near the ceiling.")
+    needed = claims.seeds_needed(c["estimate"], c["sd"])
+    assert needed > 3 and f"--seeds={needed}" in claims.why(c, "Near the ceiling.")
+    assert claims.why(c, "Near the ceiling.").endswith("Near the ceiling.")
     # The interval of `needed` seeds with this mean and spread excludes 0; that of one seed fewer does not.
-    half = lambda n: study.stats.t.ppf(0.975, n - 1) * c["sd"] / n ** 0.5  # noqa: E731
+    half = lambda n: claims.stats.t.ppf(0.975, n - 1) * c["sd"] / n ** 0.5  # noqa: E731
     assert half(needed) < c["estimate"] <= half(needed - 1)
-    reversed_ = study.claim_estimate([(0.5, 0.9), (0.45, 0.85), (0.55, 0.92)])
-    assert "opposite" in study.why({**reversed_, "verdict": "not reproduced"})
-    clear = study.claim_estimate([(0.9, 0.5), (0.85, 0.45), (0.92, 0.55)])
-    assert study.why({**clear, "verdict": "reproduced"}, "a caveat") == ""
-    section = study.claims_section([{**c, "method": "paired t over 3 seeds", "why": study.why(c)}], "quick")
+    reversed_ = claims.claim_estimate([(0.5, 0.9), (0.45, 0.85), (0.55, 0.92)])
+    assert "opposite" in claims.why({**reversed_, "verdict": "not reproduced"})
+    clear = claims.claim_estimate([(0.9, 0.5), (0.85, 0.45), (0.92, 0.55)])
+    assert claims.why({**clear, "verdict": "reproduced"}, "a caveat") == ""
+    section = report.claims_section([{**c, "method": "paired t over 3 seeds", "why": claims.why(c)}], "quick")
     assert "**feeding helps: inconclusive.** Why: the mean difference" in section
 
 
@@ -201,9 +203,9 @@ def test_a_bucket_claim_pairs_the_variants_by_seed_on_that_bucket(tmp_path):
             results.append({"run_id": f"{variant}/seed{seed}", "variant": variant, "seed": seed, "status": "ok",
                             "metrics": {"test/seq_acc": 0.5}})
     s = dataclasses.replace(spec("bottleneck_vs_attention"), variants=[sweep.Variant("a", {}), sweep.Variant("b", {})],
-                            claims=[study.Claim("long", better="a", worse="b", metric="test/seq_acc", bucket=-1),
-                                    study.Claim("all", better="a", worse="b", metric="test/seq_acc")])
-    long, overall = study.evaluate_claims(s, str(tmp_path), results)
+                            claims=[claims.Claim("long", better="a", worse="b", metric="test/seq_acc", bucket=-1),
+                                    claims.Claim("all", better="a", worse="b", metric="test/seq_acc")])
+    long, overall = claims.evaluate_claims(s.claims, str(tmp_path), results)
     assert (long["n"], long["seeds"], long["estimate"]) == (3, [0, 1, 2], pytest.approx(0.65))
     assert long["verdict"] == "reproduced"
     assert (overall["estimate"], overall["verdict"]) == (0.0, "inconclusive")
@@ -221,22 +223,22 @@ def test_by_length_is_mean_and_sample_std_over_seeds_per_bucket(tmp_path):
     results = [{"run_id": f"a/seed{s}", "variant": "a", "seed": s, "status": "ok"} for s in (0, 1)]
     results += [{"run_id": "a/seed2", "variant": "a", "seed": 2, "status": "failed"},
                 {"run_id": "b/seed0", "variant": "b", "seed": 0, "status": "ok"}]
-    buckets, table = study.by_length(str(tmp_path), results, "seq_acc")
+    buckets, table = report.by_length(str(tmp_path), results, "seq_acc")
     assert [(b["label"], b["count"]) for b in buckets] == [("1–5", 5), ("≥ 6", 7)]
     assert table["a"] == [[0.9, 0.7], [0.4, 0.2]] and table["b"] == [[0.5], []]
-    section = study.by_length_section(str(tmp_path), results, ["seq_acc"])
+    section = report.by_length_section(str(tmp_path), results, ["seq_acc"])
     assert "| 1–5 | 5 | 0.8 ± 0.14 (n=2) | 0.5 (n=1) |" in section
     assert "| ≥ 6 | 7 | 0.3 ± 0.14 (n=2) | — |" in section
 
 
 def test_by_length_curves_are_drawn_at_bucket_centres():
     buckets = [{"lo": 1, "hi": 6}, {"lo": 6, "hi": 9}, {"lo": 9, "hi": float("inf")}]
-    assert study._centres(buckets, longest=14) == [3.0, 7.0, 11.5]
+    assert report._centres(buckets, longest=14) == [3.0, 7.0, 11.5]
 
 
 def test_spread_by_length_picks_shortest_to_longest():
     sources = ["a b c", "a", "a b", "a b c d", "a b c d e"]
-    picks = study.spread_by_length(sources, 3, lambda s: len(s.split()))
+    picks = report.spread_by_length(sources, 3, lambda s: len(s.split()))
     assert [sources[i] for i in picks] == ["a", "a b c", "a b c d e"]
 
 
@@ -297,11 +299,11 @@ def test_report_only_fails_when_a_run_failed(tmp_path):
 
 def test_a_rerun_or_report_with_another_base_config_refuses_the_finished_runs(tmp_path, capsys):
     assert study.main(fake_spec(), [f"--workdir={tmp_path}", "--seeds=1"]) == 0
-    report = (tmp_path / "report.md").read_text()
+    markdown = (tmp_path / "report.md").read_text()
     for flag in ([], ["--report_only"]):
         assert study.main(fake_spec(), [f"--workdir={tmp_path}", "--seeds=1", "--config.train.num_steps=80", *flag]) == 2
         assert "train.num_steps: 1000 -> 80" in capsys.readouterr().err
-    assert (tmp_path / "report.md").read_text() == report  # the old runs are not reported as new
+    assert (tmp_path / "report.md").read_text() == markdown  # the old runs are not reported as new
 
 
 # --- End to end ---------------------------------------------------------------------------------------
@@ -336,15 +338,15 @@ def test_a_tiny_study_runs_end_to_end_survives_a_kill_and_regenerates_its_report
     run_study("bottleneck_vs_attention", argv)
     assert first.read_text() == finished  # the finished run was kept, not redone
 
-    report = (tmp_path / "report.md").read_text()
+    markdown = (tmp_path / "report.md").read_text()
     claims = (tmp_path / "claims.json").read_text()
-    assert report.startswith("# Fixed-vector bottleneck vs additive attention")
-    assert report.index("## Claims") < report.index("## Results")
+    assert markdown.startswith("# Fixed-vector bottleneck vs additive attention")
+    assert markdown.index("## Claims") < markdown.index("## Results")
     for variant in ("bottleneck", "attention"):
-        assert re.search(rf"^\| `{variant}` \| 2 \| 0 \| .*\(n=2\)", report, re.M), variant
+        assert re.search(rf"^\| `{variant}` \| 2 \| 0 \| .*\(n=2\)", markdown, re.M), variant
     assert [c["n"] for c in json.loads(claims)] == [2, 2]
-    assert "python -m seq2seq_jax.main --config=seq2seq_jax/configs/number_digits.py:quick" in report
-    linked = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)
+    assert "python -m seq2seq_jax.main --config=seq2seq_jax/configs/number_digits.py:quick" in markdown
+    linked = re.findall(r"!\[[^]]*\]\(([^)]+)\)", markdown)
     assert {"plots/by_length_seq_acc.png", "plots/overall_seq_acc.png", "plots/train_loss.png",
             "plots/attention/attention_seed0_0.png"} <= set(linked)
     for path in linked:
@@ -352,7 +354,7 @@ def test_a_tiny_study_runs_end_to_end_survives_a_kill_and_regenerates_its_report
 
     # The report is made from the saved runs only: regenerating it trains nothing and changes nothing.
     run_study("bottleneck_vs_attention", [*argv, "--report_only"])
-    assert (tmp_path / "report.md").read_text() == report
+    assert (tmp_path / "report.md").read_text() == markdown
     assert (tmp_path / "claims.json").read_text() == claims
 
 
@@ -360,15 +362,15 @@ def test_a_tiny_study_runs_end_to_end_survives_a_kill_and_regenerates_its_report
 @pytest.mark.parametrize("name", ["reverse_source", "cell_ablation", "attention_variants"])
 def test_study_runs_end_to_end_and_writes_a_complete_report(name, tmp_path):
     run_study(name, [f"--workdir={tmp_path}", "--seeds=1"])
-    report = (tmp_path / "report.md").read_text()
+    markdown = (tmp_path / "report.md").read_text()
     for variant in spec(name).variants:
-        assert re.search(rf"^\| `{re.escape(variant.name)}` \| 1 \| 0 \|", report, re.M), variant.name
-    assert "## Claims" in report
-    assert not [line for line in report.splitlines() if line.startswith("| `") and "±" in line]  # one seed
+        assert re.search(rf"^\| `{re.escape(variant.name)}` \| 1 \| 0 \|", markdown, re.M), variant.name
+    assert "## Claims" in markdown
+    assert not [line for line in markdown.splitlines() if line.startswith("| `") and "±" in line]  # one seed
     claims = json.loads((tmp_path / "claims.json").read_text())
     assert len(claims) == len(spec(name).claims)
     # One seed of a seq_acc claim: an interval from both variants' predictions on the same test examples.
     assert all(c["method"].startswith("paired bootstrap over") and c["low"] <= c["estimate"] <= c["high"]
                for c in claims), claims
-    for path in re.findall(r"!\[[^]]*\]\(([^)]+)\)", report):
+    for path in re.findall(r"!\[[^]]*\]\(([^)]+)\)", markdown):
         assert (tmp_path / path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path

@@ -6,6 +6,7 @@ import os
 import ml_collections
 import pytest
 
+from experiments import report
 from experiments import sweep
 
 VARIANTS = [
@@ -152,22 +153,22 @@ def test_report_regenerates_byte_identical_from_results_jsonl(tmp_path):
     runs = sweep.expand(VARIANTS, [0, 1, 2])
     sweep.run_sweep(str(tmp_path), runs, make_config, fake_run_fn)
     results = sweep.collect(str(tmp_path), runs)
-    sweep.write_report(str(tmp_path), "Fake study", "A study of nothing.", results, METRIC_KEYS)
-    report = (tmp_path / "report.md").read_text()
+    report.write(str(tmp_path), "Fake study", "A study of nothing.", results, METRIC_KEYS)
+    markdown = (tmp_path / "report.md").read_text()
     csv_text = (tmp_path / "results.csv").read_text()
 
     # attention: acc = 0.5, 0.6, 0.7 -> mean 0.6, sample std 0.1; loss 1.0 every seed -> std 0.
-    assert "| `attention` | 3 | 0 | 0.6 ± 0.1 (n=3) | 1 ± 0 (n=3) |" in report
-    assert "| `broken` | 0 | 3 | — | — |" in report
-    assert "- `broken/seed2`: RuntimeError: diverged at step 7" in report
-    assert "- `attention`: `model.bonus=0.5`, `model.decoder='attention'`" in report
+    assert "| `attention` | 3 | 0 | 0.6 ± 0.1 (n=3) | 1 ± 0 (n=3) |" in markdown
+    assert "| `broken` | 0 | 3 | — | — |" in markdown
+    assert "- `broken/seed2`: RuntimeError: diverged at step 7" in markdown
+    assert "- `attention`: `model.bonus=0.5`, `model.decoder='attention'`" in markdown
     assert len(csv_text.splitlines()) == 1 + 9
 
     with open(tmp_path / "results.jsonl") as f:
         from_jsonl = [json.loads(line) for line in f]
     os.remove(tmp_path / "report.md")
-    sweep.write_report(str(tmp_path), "Fake study", "A study of nothing.", from_jsonl, METRIC_KEYS)
-    assert (tmp_path / "report.md").read_text() == report
+    report.write(str(tmp_path), "Fake study", "A study of nothing.", from_jsonl, METRIC_KEYS)
+    assert (tmp_path / "report.md").read_text() == markdown
     assert (tmp_path / "results.csv").read_text() == csv_text
 
 
@@ -212,8 +213,8 @@ def test_machine_paths_are_not_part_of_a_runs_recorded_config():
 def test_a_cell_shows_n_and_never_a_spread_for_one_seed(values, text):
     results = [{"variant": "a", "overrides": {}, "status": "ok", "metrics": {"acc": v}} for v in values]
     results.append({"variant": "a", "overrides": {}, "status": "failed", "metrics": {}})
-    (row,) = sweep.summarize(results, ["acc"])
-    assert sweep.cell(row["mean"]["acc"], row["std"]["acc"], row["n"]["acc"]) == text
+    (row,) = report.summarize(results, ["acc"])
+    assert report.cell(row["mean"]["acc"], row["std"]["acc"], row["n"]["acc"]) == text
 
 
 def test_summarize_uses_sample_std_and_none_for_one_seed():
@@ -223,7 +224,7 @@ def test_summarize_uses_sample_std_and_none_for_one_seed():
         {"variant": "b", "overrides": {}, "status": "ok", "metrics": {"acc": 5.0}},
         {"variant": "b", "overrides": {}, "status": "failed", "metrics": {}},
     ]
-    a, b = sweep.summarize(results, ["acc"])
+    a, b = report.summarize(results, ["acc"])
     assert (a["n_ok"], a["n_failed"], a["mean"]["acc"], a["std"]["acc"]) == (2, 0, 2.0, pytest.approx(2**0.5))
     assert (b["n_ok"], b["n_failed"], b["mean"]["acc"], b["std"]["acc"], b["n"]["acc"]) == (1, 1, 5.0, None, 1)
 

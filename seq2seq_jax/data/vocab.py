@@ -38,6 +38,10 @@ class Vocab(abc.ABC):
         """Token ids of `text`, without BOS/EOS; unknown tokens become UNK."""
 
     @abc.abstractmethod
+    def split(self, text: str) -> list[str]:
+        """The tokens of `text` as strings (characters, words or pieces), one per id `encode` gives."""
+
+    @abc.abstractmethod
     def _decode_tokens(self, ids: list[int]) -> str:
         """Text of ids that are all in `[UNK, size)`."""
 
@@ -104,6 +108,14 @@ class SentencePieceVocab(Vocab):
 
     def _decode_tokens(self, ids: list[int]) -> str:
         return self._sp.decode(ids)
+
+    def split(self, text: str) -> list[str]:
+        """The pieces ``text`` encodes to, as strings (``encode`` gives their ids)."""
+        return self._sp.encode(text, out_type=str)
+
+    def piece(self, token_id: int) -> str:
+        """The piece of ``token_id`` as SentencePiece writes it, e.g. '▁le' (a word start shows as '▁')."""
+        return self._sp.id_to_piece(token_id)
 
     def save(self, path: str) -> None:
         checkpointing.write_atomic(path, self.model_proto)
