@@ -20,7 +20,7 @@ from experiments import report
 from experiments import study
 from experiments import sweep
 from seq2seq_jax import cells
-from seq2seq_jax import checkpointing
+from seq2seq_jax import files
 from seq2seq_jax import plotting
 from seq2seq_jax import train
 from seq2seq_jax.data.vocab import EOS
@@ -141,7 +141,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     profiles = {"init": gradient_profile(model, init_params, batch), "trained": gradient_profile(model, params, batch)}
     record = {"probe_length": int(batch["inputs"].shape[1]), "probe_batch": int(batch["inputs"].shape[0]),
               **{k: v.tolist() for k, v in profiles.items()}}
-    checkpointing.save_json(f"{workdir}/gradient_flow.json", record)
+    files.save_json(f"{workdir}/gradient_flow.json", record)
     final["probe_length"] = record["probe_length"]
     for stage, norms in profiles.items():
         final[f"grad_{stage}/d0"] = float(norms[0])

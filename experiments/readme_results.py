@@ -17,7 +17,7 @@ import re
 import shutil
 import sys
 
-from seq2seq_jax import checkpointing
+from seq2seq_jax import files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     body = render(args.study_dirs)
     head, rest = readme.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    checkpointing.write_atomic(readme_path, f"{head}{BEGIN}\n{body}\n{END}{tail}")
+    files.write_atomic(readme_path, f"{head}{BEGIN}\n{body}\n{END}{tail}")
     print(f"wrote {len(args.study_dirs)} studies into {readme_path}", file=sys.stderr)
     return 0
 

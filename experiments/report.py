@@ -14,8 +14,8 @@ import ml_collections
 
 from experiments import claims as claims_lib
 from experiments import sweep
-from seq2seq_jax import checkpointing
 from seq2seq_jax import cli
+from seq2seq_jax import files
 from seq2seq_jax import inference
 from seq2seq_jax import logger
 from seq2seq_jax import plotting
@@ -338,9 +338,9 @@ def write(
     linked relative to `study_dir`; sections are markdown, put before the results or after the plots.
     """
     report = os.path.join(study_dir, "report.md")
-    checkpointing.write_atomic(report, _report_markdown(study_dir, title, description, results, metric_keys, plots,
+    files.write_atomic(report, _report_markdown(study_dir, title, description, results, metric_keys, plots,
                                            head_sections, extra_sections))
-    checkpointing.write_atomic(os.path.join(study_dir, "results.csv"), _results_csv(results))
+    files.write_atomic(os.path.join(study_dir, "results.csv"), _results_csv(results))
     return report
 
 
@@ -348,7 +348,7 @@ def write_report(spec, study_dir: str, setting: str, results: Sequence[Mapping],
     """A `study.Study`'s whole report from its finished runs alone: `claims.json`, `summary.md`, then
     `report.md` (claims and summary first; `setup` is the last section) and `results.csv`."""
     claims = claims_lib.evaluate_claims(spec.claims, study_dir, results)
-    checkpointing.save_json(os.path.join(study_dir, "claims.json"),
+    files.save_json(os.path.join(study_dir, "claims.json"),
                             [{**c, "study": spec.name, "setting": setting} for c in claims])
     plots = make_plots(spec, study_dir, results)
     sections = [by_length_section(study_dir, results, spec.length_metrics)] if spec.length_metrics else []
@@ -357,6 +357,6 @@ def write_report(spec, study_dir: str, setting: str, results: Sequence[Mapping],
     head = [claims_section(claims, setting)] if claims else []
     if spec.summary:
         head.append(spec.summary(study_dir, list(results)))
-        checkpointing.write_atomic(os.path.join(study_dir, "summary.md"), head[-1] + "\n")
+        files.write_atomic(os.path.join(study_dir, "summary.md"), head[-1] + "\n")
     return write(study_dir, spec.title, f"{spec.question}\n\n{spec.description.strip()}", results, spec.metric_keys,
                  plots, sections, head_sections=head)

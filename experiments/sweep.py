@@ -30,7 +30,7 @@ import traceback
 from absl import logging
 import ml_collections
 
-from seq2seq_jax import checkpointing
+from seq2seq_jax import files
 from seq2seq_jax import train
 from seq2seq_jax.configs import default as default_config
 
@@ -210,7 +210,7 @@ def run_sweep(
         os.makedirs(workdir, exist_ok=True)
         record = _execute(run, configs[run.run_id], workdir, run_fn)
         record["config"] = flat_config(configs[run.run_id])
-        checkpointing.save_json(os.path.join(workdir, "result.json"), record)
+        files.save_json(os.path.join(workdir, "result.json"), record)
         results.append(record)
     return results
 
@@ -266,7 +266,7 @@ def collect(study_dir: str, runs: Sequence[Run]) -> list[dict]:
     `study_dir/results.jsonl`. Results of runs outside `runs` (other seeds or variants) are left out."""
     paths = [os.path.join(run_workdir(study_dir, r.run_id), "result.json") for r in runs]
     results = sorted(filter(None, map(_read_result, paths)), key=lambda r: (r["variant"], r["seed"]))
-    checkpointing.write_atomic(os.path.join(study_dir, "results.jsonl"),
+    files.write_atomic(os.path.join(study_dir, "results.jsonl"),
                   "".join(json.dumps(r, sort_keys=True) + "\n" for r in results))
     return results
 

@@ -1,5 +1,4 @@
-"""Orbax checkpoints of a run (the train state, the data iterator's position, the best-so-far meta), the
-workdir's lock and atomic file writes.
+"""Orbax checkpoints of a run (the train state, the data iterator's position, the best-so-far meta).
 
 ``workdir/checkpoints`` keeps the latest ``train.keep_checkpoints`` steps; ``workdir/best`` keeps the
 parameters of the best validation score so far (``eval.best_metric``). A run started on a workdir that
@@ -16,12 +15,9 @@ default ``averaged``), in the same format (``open_averaged``).
 
 import contextlib
 import errno
-import fcntl
-import json
 import os
 import re
 import signal
-import socket
 import time
 
 import flax.serialization
@@ -36,10 +32,6 @@ FAULT_ENV = "SEQ2SEQ_JAX_TEST_FAULT"
 
 class CheckpointError(RuntimeError):
     """No checkpoint of a workdir can be read; nothing is deleted."""
-
-
-class WorkdirBusyError(RuntimeError):
-    """Another live process holds the workdir's lock."""
 
 
 class DiskFullError(OSError):
@@ -253,48 +245,3 @@ class Checkpoints:
             self._disk_full = DiskFullError(_disk_full_message(
                 self.workdir, f"the {'best ' if manager is self.best else ''}checkpoint of step {step}", kept))
             raise self._disk_full from error
-
-
-def write_atomic(path: str, content: str | bytes) -> None:
-    """Writes ``content`` to ``path`` atomically (tmp file, fsync, rename): a crash never leaves half a file."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb" if isinstance(content, bytes) else "w", **({} if isinstance(content, bytes) else
-                                                                  {"encoding": "utf-8"})) as f:
-        f.write(content)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    logging.debug("wrote %s", path)
-
-
-def save_json(path: str, value) -> None:
-    """Writes ``value`` as JSON atomically (see ``write_atomic``)."""
-    write_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
-
-
-@contextlib.contextmanager
-def file_lock(path: str, *, blocking: bool = True, what: str = "it"):
-    """Holds an exclusive ``flock`` on ``path`` (created if needed), which names this process (pid@host).
-
-    The kernel drops the lock when its process ends, however it ends, so a crashed or killed process never
-    leaves a stale lock. ``blocking=False``: a lock held by another process raises ``WorkdirBusyError``
-    naming the holder (``what`` says what is locked).
-    """
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "a+", encoding="utf-8") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            raise WorkdirBusyError(f"{what} is in use by {holder} (lock {path}); wait for it to end or use "
-                                   "another --workdir") from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()} on host {socket.gethostname()}\n")
-        f.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)

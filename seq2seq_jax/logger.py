@@ -21,7 +21,7 @@ import tqdm
 from absl import logging
 from tensorboardX import SummaryWriter
 
-from seq2seq_jax import checkpointing
+from seq2seq_jax import files
 from seq2seq_jax import parallel
 
 # Packages whose versions run_info.json records.
@@ -96,7 +96,7 @@ def record_start(workdir: str) -> dict:
                 starts = json.load(f)["starts"]
         except (ValueError, KeyError, TypeError) as error:  # written atomically; damaged only by hand
             logging.warning("%s is unreadable (%s); starting it afresh", path, error)
-    checkpointing.save_json(path, {"starts": [*starts, entry]})
+    files.save_json(path, {"starts": [*starts, entry]})
     return entry
 
 
@@ -111,7 +111,7 @@ class MetricsLogger:
             return
         kept = [row for row in read_metrics(workdir) if row["step"] <= start_step and not (
             row["step"] == redo_evaluations_at and any("/" in key for key in row))]
-        checkpointing.write_atomic(self.path, "".join(json.dumps(row) + "\n" for row in kept))
+        files.write_atomic(self.path, "".join(json.dumps(row) + "\n" for row in kept))
         self._file = open(self.path, "a")
         self._writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
         if hparams is not None and start_step == 0:

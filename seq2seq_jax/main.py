@@ -43,6 +43,7 @@ from ml_collections import config_flags
 
 from seq2seq_jax import checkpointing
 from seq2seq_jax import cli
+from seq2seq_jax import files
 from seq2seq_jax import train
 from seq2seq_jax.data import pipeline
 
@@ -206,7 +207,7 @@ def main(argv):
         sys.stderr.write(f"preempted: {error}\n")
         sys.exit(train.EXIT_PREEMPTED)
     except (ValueError, OSError, train.NonFiniteLossError, checkpointing.CheckpointError,
-            checkpointing.WorkdirBusyError) as error:  # bad data, files or state: the messages say what to do
+            files.WorkdirBusyError) as error:  # bad data, files or state: the messages say what to do
         if checkpointing.is_disk_full(error) and not isinstance(error, checkpointing.DiskFullError):
             cli.fail(f"no space left on device ({error}) while training in workdir {_WORKDIR.value}: free space, "
                      "then run the same command to resume from its newest complete checkpoint")

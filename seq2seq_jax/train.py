@@ -26,6 +26,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from seq2seq_jax import checkpointing
 from seq2seq_jax import decoding
+from seq2seq_jax import files
 from seq2seq_jax import inference
 from seq2seq_jax import metrics as metrics_lib
 from seq2seq_jax import parallel
@@ -269,7 +270,7 @@ def eval_step(params, batch, *, model: Seq2Seq):
 
 RUN_DEFINING = ("model", "data")  # sections a resumed run must share with the checkpoint's run
 MACHINE_FIELDS = ("data.data_dir",)  # where this machine keeps things, not what the run is: never compared
-LOCK_FILE = ".lock"  # in the workdir: names the process training there (see checkpointing.file_lock)
+LOCK_FILE = ".lock"  # in the workdir: names the process training there (see files.file_lock)
 
 
 def _check_config(config: ml_collections.ConfigDict, workdir: str) -> bool:
@@ -316,9 +317,9 @@ def write_eval(workdir: str, result: dict, step: int, name: str | None = None) -
         return
     name = result["split"] if name is None else name
     saved = {k: v for k, v in result.items() if k not in ("predictions", "attention")}
-    checkpointing.save_json(os.path.join(workdir, "eval", f"{name}.json"), {**saved, "step": step})
+    files.save_json(os.path.join(workdir, "eval", f"{name}.json"), {**saved, "step": step})
     rows = [f"{source}\t{hyp}\t{' | '.join(refs)}\n" for source, hyp, refs in result["predictions"]]
-    checkpointing.write_atomic(os.path.join(workdir, "eval", f"{name}_predictions.tsv"),
+    files.write_atomic(os.path.join(workdir, "eval", f"{name}_predictions.tsv"),
                                "source\thypothesis\treferences\n" + "".join(rows))
 
 
@@ -381,13 +382,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     Returns the final metrics as a flat dict (``validation/seq_acc``, ``test/bleu``, ... and ``step``).
     Raises ``Preempted`` after saving if SIGTERM/SIGINT arrives, ``NonFiniteLossError`` at a diverged step
-    (nothing of it saved), ``checkpointing.WorkdirBusyError`` if another process trains in ``workdir``.
+    (nothing of it saved), ``files.WorkdirBusyError`` if another process trains in ``workdir``.
     """
     validate_config(config)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ValueError(f"workdir {workdir!r} exists and is not a directory")
     os.makedirs(workdir, exist_ok=True)
-    lock = checkpointing.file_lock(os.path.join(workdir, LOCK_FILE), blocking=False, what=f"workdir {workdir}") \
+    lock = files.file_lock(os.path.join(workdir, LOCK_FILE), blocking=False, what=f"workdir {workdir}") \
         if parallel.is_main_process() else contextlib.nullcontext()  # one lock per run, not per host
     with lock, _StopSignals() as signals:
         return _train_and_evaluate(config, workdir, signals)
@@ -417,7 +418,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, signals
     pending = meta.pop("pending", [])  # the open log window's steps before a restart: its row covers them too
     # The run really starts here: a start that failed before leaves no config.json to block the next one.
     if parallel.is_main_process():
-        checkpointing.save_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
+        files.save_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
         record_start(workdir)
 
     p_train_step = jax.jit(functools.partial(

@@ -26,7 +26,7 @@ from etils import epath
 from flax.training import train_state
 from jax.experimental.compilation_cache import compilation_cache as compilation_cache_lib
 
-from seq2seq_jax import checkpointing, logger, train
+from seq2seq_jax import checkpointing, files, logger, train
 from seq2seq_jax import main as train_main
 from seq2seq_jax.configs import tiny
 from seq2seq_jax.logger import read_metrics
@@ -177,7 +177,7 @@ def test_second_signal_stops_at_once(tmp_path):
 
 @pytest.mark.slow
 def test_busy_workdir_is_refused_naming_the_process_that_holds_it(tmp_path, data_dir, compilation_cache):
-    with checkpointing.file_lock(str(tmp_path / train.LOCK_FILE), blocking=False):
+    with files.file_lock(str(tmp_path / train.LOCK_FILE), blocking=False):
         refused = cli(tmp_path, data_dir, compilation_cache)
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines()[-1].startswith(
@@ -187,15 +187,15 @@ def test_busy_workdir_is_refused_naming_the_process_that_holds_it(tmp_path, data
 
 def test_lock_left_by_a_killed_process_does_not_block(tmp_path):
     path = str(tmp_path / train.LOCK_FILE)
-    script = ("import os, signal\nfrom seq2seq_jax import checkpointing\n"
-              f"with checkpointing.file_lock({path!r}):\n"
+    script = ("import os, signal\nfrom seq2seq_jax import files\n"
+              f"with files.file_lock({path!r}):\n"
               "    os.kill(os.getpid(), signal.SIGKILL)\n")
     killed = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": REPO}, timeout=120)
     assert killed.returncode == -signal.SIGKILL
     assert (tmp_path / train.LOCK_FILE).read_text().startswith("pid ")  # the dead process's lock file is there
-    with checkpointing.file_lock(path, blocking=False):  # what train_and_evaluate takes: not blocked
-        with pytest.raises(checkpointing.WorkdirBusyError, match=f"in use by pid {os.getpid()} on host"):
-            with checkpointing.file_lock(path, blocking=False):  # while held, a second taker is refused
+    with files.file_lock(path, blocking=False):  # what train_and_evaluate takes: not blocked
+        with pytest.raises(files.WorkdirBusyError, match=f"in use by pid {os.getpid()} on host"):
+            with files.file_lock(path, blocking=False):  # while held, a second taker is refused
                 pass
 
 
@@ -203,8 +203,8 @@ def test_lock_left_by_a_killed_process_does_not_block(tmp_path):
 
 
 def _damage_state(step_dir):
-    for root, _, files in os.walk(step_dir / "state"):
-        for name in files:
+    for root, _, names in os.walk(step_dir / "state"):
+        for name in names:
             with open(os.path.join(root, name), "wb") as f:
                 f.write(b"garbage")
 
@@ -384,8 +384,8 @@ def test_dataset_preparation_holds_a_lock_in_the_data_directory(tmp_path, monkey
     lock = pipeline.prepare_lock_path(config.data)
 
     def prepare_while_checking_the_lock(builder, *args, **kwargs):
-        with pytest.raises(checkpointing.WorkdirBusyError):  # a second process would wait here
-            with checkpointing.file_lock(lock, blocking=False):
+        with pytest.raises(files.WorkdirBusyError):  # a second process would wait here
+            with files.file_lock(lock, blocking=False):
                 pass
         held.append(lock)
         return prepare(builder, *args, **kwargs)
@@ -397,7 +397,7 @@ def test_dataset_preparation_holds_a_lock_in_the_data_directory(tmp_path, monkey
 
 def test_machine_paths_are_not_part_of_a_run_but_model_and_optimizer_state_are(tmp_path):
     config = tiny.get_config()
-    checkpointing.save_json(str(tmp_path / "config.json"), json.loads(config.to_json_best_effort()))
+    files.save_json(str(tmp_path / "config.json"), json.loads(config.to_json_best_effort()))
     config.data.data_dir = "/another/machine/tfds"
     config.train.learning_rate = 0.5  # training settings may change on resume
     assert train._check_config(config, str(tmp_path)) is True

@@ -11,7 +11,7 @@ import numpy as np
 import optax
 import pytest
 
-from seq2seq_jax import checkpointing, train
+from seq2seq_jax import train
 from seq2seq_jax.configs import default, tiny
 from seq2seq_jax.logger import read_metrics
 

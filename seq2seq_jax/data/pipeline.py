@@ -30,7 +30,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from seq2seq_jax import checkpointing
+from seq2seq_jax import files
 from seq2seq_jax.data import config as config_lib
 from seq2seq_jax.data import datasets
 from seq2seq_jax.data import vocab as vocab_lib
@@ -332,7 +332,7 @@ def get_data(data_config: ml_collections.ConfigDict, *, batch_size: int, seed: i
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     local = "://" not in data_config.data_dir  # cloud storage (gs://...) has no file locks
-    with checkpointing.file_lock(prepare_lock_path(data_config)) if local else contextlib.nullcontext():
+    with files.file_lock(prepare_lock_path(data_config)) if local else contextlib.nullcontext():
         # The builder is made under the lock too: it reads what another process may just have prepared.
         builder = datasets.get_builder(data_config.dataset, data_config.data_dir, **_builder_kwargs(data_config))
         builder.download_and_prepare()  # a no-op for the processes that waited

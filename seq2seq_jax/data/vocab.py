@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import sentencepiece as spm
 
-from seq2seq_jax import checkpointing
+from seq2seq_jax import files
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
@@ -86,7 +86,7 @@ class TokenVocab(Vocab):
         return ("" if self.kind == "char" else " ").join(tokens)
 
     def save(self, path: str) -> None:
-        checkpointing.write_atomic(path, json.dumps({"kind": self.kind, "tokens": self.tokens}, ensure_ascii=False,
+        files.write_atomic(path, json.dumps({"kind": self.kind, "tokens": self.tokens}, ensure_ascii=False,
                                                     indent=0))
 
 
@@ -118,7 +118,7 @@ class SentencePieceVocab(Vocab):
         return self._sp.id_to_piece(token_id)
 
     def save(self, path: str) -> None:
-        checkpointing.write_atomic(path, self.model_proto)
+        files.write_atomic(path, self.model_proto)
 
 
 def build_vocab(kind: str, texts: Iterable[str], *, vocab_size: int | None = None, min_count: int = 1) -> Vocab:
