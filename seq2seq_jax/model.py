@@ -35,26 +35,45 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Every model option; build it with ``ModelConfig.from_config`` so it is validated first."""
+    """Every model option and its default (``config.model``, ``configs/model.py``, is made from these); build
+    it with ``ModelConfig.from_config`` so it is validated first."""
 
     source_vocab_size: int
     target_vocab_size: int
+    # Recurrent cell of encoder and decoder: 'rnn' (vanilla tanh) | 'gru' | 'lstm'.
     cell: str = "lstm"
+    # Size of source and target token embeddings.
     embedding_size: int = 64
+    # Hidden size of every recurrent layer (each direction when bidirectional) and of the decoder.
     hidden_size: int = 128
+    # Number of stacked recurrent layers in the encoder and in the decoder.
     num_layers: int = 1
+    # Encoder reads the source in both directions; annotations are [forward; backward] (Bahdanau 3.2).
     bidirectional: bool = False
+    # Encoder reads the source reversed (Sutskever et al. 2014, sec. 3.3).
     reverse_source: bool = False
+    # 'bottleneck' (Sutskever: fixed vector) | 'attention' (Bahdanau: context at every step).
     decoder: str = "attention"
+    # Attention score, used by the attention decoder: 'additive' (Bahdanau) | 'dot' | 'general' (Luong).
     attention: str = "additive"
+    # Output size of additive attention's W and U (Bahdanau's n').
     attention_size: int = 128
+    # Feed the previous attentional vector o_{i-1} with the next input (Luong et al. 2015, sec. 3.3).
     input_feeding: bool = False
+    # Bottleneck decoder also reads the encoder's final vector at every step (Cho et al. 2014).
     feed_encoder_vector: bool = False
+    # Dropout rate on embeddings, between layers and before the output layer (0 = off).
     dropout: float = 0.0
+    # Weight initialisation: 'uniform' (U(-s, s), Sutskever) | 'orthogonal' (orthogonal recurrent).
     init: str = "orthogonal"
+    # The s of init='uniform'.
     init_scale: float = 0.08
+    # Constant added to the LSTM forget gate's pre-activation (1.0: Jozefowicz et al. 2015).
     forget_bias: float = 0.0
+    # Compute dtype: 'float32' | 'bfloat16' (parameters stay float32).
     dtype: str = "float32"
+    # The encoder's recurrence: 'scan' (jax.lax.scan, every backend) | 'cudnn' (LSTM only, CUDA GPUs, float32:
+    # jax.experimental.rnn's cuDNN kernel on the same parameters; not yet verified on a GPU).
     recurrent_impl: str = "scan"
 
     @classmethod

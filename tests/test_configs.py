@@ -1,11 +1,14 @@
 """Every shipped config is valid in each of its settings: its sections pass validation as they are."""
 
+import dataclasses
 import importlib
 import pathlib
+import re
 
 import pytest
 
 from seq2seq_jax import train
+from seq2seq_jax.configs.model import get_model_config
 from seq2seq_jax.data import config as data_config
 from seq2seq_jax.model import ModelConfig
 
@@ -46,13 +49,20 @@ def test_a_config_file_setting_loads_through_the_training_cli_flag():
     assert values.config.data.synthetic_max_length == 10
 
 
-@pytest.mark.parametrize("path", ["configs/default.py", "configs/model.py", "data/config.py"])
+@pytest.mark.parametrize("path", ["configs/default.py", "model.py", "data/config.py"])
 def test_every_default_field_has_a_one_line_comment_above_it(path):
     source = pathlib.Path(train.__file__).parent.joinpath(path).read_text().splitlines()
     for i, line in enumerate(source):
         stripped = line.strip()
-        if stripped.startswith(("t.", "e.", "m.", "c.")) and " = " in stripped:
+        if (stripped.startswith(("t.", "e.", "m.", "c.")) and " = " in stripped
+                or path == "model.py" and re.fullmatch(r"    \w+: \w+ = .+", line)):  # ModelConfig's fields
             assert source[i - 1].strip().startswith("#"), f"no comment above {stripped!r}"
+
+
+def test_the_model_section_is_every_model_config_field_with_its_default():
+    section = get_model_config()
+    built = ModelConfig.from_config(section, source_vocab_size=10, target_vocab_size=12)
+    assert dataclasses.asdict(built) == {**section.to_dict(), "source_vocab_size": 10, "target_vocab_size": 12}
 
 
 @pytest.mark.slow
