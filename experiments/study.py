@@ -244,7 +244,8 @@ def list_commands(spec: Study, args, runs: Sequence[sweep.Run]) -> list[str]:
 
 def train_run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """`train.train_and_evaluate`, plus the machine it ran on."""
-    return {**train.train_and_evaluate(config, workdir), **{f"machine/{k}": v for k, v in logger.machine().items()}}
+    machine = {f"machine/{key}": value for key, value in logger.machine().items()}
+    return {**train.train_and_evaluate(config, workdir), **machine}
 
 
 def main(spec: Study, argv: Sequence[str] | None = None) -> int:
