@@ -26,6 +26,9 @@ from absl import app, flags
 
 from benchmarks.common import machine
 from seq2seq_jax import inference, train
+from seq2seq_jax import model as model_lib
+from seq2seq_jax import optim
+from seq2seq_jax import workdir as workdir_lib
 from seq2seq_jax.data import pipeline
 
 _CONFIG = flags.DEFINE_string("config", "tiny", "A config of seq2seq_jax/configs (e.g. tiny, default).")
@@ -51,7 +54,7 @@ def _listen():
 def load(config_name: str, workdir: str | None):
     """``(config, model, params, data)``: a trained run's, or ``config_name`` with fresh parameters."""
     if workdir:
-        config, model, params, _, _ = train.load_trained(workdir)
+        config, model, params, _, _ = workdir_lib.load_trained(workdir)
         vocab_dir = f"{workdir}/vocab"
     else:
         import importlib
@@ -60,8 +63,8 @@ def load(config_name: str, workdir: str | None):
     data = pipeline.get_data(config.data, batch_size=config.train.batch_size, seed=config.train.seed,
                              vocab_dir=vocab_dir)
     if not workdir:
-        model = train.create_model(config, data.source_vocab.size, data.target_vocab.size)
-        params = train.create_train_state(model, config).params
+        model = model_lib.create_model(config, data.source_vocab.size, data.target_vocab.size)
+        params = optim.create_train_state(model, config).params
     return config, model, params, data
 
 

@@ -20,7 +20,9 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks.common import model_config, synthetic_batch, threads, timed
-from seq2seq_jax import inference, train
+from seq2seq_jax import inference
+from seq2seq_jax import model as model_lib
+from seq2seq_jax import optim
 from seq2seq_jax.data.vocab import BOS, EOS
 
 _IMPL = flags.DEFINE_enum("impl", "ours", ["ours", "torch"], "Implementation timed in this process.")
@@ -41,8 +43,8 @@ def benchmark(*, impl="ours", beam_size=1, cell="lstm", decoder="attention", bat
     if impl == "torch" and beam_size != 1:
         raise ValueError("the PyTorch peer decodes greedily only: use --beam_size=1")
     config = model_config(cell, decoder, hidden, embed)
-    model = train.create_model(config, vocab, vocab)
-    params = train.create_train_state(model, config).params
+    model = model_lib.create_model(config, vocab, vocab)
+    params = optim.create_train_state(model, config).params
     data = synthetic_batch(batch, out_len, out_len, vocab)
     if impl == "ours":
         predict = inference.predict_fn(model, beam_size, out_len)

@@ -20,6 +20,8 @@ import jax
 from absl import app, flags
 
 from benchmarks.common import model_config, num_params, synthetic_batch, threads, timed
+from seq2seq_jax import model as model_lib
+from seq2seq_jax import optim
 from seq2seq_jax import train
 from seq2seq_jax.model import shift_right
 
@@ -70,10 +72,10 @@ class JaxSide:
             model = PlainFlaxBottleneck(m.cell, vocab, m.embedding_size, m.hidden_size)
             params = jax.jit(model.init)(jax.random.PRNGKey(0), batch["inputs"], batch["input_lengths"],
                                          batch["targets"])["params"]
-            self.state = train.TrainState.create(apply_fn=model.apply, params=params,
-                                                 tx=train.make_optimizer(config.train))
+            self.state = optim.TrainState.create(apply_fn=model.apply, params=params,
+                                                 tx=optim.make_optimizer(config.train))
         else:
-            self.state = train.create_train_state(train.create_model(config, vocab, vocab), config)
+            self.state = optim.create_train_state(model_lib.create_model(config, vocab, vocab), config)
         self.params = num_params(self.state.params)
         self.step_fn = jax.jit(functools.partial(train.train_step, dropout_key=jax.random.PRNGKey(1)),
                                donate_argnums=0)

@@ -18,7 +18,7 @@ from experiments import report
 from experiments import study
 from experiments import sweep
 from seq2seq_jax import metrics as metrics_lib
-from seq2seq_jax import train
+from seq2seq_jax import workdir as workdir_lib
 
 SHORT = (10, 20)  # source words in [10, 20): the bucket where a fixed vector still holds the sentence
 LONG = 30  # source words >= 30: where it should not (Bahdanau et al. 2014, fig. 2)
@@ -53,7 +53,7 @@ def length_metrics(predictions) -> dict:
 def run(config, workdir: str) -> dict:
     """A training run, plus its test BLEU on short and long sources and its parameter count."""
     metrics = study.train_run(config, workdir)
-    params = train.load_trained(workdir, "latest")[2]
+    params = workdir_lib.load_trained(workdir, "latest")[2]
     return {**metrics, **length_metrics(test_predictions(workdir)),
             "num_params": sum(int(p.size) for p in jax.tree.leaves(params))}
 

@@ -20,7 +20,7 @@ from scipy import stats
 from experiments import sweep
 from seq2seq_jax import inference
 from seq2seq_jax import metrics as metrics_lib
-from seq2seq_jax import train
+from seq2seq_jax import workdir as workdir_lib
 
 # Metrics that are an average of a per-example 0/1 outcome: with one seed, their claims are bootstrapped
 # over the test examples (paired: both variants scored on each resample).
@@ -152,7 +152,7 @@ def example_outcomes(study_dir: str, result: Mapping, claim: Claim) -> np.ndarra
         return None
     with open(path, encoding="utf-8") as f:
         rows = [line.split("\t") for line in f.read().split("\n")[1:] if line]
-    _, _, source_vocab, target_vocab = train.load_run(workdir)
+    _, _, source_vocab, target_vocab = workdir_lib.load_run(workdir)
     tokenize = metrics_lib.vocab_tokenizer(target_vocab)
     right = np.array([metrics_lib.sequence_accuracy([hyp], [refs.split(" | ")], tokenize)
                       for _, hyp, refs in rows])  # [examples]

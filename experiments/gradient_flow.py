@@ -21,8 +21,9 @@ from experiments import study
 from experiments import sweep
 from seq2seq_jax import cells
 from seq2seq_jax import files
+from seq2seq_jax import optim
 from seq2seq_jax import plotting
-from seq2seq_jax import train
+from seq2seq_jax import workdir as workdir_lib
 from seq2seq_jax.data.vocab import EOS
 from seq2seq_jax.model import DTYPES, EncoderOutput, Seq2Seq, shift_right
 from seq2seq_jax.recurrent import reverse_sequences, time_mask
@@ -135,8 +136,8 @@ def probe_batch(config, source_vocab, target_vocab, *, length: int | None = None
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains (or resumes) one run, then measures the gradient profile at init and after training."""
     final = study.train_run(config, workdir)
-    _, model, params, source_vocab, target_vocab = train.load_trained(workdir)
-    init_params = train.create_train_state(model, config).params  # the very init this run started from
+    _, model, params, source_vocab, target_vocab = workdir_lib.load_trained(workdir)
+    init_params = optim.create_train_state(model, config).params  # the very init this run started from
     batch = probe_batch(config, source_vocab, target_vocab)
     profiles = {"init": gradient_profile(model, init_params, batch), "trained": gradient_profile(model, params, batch)}
     record = {"probe_length": int(batch["inputs"].shape[1]), "probe_batch": int(batch["inputs"].shape[0]),

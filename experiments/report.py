@@ -19,7 +19,7 @@ from seq2seq_jax import files
 from seq2seq_jax import inference
 from seq2seq_jax import logger
 from seq2seq_jax import plotting
-from seq2seq_jax import train
+from seq2seq_jax import workdir as workdir_lib
 from seq2seq_jax.data import vocab as vocab_lib
 
 
@@ -240,7 +240,7 @@ def attention_heatmaps(study_dir: str, run_id: str, k: int,
     workdir = sweep.run_workdir(study_dir, run_id)
     with open(os.path.join(workdir, "eval", "test_predictions.tsv"), encoding="utf-8") as f:
         sources = [line.split("\t", 1)[0] for line in f.read().split("\n")[1:] if line]
-    config, model, params, source_vocab, target_vocab = train.load_trained(workdir)
+    config, model, params, source_vocab, target_vocab = workdir_lib.load_trained(workdir)
     if pick is None:
         pick = lambda texts, n: spread_by_length(texts, n, lambda s: len(source_vocab.encode(s)))  # noqa: E731
     chosen = [sources[i] for i in pick(sources, k)]

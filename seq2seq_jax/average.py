@@ -31,7 +31,8 @@ from absl import app, flags, logging
 
 from seq2seq_jax import checkpointing
 from seq2seq_jax import cli
-from seq2seq_jax import train
+from seq2seq_jax import optim
+from seq2seq_jax import workdir as workdir_lib
 
 _WORKDIR = cli.workdir_flag()
 _LAST = flags.DEFINE_integer("last", None, "Average the newest N checkpoints of <workdir>/checkpoints.",
@@ -82,8 +83,8 @@ def average_params(trees: Iterable):
 def average_checkpoints(workdir: str, steps: list[int], output: str) -> dict:
     """Writes the average of ``steps`` of ``workdir/checkpoints`` to ``workdir/<output>`` (see the module
     docstring); returns the summary printed on stdout."""
-    config, model, _, _ = train.load_run(workdir)
-    abstract = train.create_train_state(model, config)
+    config, model, _, _ = workdir_lib.load_run(workdir)
+    abstract = optim.create_train_state(model, config)
     saved = checkpointing.open_manager(os.path.join(workdir, "checkpoints"), create=False)
     newest = {}
 
@@ -133,7 +134,7 @@ def main(argv):
     workdir, output = _WORKDIR.value, _OUTPUT.value or DEFAULT_OUTPUT
     try:
         checkpointing.check_averaged_name(output)
-        train.load_run(workdir)  # a workdir holding a run: config.json and vocab/
+        workdir_lib.load_run(workdir)  # a workdir holding a run: config.json and vocab/
         if os.path.lexists(os.path.join(workdir, output)):
             raise ValueError(f"{os.path.join(workdir, output)} exists: remove it or choose another --output")
         steps = select_steps(saved_steps(workdir), os.path.join(workdir, "checkpoints"), last=_LAST.value,

@@ -30,6 +30,7 @@ from seq2seq_jax import checkpointing
 from seq2seq_jax import cli
 from seq2seq_jax import inference
 from seq2seq_jax import train
+from seq2seq_jax import workdir as workdir_lib
 from seq2seq_jax.data import pipeline
 
 _WORKDIR = cli.workdir_flag()
@@ -56,7 +57,7 @@ def result_name(split: str, eval_config, beam_size: int | None, length_penalty: 
 
 
 def _checkpoint_step(workdir: str, checkpoint: str) -> int:
-    """Step of the checkpoint ``train.load_trained(workdir, checkpoint)`` loads."""
+    """Step of the checkpoint ``workdir_lib.load_trained(workdir, checkpoint)`` loads."""
     if checkpoint not in checkpointing.SELECTIONS:
         return checkpointing.averaged_step(workdir, checkpoint)
     checkpoints = checkpointing.Checkpoints(workdir)
@@ -94,7 +95,7 @@ def main(argv):
     cli.enable_compilation_cache()
     workdir, split, checkpoint = _WORKDIR.value, _SPLIT.value, _CHECKPOINT.value
     try:
-        config, model, params, _, _ = train.load_trained(workdir, checkpoint)
+        config, model, params, _, _ = workdir_lib.load_trained(workdir, checkpoint)
     except (FileNotFoundError, checkpointing.CheckpointError) as error:
         cli.fail(str(error))
     eval_config = config.eval.copy_and_resolve_references()
@@ -114,7 +115,7 @@ def main(argv):
     step = _checkpoint_step(workdir, checkpoint)
     result.update(length_penalty=float(eval_config.length_penalty), checkpoint=checkpoint)
     name = result_name(split, config.eval, _BEAM_SIZE.value, _LENGTH_PENALTY.value, checkpoint)
-    train.write_eval(workdir, result, step, name)
+    workdir_lib.write_eval(workdir, result, step, name)
     print(format_report({**result, "step": step}, list(eval_config.metrics)), file=sys.stderr)
     path = os.path.join(workdir, "eval", f"{name}.json")
     with open(path) as f:  # what was saved, so stdout and the file cannot disagree

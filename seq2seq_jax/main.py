@@ -44,7 +44,10 @@ from ml_collections import config_flags
 from seq2seq_jax import checkpointing
 from seq2seq_jax import cli
 from seq2seq_jax import files
+from seq2seq_jax import model as model_lib
+from seq2seq_jax import optim
 from seq2seq_jax import train
+from seq2seq_jax.configs import default as default_config
 from seq2seq_jax.data import pipeline
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -158,8 +161,8 @@ def dry_run(config: ml_collections.ConfigDict) -> dict:
     with tempfile.TemporaryDirectory() as vocab_dir:
         data = pipeline.get_data(config.data, batch_size=t.batch_size // jax.process_count(), seed=t.seed,
                                  vocab_dir=vocab_dir)
-    model = train.create_model(config, data.source_vocab.size, data.target_vocab.size)
-    params = jax.eval_shape(lambda: train.create_train_state(model, config).params)
+    model = model_lib.create_model(config, data.source_vocab.size, data.target_vocab.size)
+    params = jax.eval_shape(lambda: optim.create_train_state(model, config).params)
     return {
         "config": json.loads(config.to_json_best_effort()),
         "vocab_sizes": {"source": data.source_vocab.size, "target": data.target_vocab.size},
@@ -188,7 +191,7 @@ def main(argv):
         _initialize_distributed()
     logging.info("JAX devices: %s", jax.devices())
     try:
-        train.validate_config(config)  # a bad value: one message, nothing written
+        default_config.validate(config)  # a bad value: one message, nothing written
     except ValueError as error:
         cli.fail(str(error))
     if _DRY_RUN.value:

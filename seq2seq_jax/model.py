@@ -343,3 +343,9 @@ class _Bridge(nn.Module):
 def shift_right(targets):
     """Decoder inputs for teacher forcing: ``[BOS, y_1, ..., y_{T-1}]`` from ``targets [batch, tgt_len]``."""
     return jnp.pad(targets, ((0, 0), (1, 0)), constant_values=BOS)[:, :-1]
+
+
+def create_model(config, source_vocab_size: int, target_vocab_size: int) -> Seq2Seq:
+    """The ``Seq2Seq`` of a run's config (its ``config.model`` section, validated) for these vocabulary sizes."""
+    return Seq2Seq(ModelConfig.from_config(config.model, source_vocab_size=source_vocab_size,
+                                           target_vocab_size=target_vocab_size))

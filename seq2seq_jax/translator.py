@@ -36,7 +36,7 @@ from seq2seq_jax import cli
 from seq2seq_jax import inference
 from seq2seq_jax import metrics as metrics_lib
 from seq2seq_jax import parallel
-from seq2seq_jax import train
+from seq2seq_jax import workdir as workdir_lib
 from seq2seq_jax.data.vocab import EOS, UNK
 from seq2seq_jax.model import Seq2Seq, shift_right
 from seq2seq_jax.recurrent import time_mask
@@ -136,10 +136,10 @@ class Translator:
     def from_workdir(cls, path: str, checkpoint: str = "best", beam_size=None, length_penalty=None,
                      batch_size: int = 128) -> "Translator":
         """The run trained in ``path``: its ``config.json``, ``vocab/`` and the parameters of ``checkpoint``
-        (``'best'``, ``'latest'`` or an averaged checkpoint's name, see ``train.load_trained``).
+        (``'best'``, ``'latest'`` or an averaged checkpoint's name, see ``workdir_lib.load_trained``).
         ``beam_size`` defaults to the run's test-time beam (``eval.test_beam_size``, else ``eval.beam_size``),
         ``length_penalty`` to ``eval.length_penalty``. A missing run or checkpoint raises
-        ``FileNotFoundError`` or ``checkpointing.CheckpointError``, as ``train.load_trained`` does."""
+        ``FileNotFoundError`` or ``checkpointing.CheckpointError``, as ``workdir_lib.load_trained`` does."""
         try:
             path = os.fspath(path)
         except TypeError:
@@ -149,7 +149,7 @@ class Translator:
         for name, value in (("beam_size", beam_size), ("batch_size", batch_size)):
             if value is not None:
                 _positive_int(name, value)  # before the checkpoint is read
-        config, model, params, source_vocab, target_vocab = train.load_trained(path, checkpoint)
+        config, model, params, source_vocab, target_vocab = workdir_lib.load_trained(path, checkpoint)
         return cls(model, params, source_vocab, target_vocab, config.eval, beam_size=beam_size,
                    length_penalty=length_penalty, batch_size=batch_size, max_source_len=max_source_length(config)[0],
                    config=config)

@@ -18,8 +18,9 @@ from seq2seq_jax import average
 from seq2seq_jax import checkpointing
 from seq2seq_jax import evaluate
 from seq2seq_jax import inference
-from seq2seq_jax import train
+from seq2seq_jax import optim
 from seq2seq_jax import translate
+from seq2seq_jax import workdir as workdir_lib
 
 pytestmark = pytest.mark.slow
 
@@ -62,9 +63,9 @@ def two_steps(tiny_workdir, tmp_path_factory):
     parameters of each step."""
     path = tmp_path_factory.mktemp("average") / "run"
     shutil.copytree(tiny_workdir, path)
-    config, model, _, _ = train.load_run(str(path))
+    config, model, _, _ = workdir_lib.load_run(str(path))
     checkpoints = checkpointing.Checkpoints(str(path), keep=config.train.keep_checkpoints)
-    state, data_state, meta = checkpoints.restore(train.create_train_state(model, config))
+    state, data_state, meta = checkpoints.restore(optim.create_train_state(model, config))
     leaves, treedef = jax.tree.flatten(jax.device_get(state.params))
     noise = [np.random.default_rng(i).normal(0, 0.1, leaf.shape).astype(leaf.dtype) for i, leaf in enumerate(leaves)]
     moved = jax.tree.unflatten(treedef, [a + b for a, b in zip(leaves, noise)])
@@ -103,7 +104,7 @@ def test_averaging_one_checkpoint_gives_its_parameters(workdir, params_at, capsy
     summary = json.loads(capsys.readouterr().out)
     assert summary == {"checkpoint": "only30", "directory": str(workdir / "only30"), "step": 30,
                        "averaged_steps": [30]}
-    loaded = train.load_trained(str(workdir), "only30")[2]
+    loaded = workdir_lib.load_trained(str(workdir), "only30")[2]
     jax.tree.map(np.testing.assert_array_equal, loaded, params_at[30])
 
 
@@ -112,7 +113,7 @@ def test_the_last_two_checkpoints_average_to_their_elementwise_mean(workdir, par
     assert json.loads(capsys.readouterr().out)["averaged_steps"] == [30, 31]
     assert sorted(os.listdir(workdir / "averaged")) == ["31"]  # the newest averaged step
     assert not [name for name in os.listdir(workdir) if ".tmp" in name]
-    loaded = train.load_trained(str(workdir), "averaged")[2]
+    loaded = workdir_lib.load_trained(str(workdir), "averaged")[2]
     expected = jax.tree.map(lambda a, b: (a + b) / np.float32(2), params_at[30], params_at[31])
     jax.tree.map(np.testing.assert_array_equal, loaded, expected)
     # The run's own checkpoints are as they were: averaging reads them only.
@@ -130,7 +131,7 @@ def test_evaluate_and_translate_load_the_averaged_checkpoint(workdir, tmp_path, 
     (tmp_path / "in.txt").write_text("abc\ncab\n")
     run(translate, f"--workdir={workdir}", "--checkpoint=averaged", f"--input={tmp_path / 'in.txt'}",
         f"--output={tmp_path / 'out.txt'}")
-    config, model, params, source_vocab, target_vocab = train.load_trained(str(workdir), "averaged")
+    config, model, params, source_vocab, target_vocab = workdir_lib.load_trained(str(workdir), "averaged")
     expected = inference.translate_lines(model, params, source_vocab, target_vocab, ["abc", "cab"], config.eval,
                                          batch_size=2)
     assert (tmp_path / "out.txt").read_text() == "".join(t.hypotheses[0] + "\n" for t in expected)

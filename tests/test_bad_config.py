@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 
 from seq2seq_jax import main as train_main
 from seq2seq_jax import train
+from seq2seq_jax.configs import default as default_config
 from seq2seq_jax.configs import tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,8 +52,8 @@ BAD_VALUES = {
     ("train", "max_loss"): st.one_of(st.floats(max_value=0), st.just(math.nan), _wrong_for_number),
     ("train", "max_grad_norm_abort"): st.one_of(st.floats(max_value=-1e-9), st.just(math.nan), _wrong_for_number),
     ("train", "skip_nonfinite_updates"): _not_bool,
-    ("train", "optimizer"): _not_in(train.OPTIMIZERS),
-    ("train", "schedule"): _not_in(train.SCHEDULES),
+    ("train", "optimizer"): _not_in(default_config.OPTIMIZERS),
+    ("train", "schedule"): _not_in(default_config.SCHEDULES),
     ("eval", "beam_size"): _not_positive,
     ("eval", "length_penalty"): st.one_of(st.floats(max_value=-1e-9), _nan_or_inf, _wrong_for_number),
     ("eval", "max_output_ratio"): st.one_of(st.floats(max_value=-1e-9), _nan_or_inf, _wrong_for_number),

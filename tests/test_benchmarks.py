@@ -106,12 +106,13 @@ def test_decoding_benchmark_compiles_one_search_per_batch_shape():
 
 @functools.cache
 def _ours(cell, decoder):
-    from seq2seq_jax import train
+    from seq2seq_jax import model as model_lib
+    from seq2seq_jax import optim
 
     config = common.model_config(cell, decoder, hidden=8, embed=6)
     config.model.attention_size = 5  # distinct from hidden, so a mixed-up projection would fail to load
-    model = train.create_model(config, 13, 11)
-    params = train.create_train_state(model, config).params
+    model = model_lib.create_model(config, 13, 11)
+    params = optim.create_train_state(model, config).params
     # Non-zero biases, so each one's place is checked too.
     params = jax.tree_util.tree_map_with_path(
         lambda path, p: p + 0.1 * jax.random.normal(jax.random.key(len(str(path))), p.shape)

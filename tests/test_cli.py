@@ -18,7 +18,8 @@ import pytest
 from absl import app, flags
 
 from seq2seq_jax import evaluate
-from seq2seq_jax import train
+from seq2seq_jax import model as model_lib
+from seq2seq_jax import optim
 from seq2seq_jax import translate
 from seq2seq_jax.configs import tiny
 from seq2seq_jax.data import pipeline
@@ -209,8 +210,8 @@ def test_dry_run_reports_what_would_be_trained_and_writes_nothing(tmp_path):
     assert summary["vocab_sizes"] == {"source": data.source_vocab.size, "target": data.target_vocab.size}
     assert summary["bucket_shapes"] == [list(shape) for shape in data.bucket_shapes]
     assert summary["train_batches_per_epoch"] == data.batches_per_epoch
-    model = train.create_model(config, data.source_vocab.size, data.target_vocab.size)
-    params = train.create_train_state(model, config).params
+    model = model_lib.create_model(config, data.source_vocab.size, data.target_vocab.size)
+    params = optim.create_train_state(model, config).params
     assert summary["num_params"] == sum(x.size for x in jax.tree.leaves(params))
     for split, total in (("train", 200), ("validation", 20), ("test", 20)):
         counts = summary["examples"][split]

@@ -8,12 +8,14 @@ import re
 import pytest
 
 from seq2seq_jax import train
+from seq2seq_jax.configs import compare
+from seq2seq_jax.configs import default as default_config
 from seq2seq_jax.configs.model import get_model_config
 from seq2seq_jax.data import config as data_config
 from seq2seq_jax.model import ModelConfig
 
 CONFIGS = sorted(p.stem for p in pathlib.Path(train.__file__).parent.joinpath("configs").glob("*.py")
-                 if p.stem not in ("__init__", "model"))
+                 if p.stem not in ("__init__", "model", "compare"))  # not run configs
 # (config, setting): every setting of a config file with settings (`get_config(setting)`, loaded as
 # `--config=path.py:setting`), and None (`get_config()`) for every config.
 SETTINGS = [(name, None) for name in CONFIGS] + [
@@ -27,7 +29,7 @@ def test_config_is_valid_in_each_setting(name, setting):
     config = module.get_config() if setting is None else module.get_config(setting)
     ModelConfig.from_config(config.model, source_vocab_size=10, target_vocab_size=10)
     data_config.validate(config.data)
-    train.validate_config(config)
+    default_config.validate(config)
 
 
 @pytest.mark.parametrize("name", [n for n in CONFIGS if hasattr(importlib.import_module(f"seq2seq_jax.configs.{n}"), "SETTINGS")])
@@ -54,7 +56,7 @@ def test_every_default_field_has_a_one_line_comment_above_it(path):
     source = pathlib.Path(train.__file__).parent.joinpath(path).read_text().splitlines()
     for i, line in enumerate(source):
         stripped = line.strip()
-        if (stripped.startswith(("t.", "e.", "m.", "c.")) and " = " in stripped
+        if (re.match(r"[temc]\.\w+ = ", stripped)
                 or path == "model.py" and re.fullmatch(r"    \w+: \w+ = .+", line)):  # ModelConfig's fields
             assert source[i - 1].strip().startswith("#"), f"no comment above {stripped!r}"
 
@@ -84,4 +86,24 @@ def test_a_negative_test_beam_size_is_refused_naming_the_field():
     config = importlib.import_module("seq2seq_jax.configs.g2p").get_config("quick")
     config.eval.test_beam_size = -1  # (a value of another type is refused by the ConfigDict itself)
     with pytest.raises(ValueError, match=r"eval.test_beam_size=.* must be a non-negative integer"):
-        train.validate_config(config)
+        default_config.validate(config)
+
+
+def test_resume_and_sweeps_compare_configs_by_one_rule():
+    """``compare.differences``: a field the saved config lacks is its default; resume compares only what the
+    checkpoint depends on (model, data, the optimizer state's shape), so a run a study accepts can resume."""
+    saved = compare.flat(default_config.get_config())
+    del saved["model.recurrent_impl"]  # a run saved before the field existed: the default is what it did
+    current = default_config.get_config()
+    assert compare.differences(saved, current) == compare.differences(saved, current, resume=True) == []
+    current.train.num_steps += 1  # another budget: a different result, but it can resume
+    current.train.max_grad_norm = 1.0  # clipping still on: same optimizer state
+    current.data.data_dir = "/elsewhere"  # a machine field: never compared
+    assert compare.differences(saved, current) == ["train.max_grad_norm: 5.0 -> 1.0", "train.num_steps: 5000 -> 5001"]
+    assert compare.differences(saved, current, resume=True) == []
+    current.train.max_grad_norm = 0.0  # clipping off: the checkpoint's optimizer state has another shape
+    current.model.hidden_size += 1
+    assert compare.differences(saved, current, resume=True) == [
+        f"model.hidden_size: {current.model.hidden_size - 1} -> {current.model.hidden_size}",
+        "train.max_grad_norm: 5.0 -> 0.0"]
+    assert compare.differences(None, current) == ["no recorded config"]

@@ -17,7 +17,8 @@ from experiments import g2p_cmudict
 from experiments import gradient_flow
 from experiments import study
 from experiments import wmt14
-from seq2seq_jax import train
+from seq2seq_jax import model as model_lib
+from seq2seq_jax import optim
 from seq2seq_jax.configs import copy as copy_config
 from seq2seq_jax.data import vocab as vocab_lib
 from seq2seq_jax.model import Seq2Seq
@@ -33,8 +34,8 @@ def tiny(cell, **model):
     config.model.cell = cell
     config.model.hidden_size, config.model.embedding_size = 8, 4
     config.model.update(model)
-    m = train.create_model(config, VOCAB.size, VOCAB.size)
-    return config, m, train.create_train_state(m, config).params
+    m = model_lib.create_model(config, VOCAB.size, VOCAB.size)
+    return config, m, optim.create_train_state(m, config).params
 
 
 def padded_batch(seed=0, lengths=(5, 3, 1)):

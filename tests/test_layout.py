@@ -9,7 +9,7 @@ LAYERS = [
     ("experiments", ["experiments."]),
     ("benchmarks", ["benchmarks."]),
     ("tools", ["main", "evaluate", "translate", "score", "average", "scripts", "translator", "cli"]),
-    ("training", ["train", "checkpointing", "logger"]),
+    ("training", ["train", "optim", "workdir", "checkpointing", "logger"]),
     ("configs", ["configs."]),
     ("inference", ["inference", "decoding", "metrics"]),
     ("model", ["model", "attention", "recurrent", "cells"]),

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from cli_runs import SMALL, assert_same_evaluation, final_metrics, finish, read_eval, start, succeed
 
-from seq2seq_jax import inference, parallel, train
+from seq2seq_jax import inference, parallel
+from seq2seq_jax import workdir as workdir_lib
 from seq2seq_jax.logger import read_metrics
 
 pytestmark = pytest.mark.slow
@@ -58,7 +59,7 @@ PARAMETER_RELATIVE_TOLERANCE = 1e-4
 
 
 def test_eight_devices_end_with_the_parameters_of_one(runs):
-    a, b = (train.load_trained(runs[run], "latest")[2] for run in ("a", "b"))
+    a, b = (workdir_lib.load_trained(runs[run], "latest")[2] for run in ("a", "b"))
     relative = jax.tree.map(lambda x, y: float(np.linalg.norm(x - y) / np.linalg.norm(x)), a, b)
     assert max(jax.tree.leaves(relative)) <= PARAMETER_RELATIVE_TOLERANCE, relative
 
@@ -89,7 +90,7 @@ def test_translate_on_eight_devices_gives_the_hypotheses_of_one(runs, tmp_path):
     (tmp_path / "in.txt").write_text("".join(f"{s}\n" for s in sources))
     succeed(start("translate", f"--workdir={runs['b']}", f"--input={tmp_path / 'in.txt'}",
                   f"--output={tmp_path / 'out.txt'}", "--batch_size=5", devices=8))  # 5 rows -> 8
-    config, model, params, source_vocab, target_vocab = train.load_trained(runs["b"])
+    config, model, params, source_vocab, target_vocab = workdir_lib.load_trained(runs["b"])
     one_device = [hyp for hyp, *_ in inference.translate(model, params, source_vocab, target_vocab, sources,
                                                          config.eval, batch_size=5)]
     assert (tmp_path / "out.txt").read_text().splitlines() == one_device

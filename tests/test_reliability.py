@@ -28,6 +28,8 @@ from jax.experimental.compilation_cache import compilation_cache as compilation_
 
 from seq2seq_jax import checkpointing, files, logger, train
 from seq2seq_jax import main as train_main
+from seq2seq_jax import optim
+from seq2seq_jax import workdir as workdir_lib
 from seq2seq_jax.configs import tiny
 from seq2seq_jax.logger import read_metrics
 
@@ -116,7 +118,7 @@ def train_losses(workdir) -> list[tuple[int, float]]:
 
 
 def params_of(workdir):
-    return train.load_trained(str(workdir), "latest")[2]
+    return workdir_lib.load_trained(str(workdir), "latest")[2]
 
 
 def assert_same_params(a, b):
@@ -177,7 +179,7 @@ def test_second_signal_stops_at_once(tmp_path):
 
 @pytest.mark.slow
 def test_busy_workdir_is_refused_naming_the_process_that_holds_it(tmp_path, data_dir, compilation_cache):
-    with files.file_lock(str(tmp_path / train.LOCK_FILE), blocking=False):
+    with files.file_lock(str(tmp_path / workdir_lib.LOCK_FILE), blocking=False):
         refused = cli(tmp_path, data_dir, compilation_cache)
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines()[-1].startswith(
@@ -186,13 +188,13 @@ def test_busy_workdir_is_refused_naming_the_process_that_holds_it(tmp_path, data
 
 
 def test_lock_left_by_a_killed_process_does_not_block(tmp_path):
-    path = str(tmp_path / train.LOCK_FILE)
+    path = str(tmp_path / workdir_lib.LOCK_FILE)
     script = ("import os, signal\nfrom seq2seq_jax import files\n"
               f"with files.file_lock({path!r}):\n"
               "    os.kill(os.getpid(), signal.SIGKILL)\n")
     killed = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": REPO}, timeout=120)
     assert killed.returncode == -signal.SIGKILL
-    assert (tmp_path / train.LOCK_FILE).read_text().startswith("pid ")  # the dead process's lock file is there
+    assert (tmp_path / workdir_lib.LOCK_FILE).read_text().startswith("pid ")  # the dead process's lock file is there
     with files.file_lock(path, blocking=False):  # what train_and_evaluate takes: not blocked
         with pytest.raises(files.WorkdirBusyError, match=f"in use by pid {os.getpid()} on host"):
             with files.file_lock(path, blocking=False):  # while held, a second taker is refused
@@ -323,7 +325,7 @@ def test_half_written_last_metrics_row_is_dropped_and_a_damaged_middle_row_is_an
 
 def test_eval_outputs_interrupted_while_written_keep_their_previous_version(tmp_path, monkeypatch):
     result = {"split": "test", "loss": 1.0, "predictions": [("abc", "cba", ["cba"])]}
-    train.write_eval(str(tmp_path), result, step=1)
+    workdir_lib.write_eval(str(tmp_path), result, step=1)
     before = {name: (tmp_path / "eval" / name).read_text() for name in os.listdir(tmp_path / "eval")}
     assert sorted(before) == ["test.json", "test_predictions.tsv"]
 
@@ -332,7 +334,7 @@ def test_eval_outputs_interrupted_while_written_keep_their_previous_version(tmp_
 
     monkeypatch.setattr(os, "replace", killed)
     with pytest.raises(KeyboardInterrupt):
-        train.write_eval(str(tmp_path), {**result, "predictions": [("x", "y", ["z"])] * 1000}, step=2)
+        workdir_lib.write_eval(str(tmp_path), {**result, "predictions": [("x", "y", ["z"])] * 1000}, step=2)
     for name, text in before.items():
         assert (tmp_path / "eval" / name).read_text() == text
 
@@ -400,11 +402,11 @@ def test_machine_paths_are_not_part_of_a_run_but_model_and_optimizer_state_are(t
     files.save_json(str(tmp_path / "config.json"), json.loads(config.to_json_best_effort()))
     config.data.data_dir = "/another/machine/tfds"
     config.train.learning_rate = 0.5  # training settings may change on resume
-    assert train._check_config(config, str(tmp_path)) is True
+    assert workdir_lib.check_resumable(config, str(tmp_path)) is True
     config.model.hidden_size += 1
     config.train.skip_nonfinite_updates = True
-    with pytest.raises(ValueError, match=r"\(model.hidden_size, train.optimizer/skip_nonfinite_updates"):
-        train._check_config(config, str(tmp_path))
+    with pytest.raises(ValueError, match=r"\(model.hidden_size: \d+ -> \d+; train.skip_nonfinite_updates: False -> True\)"):
+        workdir_lib.check_resumable(config, str(tmp_path))
 
 
 # --- Numerical faults -----------------------------------------------------------------------------------
@@ -433,7 +435,7 @@ def _toy_state(skip):
     config = tiny.get_config().train
     config.update(dict(skip_nonfinite_updates=skip, learning_rate=0.1))
     return train_state.TrainState.create(apply_fn=apply_fn, params={"w": jnp.ones(())},
-                                         tx=train.make_optimizer(config))
+                                         tx=optim.make_optimizer(config))
 
 
 def _toy_batch(value):

@@ -21,6 +21,7 @@ from experiments import report
 from experiments import study
 from experiments import sweep
 from seq2seq_jax import train
+from seq2seq_jax.configs import default as default_config
 
 STUDIES = ["bottleneck_vs_attention", "reverse_source", "cell_ablation", "attention_variants", "gradient_flow",
            "g2p_cmudict", "wmt14", "bible_es_en"]
@@ -115,7 +116,7 @@ def test_every_variant_of_every_study_is_a_valid_run_in_every_setting(name, sett
     s = spec(name)
     base = study.base_config(s, setting)
     for run in sweep.expand(s.variants, [0]):
-        train.validate_config(sweep.apply_overrides(base, run.variant.overrides, seed=0, variant=run.variant.name))
+        default_config.validate(sweep.apply_overrides(base, run.variant.overrides, seed=0, variant=run.variant.name))
 
 
 def test_the_main_study_compares_models_of_equal_size_that_differ_only_in_the_decoder():

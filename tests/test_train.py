@@ -11,7 +11,9 @@ import numpy as np
 import optax
 import pytest
 
+from seq2seq_jax import optim
 from seq2seq_jax import train
+from seq2seq_jax import workdir as workdir_lib
 from seq2seq_jax.configs import default, tiny
 from seq2seq_jax.logger import read_metrics
 
@@ -62,7 +64,7 @@ def test_stopped_run_resumes_with_identical_losses_and_parameters(tmp_path, data
                            if "train_loss" in r]
     assert losses("resumed") == losses("straight")  # exact floats, steps 1..12 once each
     assert resumed["test/loss"] == straight["test/loss"]
-    params = lambda name: train.load_trained(str(tmp_path / name), "latest")[2]  # noqa: E731
+    params = lambda name: workdir_lib.load_trained(str(tmp_path / name), "latest")[2]  # noqa: E731
     jax.tree_util.tree_map(np.testing.assert_array_equal, params("resumed"), params("straight"))
 
 
@@ -81,7 +83,7 @@ def test_workdir_of_another_model_is_refused(tmp_path, data_dir):
     train.train_and_evaluate(small_config(data_dir, num_steps=1), str(tmp_path))
     other = small_config(data_dir, num_steps=1)
     other.model.hidden_size = 32
-    with pytest.raises(ValueError, match=r"different config \(model.hidden_size differ"):
+    with pytest.raises(ValueError, match=r"different config \(model.hidden_size: \d+ -> \d+\)"):
         train.train_and_evaluate(other, str(tmp_path))
 
 
@@ -125,8 +127,22 @@ def test_token_losses_count_only_real_positions():
 def test_halving_schedule_halves_after_the_start():
     config = tiny.get_config().train
     config.update(dict(schedule="halving", learning_rate=1.0, halving_start=10, halving_every=5))
-    schedule = train.make_schedule(config)
+    schedule = optim.make_schedule(config)
     assert [float(schedule(s)) for s in (0, 9, 10, 14, 15, 20)] == [1.0, 1.0, 0.5, 0.5, 0.25, 0.125]
+
+
+@pytest.mark.parametrize("learning_rate, start, every", [(0.7, 2500, 500), (1e-3, 0, 1), (3.0, 7, 3)])
+def test_halving_schedule_is_the_closed_form_at_every_boundary(learning_rate, start, every):
+    """optax.piecewise_constant_schedule equals the closed form ``lr * 0.5 ** max(0, (step - start) // every + 1)``
+    (Sutskever et al. 2014, sec. 3.4) on each side of each of 100 halvings (past ~2**-126 the two differ: the CPU
+    flushes the closed form's power of 0.5 to 0 before repeated halving reaches it)."""
+    config = tiny.get_config().train
+    config.update(dict(schedule="halving", learning_rate=learning_rate, halving_start=start, halving_every=every,
+                       num_steps=start + 100 * every))
+    steps = jnp.array(sorted({s for k in range(-2, 100) for s in start + k * every + np.array([-1, 0, 1]) if s >= 0}))
+    closed_form = jax.jit(lambda step: learning_rate * 0.5 ** jnp.maximum(0, (step - start) // every + 1))
+    values = jax.jit(jax.vmap(optim.make_schedule(config)))(steps)
+    np.testing.assert_array_equal(values, jax.vmap(closed_form)(steps))
 
 
 def test_parallel_text_without_a_validation_or_test_file_is_refused_before_any_io(tmp_path):

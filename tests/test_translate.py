@@ -23,6 +23,7 @@ from seq2seq_jax import cli
 from seq2seq_jax import inference
 from seq2seq_jax import train
 from seq2seq_jax import translate
+from seq2seq_jax import workdir as workdir_lib
 from seq2seq_jax.configs import tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,7 +88,7 @@ def test_outputs_are_the_beams_best_in_input_order(workdir, tmp_path):
     """Chunks, length sorting and padding change nothing: each line is what the beam gives it alone."""
     lines = ["abcdefghijkl", "b", "", "cab", "abcabcabcabc", "ba", "a"]
     out = translate_file(workdir, tmp_path, "\r\n".join(lines).encode(), "--beam_size=3", "--length_penalty=0.6")
-    config, model, params, source_vocab, target_vocab = train.load_trained(workdir)
+    config, model, params, source_vocab, target_vocab = workdir_lib.load_trained(workdir)
     for line, got in zip(lines, out):
         alone, = inference.translate_lines(model, params, source_vocab, target_vocab, [line], config.eval,
                                            batch_size=1, beam_size=3, alpha=0.6)
@@ -103,7 +104,7 @@ def test_nbest_writes_ranked_rows_with_the_beams_scores(workdir, tmp_path):
     assert [(r[0], r[1]) for r in rows] == [("1", "1"), ("1", "2"), ("1", "3"), ("2", "1"),
                                             ("3", "1"), ("3", "2"), ("3", "3")]
     assert rows[3][2:] == ["", ""]  # the empty line: one row, no score, no hypothesis
-    config, model, params, source_vocab, target_vocab = train.load_trained(workdir)
+    config, model, params, source_vocab, target_vocab = workdir_lib.load_trained(workdir)
     want = inference.translate_lines(model, params, source_vocab, target_vocab, lines, config.eval, batch_size=4,
                                      beam_size=4, nbest=3)
     for line_rows, t in ((rows[0:3], want[0]), (rows[4:7], want[2])):
@@ -141,7 +142,7 @@ def test_a_run_saved_without_a_source_limit_gets_translates_default():
 @pytest.fixture
 def load_once(monkeypatch):
     """The trained run read once for a test that translates many times."""
-    monkeypatch.setattr(train, "load_trained", functools.cache(train.load_trained))
+    monkeypatch.setattr(workdir_lib, "load_trained", functools.cache(workdir_lib.load_trained))
 
 
 @pytest.mark.slow

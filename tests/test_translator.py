@@ -27,10 +27,10 @@ import numpy as np
 import pytest
 from absl import flags
 
-import seq2seq_jax
 from seq2seq_jax import inference
-from seq2seq_jax import train
 from seq2seq_jax import translator as translator_lib
+from seq2seq_jax import workdir as workdir_lib
+import seq2seq_jax
 from seq2seq_jax.configs import default
 from seq2seq_jax.data.vocab import BOS, EOS, build_vocab
 from seq2seq_jax.model import ModelConfig, Seq2Seq
@@ -264,8 +264,8 @@ def load_counter(monkeypatch):
         calls.append(args)
         return load_trained(*args, **kwargs)
 
-    load_trained = train.load_trained
-    monkeypatch.setattr(train, "load_trained", counted)
+    load_trained = workdir_lib.load_trained
+    monkeypatch.setattr(workdir_lib, "load_trained", counted)
     return calls
 
 
@@ -277,7 +277,7 @@ def test_a_run_is_loaded_once_and_translates_as_translate_lines_does(tiny_workdi
     best = translator.nbest(lines, 3)
     scores = translator.score(lines, hypotheses)
     assert load_counter == [(tiny_workdir, "best")]  # read once, for every call
-    config, model, params, source_vocab, target_vocab = train.load_trained(tiny_workdir)
+    config, model, params, source_vocab, target_vocab = workdir_lib.load_trained(tiny_workdir)
     want = inference.translate_lines(model, params, source_vocab, target_vocab, lines, config.eval,
                                      beam_size=3, alpha=0.6, nbest=3)
     assert hypotheses[2] == "" and best[2] == [("", None)]
@@ -291,7 +291,7 @@ def test_a_run_is_loaded_once_and_translates_as_translate_lines_does(tiny_workdi
 
 @pytest.mark.slow
 def test_a_run_defaults_to_its_test_beam_and_reads_the_checkpoint_asked_for(tiny_workdir):
-    config, _, _, _, _ = train.load_trained(tiny_workdir)
+    config, _, _, _, _ = workdir_lib.load_trained(tiny_workdir)
     translator = seq2seq_jax.Translator.from_workdir(tiny_workdir, checkpoint="latest")
     assert translator.beam_size == inference.split_beam_size(config.eval, "test")
     assert translator.length_penalty == config.eval.length_penalty
