@@ -75,8 +75,12 @@ def token_losses(logits, targets, lengths, label_smoothing: float = 0.0):
 
 
 def train_step(state: TrainState, batch, *, dropout_key, label_smoothing: float = 0.0):
-    """One optimizer step on ``batch``; returns ``(state', metrics)`` with metric sums and norms."""
+    """One optimizer step on ``batch`` (one batch of an update with ``train.accumulate_steps``); returns
+    ``(state', metrics)`` with metric sums and norms. The optimizer gets the batch's loss as ``value`` (the
+    plateau schedule's signal)."""
     step_key = jax.random.fold_in(dropout_key, state.step)
+    if optim.accumulated_batches(state.opt_state) is not None:  # one key per batch of an update
+        step_key = jax.random.fold_in(step_key, optim.accumulated_batches(state.opt_state))
 
     def loss_fn(params):
         logits = state.apply_fn({"params": params}, batch["inputs"], batch["input_lengths"],
@@ -84,8 +88,11 @@ def train_step(state: TrainState, batch, *, dropout_key, label_smoothing: float 
         sums = token_losses(logits, batch["targets"], batch["target_lengths"], label_smoothing)
         return sums["loss_sum"] / jnp.maximum(sums["token_count"], 1.0), sums
 
-    grads, sums = jax.grad(loss_fn, has_aux=True)(state.params)
-    new_state = state.apply_gradients(grads=grads)
+    (loss, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params, value=loss)
+    accumulated = optim.accumulated_batches(opt_state)  # step counts updates, not batches
+    new_state = state.replace(step=state.step + (1 if accumulated is None else (accumulated == 0)),
+                              params=optax.apply_updates(state.params, updates), opt_state=opt_state)
     metrics = {**sums, "grad_norm": optax.global_norm(grads), "param_norm": optax.global_norm(new_state.params)}
     return new_state, metrics
 
@@ -109,7 +116,7 @@ def checked_train_step(state: TrainState, first_bad, batch, *, max_loss: float, 
     where ``first_bad'`` is ``first_bad`` if that is already set (>= 0), else this step's number if its loss
     or gradient norm is non-finite or above the bounds (0 = none for the gradient norm) or the new
     parameters are non-finite, else -1. With ``skip_nonfinite`` a non-finite gradient is not a failure
-    (``optax.apply_if_finite`` skipped the update)."""
+    (``optax.apply_if_finite`` skipped the update). Steps count updates (of ``train.accumulate_steps`` batches)."""
     step = state.step + 1
     state, metrics = train_step(state, batch, **step_kwargs)
     loss = metrics["loss_sum"] / jnp.maximum(metrics["token_count"], 1.0)
@@ -178,7 +185,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, signals
     started = workdir_lib.check_resumable(config, workdir)
     t = config.train
     get_data = functools.partial(pipeline.get_data, config.data, batch_size=t.batch_size // jax.process_count(),
-                                 seed=t.seed, vocab_dir=os.path.join(workdir, workdir_lib.VOCAB_DIR), reuse_vocab=started)
+                                 seed=t.seed, vocab_dir=os.path.join(workdir, workdir_lib.VOCAB_DIR),
+                                 reuse_vocab=started)
     data = get_data() if parallel.is_main_process() else None  # prepares the dataset, saves the vocabularies
     multihost_utils.sync_global_devices("data prepared")  # before the other processes read them
     data = data or get_data()
@@ -206,9 +214,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, signals
         skip_nonfinite=t.skip_nonfinite_updates, dropout_key=jax.random.PRNGKey(t.seed + 1),
         label_smoothing=t.label_smoothing), donate_argnums=(0, 1))
     p_eval_step = jax.jit(functools.partial(eval_step, model=model))
-    schedule = optim.make_schedule(t)
+    schedule = jax.jit(optim.make_schedule(t))
     logger = MetricsLogger(workdir, start_step=start, hparams=json.loads(config.to_json_best_effort()),
-                           redo_evaluations_at=start if start >= t.num_steps else None)
+                           redo_evaluations_at=start if start >= t.num_steps or "stopped_early_at" in meta else None)
     first_bad = jax.device_put(jnp.int32(-1), replicated)  # the first step that failed the checks; -1 = none
 
     def evaluate(split, max_examples=0, params=None, beam_size=None):
@@ -238,9 +246,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, signals
     window_start, paused = time.perf_counter(), 0.0
     progress = logger.progress(start, t.num_steps)
     try:
-        for step in range(start + 1, t.num_steps + 1):
-            state, first_bad, metrics = p_train_step(state, first_bad, shard_batch(next(iterator), mesh))
-            pending.append({"step": step, **metrics})
+        last = start if "stopped_early_at" in meta else t.num_steps
+        for step in range(start + 1, last + 1):
+            for _ in range(t.accumulate_steps):
+                state, first_bad, metrics = p_train_step(state, first_bad, shard_batch(next(iterator), mesh))
+                pending.append({"step": step, **metrics})
             progress.update(1)
             checkpointing.fault_point("step", step)
             if step % t.log_every == 0 or step == t.num_steps:
@@ -255,37 +265,49 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, signals
                     "train_token_acc": sum(r["correct_sum"] for r in finite) / max(tokens, 1.0),
                     "grad_norm": rows[-1]["grad_norm"],
                     "param_norm": rows[-1]["param_norm"],
-                    "learning_rate": float(schedule(step - 1)),
+                    "learning_rate": float(schedule(step - 1)) * optim.plateau_scale(state.opt_state),
                     "tokens_per_sec": tokens / max(elapsed, 1e-9),
-                    "steps_per_sec": len(rows) / max(elapsed, 1e-9),
+                    "steps_per_sec": len(rows) / t.accumulate_steps / max(elapsed, 1e-9),
                 }
                 if t.skip_nonfinite_updates:
                     row["skipped_updates"] = int(state.opt_state.total_notfinite)  # since step 1
                 logger.write(row)
                 progress.set_postfix(loss=f"{row['train_loss']:.4f}", tok_s=f"{row['tokens_per_sec']:.0f}")
                 pending, window_start, paused = [], time.perf_counter(), 0.0
-            pause_start = time.perf_counter()
+            pause_start, stop_early = time.perf_counter(), False
             if t.eval_every and step % t.eval_every == 0 and step != t.num_steps:
                 check_health()
                 result = evaluate("validation", config.eval.max_validation_examples)
-                logger.write({"step": step, **{f"validation/{k}": v for k, v in workdir_lib.scalar_metrics(result).items()}})
+                logger.write({"step": step, **{f"validation/{k}": v
+                                               for k, v in workdir_lib.scalar_metrics(result).items()}})
                 value = result[config.eval.best_metric]
                 if _is_better(value, meta["best"], config.eval.best_mode):
                     meta = {"best": value, "best_step": step}
                     checkpoints.save(state, iterator.get_state(), meta, best=True)
-            if step % t.checkpoint_every == 0 or step == t.num_steps or signals.received:
+                stop_early = bool(t.early_stopping_patience) and (
+                    step - meta["best_step"] >= t.early_stopping_patience * t.eval_every)
+                if stop_early:
+                    meta = {**meta, "stopped_early_at": step}
+                    logging.info("early stopping at step %d: eval.%s has not improved for %d evaluations (best at "
+                                 "step %d)", step, config.eval.best_metric, t.early_stopping_patience,
+                                 meta["best_step"])
+            if step % t.checkpoint_every == 0 or step == t.num_steps or signals.received or stop_early:
                 save_latest()
             paused += time.perf_counter() - pause_start  # evaluation and checkpointing
             if signals.received:
                 checkpoints.wait()
                 raise Preempted(f"{signals.received} received: stopped after step {step}, which is saved in "
                                 f"{workdir}/checkpoints; run the same command to resume")
+            if stop_early:
+                break
         checkpoints.wait()
         signals.raise_now = True
         if signals.received:  # arrived while the last checkpoint was being written
             raise Preempted(f"{signals.received} received: training is complete and saved; run the same command "
                             "to evaluate")
         final = _final_evaluation(config, workdir, state, checkpoints, evaluate, logger, iterator)
+        if "stopped_early_at" in meta:
+            final["stopped_early_at"] = meta["stopped_early_at"]
     finally:
         progress.close()
         logger.close()

@@ -42,8 +42,11 @@ def _not_in(allowed):
 # best_metric that eval.metrics does not compute, input feeding without attention).
 BAD_VALUES = {
     **{("train", f): _not_positive for f in ("num_steps", "batch_size", "log_every", "keep_checkpoints",
-                                            "checkpoint_every", "halving_every")},
-    **{("train", f): _negative for f in ("halving_start", "warmup_steps", "eval_every")},
+                                            "checkpoint_every", "halving_every", "plateau_patience",
+                                            "plateau_window", "accumulate_steps")},
+    **{("train", f): _negative for f in ("halving_start", "warmup_steps", "eval_every", "early_stopping_patience")},
+    ("train", "plateau_factor"): st.one_of(st.floats(max_value=0), st.floats(min_value=1), st.just(math.nan),
+                                           _wrong_for_number),
     ("train", "seed"): st.one_of(st.integers(max_value=-1), st.integers(min_value=2**31 - 1), _wrong_for_int),
     ("train", "learning_rate"): st.one_of(st.floats(max_value=0), st.just(math.nan), _wrong_for_number),
     ("train", "label_smoothing"): st.one_of(st.floats(max_value=-1e-9), st.floats(min_value=1.0), _nan_or_inf,

@@ -23,6 +23,10 @@ def resume_rule(key: str):
         return _identity
     if key == "train.max_grad_norm":
         return lambda value: isinstance(value, (int, float)) and value > 0
+    if key == "train.schedule":  # only the plateau schedule keeps a state
+        return lambda value: value == "plateau"
+    if key == "train.accumulate_steps":  # the state counts batches, a step is accumulate_steps of them
+        return _identity
     return None
 
 def flat(config: ml_collections.ConfigDict | Mapping) -> dict:

@@ -20,7 +20,7 @@ from seq2seq_jax.data.config import get_data_config
 from seq2seq_jax.model import ModelConfig
 
 OPTIMIZERS = ("adam", "sgd", "adadelta")  # train.optimizer (seq2seq_jax.optim builds each)
-SCHEDULES = ("constant", "halving", "warmup_decay")  # train.schedule
+SCHEDULES = ("constant", "halving", "warmup_decay", "plateau")  # train.schedule
 
 
 def get_train_config() -> ml_collections.ConfigDict:
@@ -34,7 +34,8 @@ def get_train_config() -> ml_collections.ConfigDict:
     # 'adam' | 'sgd' (Sutskever 2014) | 'adadelta' (Bahdanau 2014, eps=1e-6, rho=0.95).
     t.optimizer = "adam"
     # 'constant' | 'halving' (Sutskever: halve every halving_every steps from halving_start) |
-    # 'warmup_decay' (linear warmup, then cosine decay to 0).
+    # 'warmup_decay' (linear warmup, then cosine decay to 0) | 'plateau' (multiply by plateau_factor when the
+    # training loss, averaged over plateau_window updates, stops improving; optax.contrib.reduce_on_plateau).
     t.schedule = "constant"
     # Steps of linear warmup for schedule='warmup_decay'.
     t.warmup_steps = 100
@@ -42,6 +43,18 @@ def get_train_config() -> ml_collections.ConfigDict:
     t.halving_start = 2500
     # Steps between halvings for schedule='halving'.
     t.halving_every = 500
+    # schedule='plateau': factor applied to the learning rate at each plateau.
+    t.plateau_factor = 0.5
+    # schedule='plateau': windows without improvement (relative 1e-4) before the learning rate drops.
+    t.plateau_patience = 5
+    # schedule='plateau': updates whose mean training loss is one value of the plateau test.
+    t.plateau_window = 100
+    # Batches whose gradients are averaged into one update (optax.MultiSteps; fairseq --update-freq): the same
+    # update with 1/k of the batch in memory. num_steps, the schedule and checkpoints count updates.
+    t.accumulate_steps = 1
+    # Stop training after this many validation evaluations (every eval_every steps) without a better
+    # eval.best_metric, then evaluate as usual (fairseq --patience); 0 = train all num_steps.
+    t.early_stopping_patience = 0
     # Clip gradients to this global norm (Sutskever: 5; Bahdanau: 1); 0 = no clipping.
     t.max_grad_norm = 5.0
     # Stop the run at the first step whose training loss exceeds this (a diverged run: cross-entropy of a
@@ -131,9 +144,10 @@ def _check(ok: bool, section: str, field: str, value, allowed: str) -> None:
 
 def check_train(t: ml_collections.ConfigDict) -> None:
     """One clear ``ValueError`` naming the first bad ``train.*`` field."""
-    for field in ("num_steps", "batch_size", "log_every", "keep_checkpoints", "checkpoint_every", "halving_every"):
+    for field in ("num_steps", "batch_size", "log_every", "keep_checkpoints", "checkpoint_every", "halving_every",
+                  "plateau_patience", "plateau_window", "accumulate_steps"):
         _check(_is_int(t[field]) and t[field] >= 1, "train", field, t[field], "a positive integer")
-    for field in ("halving_start", "warmup_steps"):
+    for field in ("halving_start", "warmup_steps", "early_stopping_patience"):
         _check(_is_int(t[field]) and t[field] >= 0, "train", field, t[field], "a non-negative integer")
     _check(_is_int(t.eval_every) and t.eval_every >= 0, "train", "eval_every", t.eval_every,
            "a non-negative integer (0 = at the end)")
@@ -142,6 +156,14 @@ def check_train(t: ml_collections.ConfigDict) -> None:
         raise ValueError(f"train.optimizer={t.optimizer!r} is not allowed; allowed: {list(OPTIMIZERS)}")
     if t.schedule not in SCHEDULES:
         raise ValueError(f"train.schedule={t.schedule!r} is not allowed; allowed: {list(SCHEDULES)}")
+    _check(_is_number(t.plateau_factor) and 0 < t.plateau_factor < 1, "train", "plateau_factor", t.plateau_factor,
+           "a number in (0, 1)")
+    if t.accumulate_steps > 1 and t.skip_nonfinite_updates:
+        raise ValueError("train.accumulate_steps > 1 cannot be combined with train.skip_nonfinite_updates=True "
+                         "(a skipped batch would leave its update short of a batch): set one of them back")
+    if t.early_stopping_patience and not t.eval_every:
+        raise ValueError(f"train.early_stopping_patience={t.early_stopping_patience} needs validation during "
+                         "training: set train.eval_every > 0 (steps between evaluations)")
     # inf is allowed: the per-step check stops such a run at its first step, naming it.
     _check(_is_number(t.learning_rate) and t.learning_rate > 0, "train", "learning_rate", t.learning_rate,
            "a positive number")
