@@ -292,6 +292,10 @@ class Args:
 def _parse(spec: Study, argv: Sequence[str]) -> Args:
     values = flags.FlagValues()
     _define_flags(spec, values)
+    try:
+        argv = values.read_flags_from_files(list(argv), force_gnu=False)  # --flagfile=F: F's lines, in place
+    except flags.Error as error:
+        raise _UsageError(str(error).removeprefix("ERROR:: ")) from None
     names = _override_names(argv)
     for name in names:
         try:

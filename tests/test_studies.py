@@ -141,6 +141,13 @@ def test_config_override_values_are_python_literals_or_strings():
     assert (c.train.learning_rate, c.train.skip_nonfinite_updates, c.data.data_dir) == (1.0, True, "/tmp/tfds")
 
 
+def test_a_flagfile_holds_flags_and_config_overrides(tmp_path):
+    (tmp_path / "flags").write_text("--setting=cpu\n--config.train.num_steps=7\n")
+    args = study.parse_args(spec("reverse_source"), [f"--flagfile={tmp_path / 'flags'}", "--seeds=2"])
+    assert (args.setting, args.seeds, args.overrides) == ("cpu", [0, 1], {"train.num_steps": 7})
+    assert args.config.train.num_steps == 7
+
+
 def test_two_studies_run_back_to_back_in_one_process_each_with_its_own_flags(tmp_path, capsys):
     from absl import flags  # noqa: PLC0415
 
