@@ -22,7 +22,8 @@ Every study takes
 full size for one accelerator. Each run is a plain training run: the report lists, per variant, the
 `python -m seq2seq_jax.main --config=seq2seq_jax/configs/<file>:<setting> --config...` command that
 reproduces it. `--config.x.y=v` overrides apply to every run of the sweep (a field no config has is an
-error naming it).
+error naming it). The flags are absl flags (`parse_args`, a fresh set per call, so `main` can run one study
+after another in one process); a bad command line is one `error:` line and exit status 2.
 
 The layers: this module (a study as data, its flags, running it) hands the runs to `experiments.sweep`
 (runs, workdirs, resume, results.jsonl); `experiments.claims` computes the claims' estimates and verdicts;
@@ -30,7 +31,6 @@ The layers: this module (a study as data, its flags, running it) hands the runs 
 only, so `--report_only` rewrites them byte for byte.
 """
 
-import argparse
 import ast
 from collections.abc import Callable, Mapping, Sequence
 import dataclasses
@@ -40,6 +40,7 @@ import re
 import shlex
 import sys
 
+from absl import flags
 from absl import logging
 import ml_collections
 
@@ -137,41 +138,82 @@ def reproduce_command(spec: Study, setting: str, overrides: Mapping, variant: sw
 
 
 # --- Command line -------------------------------------------------------------------------------------
+#
+# absl flags on a FlagValues of the call's own (not absl.flags.FLAGS): a study's defaults and help are its own,
+# and a process that also imported `seq2seq_jax.main` (the tests do) holds that tool's `--config` (a config
+# file) and `--workdir` on FLAGS. So `parse_args` defines the flags afresh for each call, and nothing is left
+# behind for the next study. `--config.SECTION.FIELD=VALUE` overrides become absl flags of their own (one per
+# field on the command line, as `ml_collections.config_flags` does it), their values Python literals; they
+# are then set on the config by `sweep.apply_overrides` (`ConfigDict.update_from_flattened_dict`), which
+# checks each field and its type. config_flags itself parses a value by the field's type, which cannot set
+# an int placeholder to None (`--config.data.max_source_length=None`), refuses list fields
+# (`data.bucket_boundaries`) and makes `--config.eval.length_edges=None` the tuple `(None,)`.
+
+_CONFIG_PREFIX = "config."
+_CONFIG_HELP = ("--config.SECTION.FIELD=VALUE (repeatable) overrides a field of every run's config, "
+                "e.g. --config.train.num_steps=200;\n  VALUE is a Python literal (7, 1e-3, None, (0, 10)), "
+                "true/false, or else a string")
 
 
-def _parse_shard(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"(\d+)/(\d+)", text)
-    if not match or not int(match[1]) < int(match[2]):
-        raise argparse.ArgumentTypeError(f"expected i/n with 0 <= i < n (e.g. 0/4), got {text!r}")
-    return int(match[1]), int(match[2])
+class _UsageError(Exception):
+    """A bad command line: one line on stderr, exit status 2."""
 
 
-def _parse_seeds(text: str) -> list[int]:
+class _ShardParser(flags.ArgumentParser):
+    """`i/n` -> (i, n), 0 <= i < n."""
+
+    def parse(self, argument):
+        match = re.fullmatch(r"(\d+)/(\d+)", argument)
+        if not match or not int(match[1]) < int(match[2]):
+            raise ValueError("expected i/n with 0 <= i < n (e.g. 0/4)")
+        return int(match[1]), int(match[2])
+
+    def flag_type(self):
+        return "i/n"
+
+
+class _ShardSerializer(flags.ArgumentSerializer):
+    def serialize(self, value):
+        return f"{value[0]}/{value[1]}"
+
+
+class _SeedsParser(flags.ArgumentParser):
     """'N' -> seeds 0..N-1; a comma-separated list ('0,5', or '7,' for seed 7 alone) -> those seeds."""
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()] if "," in text else list(range(int(text)))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or a comma-separated list, got {text!r}") from None
-    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"expected at least one distinct non-negative seed, got {text!r}")
-    return seeds
+
+    def parse(self, argument):
+        try:
+            seeds = ([int(s) for s in argument.split(",") if s.strip()] if "," in argument
+                     else list(range(int(argument))))
+        except ValueError:
+            raise ValueError("expected N or a comma-separated list") from None
+        if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+            raise ValueError("expected at least one distinct non-negative seed")
+        return seeds
+
+    def flag_type(self):
+        return "seeds"
 
 
 def format_seeds(seeds: Sequence[int]) -> str:
-    """The inverse of `_parse_seeds`."""
+    """The inverse of `--seeds`' parsing."""
     if list(seeds) == list(range(len(seeds))):
         return str(len(seeds))
     return ",".join(map(str, seeds)) + ("," if len(seeds) == 1 else "")
 
 
-def _parse_value(text: str):
-    """A `--config.x=v` value: a Python literal (3, 1e-3, True, ('a', 'b')), true/false, or a string."""
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+class _ValueParser(flags.ArgumentParser):
+    """A `--config.x=v` value: a Python literal (3, 1e-3, None, True, ('a', 'b')), true/false, or a string."""
+
+    def parse(self, argument):
+        if argument.lower() in ("true", "false"):
+            return argument.lower() == "true"
+        try:
+            return ast.literal_eval(argument)
+        except (ValueError, SyntaxError):
+            return argument
+
+    def flag_type(self):
+        return "config value"
 
 
 def _help(spec: Study) -> str:
@@ -185,47 +227,121 @@ def _help(spec: Study) -> str:
     return "\n".join(lines)
 
 
-def parse_args(spec: Study, argv: Sequence[str]) -> argparse.Namespace:
-    """The flags every study takes; `argv` excludes the program name. Namespace fields: setting, seeds,
-    workdir, list, shard, only, report_only and overrides (the `--config.*` flags as a dict)."""
-    parser = argparse.ArgumentParser(prog=f"python -m {spec.module}", description=_help(spec),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--setting", choices=SETTINGS, default="quick", help="the study's size (default: quick)")
-    parser.add_argument("--seeds", type=_parse_seeds, default=None,
-                        help="N (seeds 0..N-1) or a comma-separated list; '7,' is seed 7 alone "
-                             "(default: the setting's)")
-    parser.add_argument("--workdir", default=os.path.join("runs", spec.name), help="the study directory")
-    parser.add_argument("--list", action="store_true", help="print one command per run and exit")
-    parser.add_argument("--shard", type=_parse_shard, default=(0, 1), help="i/n: run only runs j with j %% n == i")
-    parser.add_argument("--only", metavar="RUN_ID", help="run only this run, e.g. attention/seed0")
-    parser.add_argument("--report_only", action="store_true",
-                        help="only rewrite the report from the finished runs (fails if runs failed or are missing)")
-    parser.epilog = ("--config.SECTION.FIELD=VALUE (repeatable) overrides a field of every run's config, "
-                     "e.g. --config.train.num_steps=200")
-    args, rest = parser.parse_known_args(list(argv))
-    args.overrides = {}
-    for item in rest:
-        match = re.fullmatch(r"--config\.([\w.]+)=(.*)", item, re.S)
-        if not match:
-            parser.error(f"unrecognized argument {item!r} (config overrides are --config.SECTION.FIELD=VALUE)")
-        args.overrides[match[1]] = _parse_value(match[2])
-    if sweep.SEED_KEY in args.overrides:
-        parser.error(f"--config.{sweep.SEED_KEY}: seeds come from --seeds")
-    for variant in spec.variants:
-        clash = sorted(set(args.overrides) & set(variant.overrides))
-        if clash:
-            parser.error(f"--config.{clash[0]}: variant {variant.name!r} sets this field; it is what the study varies")
-    if args.only is not None and args.shard != (0, 1):
-        parser.error("argument --only: not allowed with --shard")
-    if args.list and args.report_only:
-        parser.error("argument --list: not allowed with --report_only")
-    if args.seeds is None:
-        args.seeds = list(range(spec.settings[args.setting].seeds))
+def _define_flags(spec: Study, values: flags.FlagValues) -> None:
+    """The flags every study takes, on `values`."""
+    common = {"flag_values": values, "module_name": spec.module}
+    flags.DEFINE_bool("help", False, "show this help and exit", short_name="h", **common)
+    flags.DEFINE_enum("setting", "quick", SETTINGS, "the study's size", **common)
+    flags.DEFINE(_SeedsParser(), "seeds", None, "N (seeds 0..N-1) or a comma-separated list; '7,' is seed 7 "
+                 "alone (default: the setting's)", **common)
+    flags.DEFINE_string("workdir", os.path.join("runs", spec.name), "the study directory", **common)
+    flags.DEFINE_bool("list", False, "print one command per run and exit", **common)
+    flags.DEFINE(_ShardParser(), "shard", "0/1", "i/n: run only runs j with j % n == i",
+                 serializer=_ShardSerializer(), **common)
+    flags.DEFINE_string("only", None, "run only this run, e.g. attention/seed0", **common)
+    flags.DEFINE_bool("report_only", False, "only rewrite the report from the finished runs (fails if runs "
+                      "failed or are missing)", **common)
+
+
+def usage(spec: Study) -> str:
+    """The study's `--help`: its question, settings, claims and variants, then its flags."""
+    values = flags.FlagValues()
+    _define_flags(spec, values)
+    return "\n".join([f"usage: python -m {spec.module} [--FLAG=VALUE ...] [--config.SECTION.FIELD=VALUE ...]",
+                      "", _help(spec), values.get_help(include_special_flags=False), "", _CONFIG_HELP])
+
+
+def _override_names(argv: Sequence[str]) -> list[str]:
+    """The `config.SECTION.FIELD` flag names in `argv` (before a `--`), in order of first appearance."""
+    argv = list(argv)
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    names = [arg.lstrip("-").split("=", 1)[0] for arg in argv
+             if arg.startswith(("--" + _CONFIG_PREFIX, "-" + _CONFIG_PREFIX))]
+    return list(dict.fromkeys(names))
+
+
+def _flag_error(error: flags.Error) -> str:
+    """absl's parse error as one line naming the argument."""
+    if isinstance(error, flags.UnrecognizedFlagError):
+        guess = re.search(r"Did you mean: (.*) \?$", str(error))
+        return (f"unrecognized argument {error.flagvalue!r}" + (f"; did you mean --{guess[1]}?" if guess else "")
+                + f" (config overrides are --{_CONFIG_PREFIX}SECTION.FIELD=VALUE)")
+    missing = re.fullmatch(r"Missing value for flag (-\S+)", str(error))
+    if missing:
+        return f"argument {missing[1]}: expected a value"
+    message = re.sub(r"^flag --", "argument --", str(error))
+    return re.sub(r"\('Non-boolean argument to boolean flag', .*\)$", "expected true or false", message)
+
+
+@dataclasses.dataclass(frozen=True)
+class Args:
+    """A study's command line: its flags, `overrides` (the `--config.*` flags, `{"train.num_steps": 7}`) and
+    `config`, the config every run of the sweep starts from."""
+
+    setting: str
+    seeds: list[int]
+    workdir: str
+    list: bool
+    shard: tuple[int, int]
+    only: str | None
+    report_only: bool
+    overrides: dict
+    config: ml_collections.ConfigDict
+
+
+def _parse(spec: Study, argv: Sequence[str]) -> Args:
+    values = flags.FlagValues()
+    _define_flags(spec, values)
     try:
-        args.config = base_config(spec, args.setting, args.overrides)
+        argv = values.read_flags_from_files(list(argv), force_gnu=False)  # --flagfile=F: F's lines, in place
+    except flags.Error as error:
+        raise _UsageError(str(error).removeprefix("ERROR:: ")) from None
+    names = _override_names(argv)
+    for name in names:
+        try:
+            flags.DEFINE(_ValueParser(), name, None, f"an override of config field {name[len(_CONFIG_PREFIX):]}",
+                         flag_values=values)
+        except flags.Error as error:  # a name absl refuses, e.g. one with a space
+            raise _UsageError(f"argument --{name}: {error}") from None
+    try:
+        rest = values([f"python -m {spec.module}", *argv])[1:]
+    except flags.Error as error:
+        raise _UsageError(_flag_error(error)) from None
+    if values.help:
+        print(usage(spec))
+        raise SystemExit(0)
+    if rest:
+        raise _UsageError(f"unrecognized argument {rest[0]!r} (config overrides are "
+                          f"--{_CONFIG_PREFIX}SECTION.FIELD=VALUE)")
+    overrides = {name[len(_CONFIG_PREFIX):]: values[name].value for name in names}
+    if sweep.SEED_KEY in overrides:
+        raise _UsageError(f"--config.{sweep.SEED_KEY}: seeds come from --seeds")
+    for variant in spec.variants:
+        clash = sorted(set(overrides) & set(variant.overrides))
+        if clash:
+            raise _UsageError(f"--config.{clash[0]}: variant {variant.name!r} sets this field; it is what the "
+                              "study varies")
+    if values.only is not None and values.shard != (0, 1):
+        raise _UsageError("argument --only: not allowed with --shard")
+    if values.list and values.report_only:
+        raise _UsageError("argument --list: not allowed with --report_only")
+    seeds = values.seeds if values.seeds is not None else list(range(spec.settings[values.setting].seeds))
+    try:
+        config = base_config(spec, values.setting, overrides)
     except ValueError as error:
-        parser.error(str(error))
-    return args
+        raise _UsageError(str(error)) from None
+    return Args(setting=values.setting, seeds=seeds, workdir=values.workdir, list=values.list, shard=values.shard,
+                only=values.only, report_only=values.report_only, overrides=overrides, config=config)
+
+
+def parse_args(spec: Study, argv: Sequence[str]) -> Args:
+    """The flags every study takes; `argv` excludes the program name. `--help` prints `usage(spec)` and
+    exits 0; a bad command line is one line on stderr and exit status 2 (SystemExit)."""
+    try:
+        return _parse(spec, argv)
+    except _UsageError as error:
+        print(f"python -m {spec.module}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _study_argv(spec: Study, args) -> list[str]:

@@ -86,7 +86,8 @@ def apply_overrides(
     variant: str = "?",
     source: str | None = None,
 ) -> ml_collections.ConfigDict:
-    """A copy of `config` with each dotted key set, and `train.seed = seed` unless seed is None.
+    """A copy of `config` with each dotted key set (`ConfigDict.update_from_flattened_dict`, on the copy
+    locked), and `train.seed = seed` unless seed is None.
 
     Only existing fields can be set: an unknown key, or a value of the wrong type, is a ValueError naming
     the key and where it came from (`source`, default "variant '<variant>'"): typos must not silently
@@ -94,20 +95,20 @@ def apply_overrides(
     """
     source = f"variant {variant!r}" if source is None else source
     config = copy.deepcopy(config)
+    was_locked = config.is_locked
+    config.lock()  # unlocked, update_from_flattened_dict would add a field it does not find
     items = dict(overrides)
     if seed is not None:
         items[SEED_KEY] = seed
     for key, value in items.items():
-        *parents, leaf = key.split(".")
-        node = config
-        for part in parents:
-            node = node[part] if isinstance(node, ml_collections.ConfigDict) and part in node else None
-        if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
-            raise ValueError(f"{source}: unknown config key {key!r}")
         try:
-            node[leaf] = value
+            config.update_from_flattened_dict({key: value})
+        except (KeyError, IndexError, AttributeError):  # no such field, index or section
+            raise ValueError(f"{source}: unknown config key {key!r}") from None
         except TypeError as e:
             raise ValueError(f"{source}: cannot set {key!r} to {value!r}: {e}") from e
+    if not was_locked:
+        config.unlock()
     return config
 
 

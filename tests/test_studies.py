@@ -92,6 +92,84 @@ def test_an_override_of_what_the_study_varies_or_of_the_seed_is_refused(capsys):
     assert "seeds come from --seeds" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--config.train.num_stepz=7"], "--config: unknown config key 'train.num_stepz'"),
+    (["--config.modl.decoder=attention"], "--config: unknown config key 'modl.decoder'"),
+    (["--config.train.num_steps=many"], "--config: cannot set 'train.num_steps' to 'many': "),
+    (["--config.train.num_steps=7.5"], "--config: cannot set 'train.num_steps' to 7.5: "),
+    (["--config.train.num_steps"], "argument --config.train.num_steps: expected a value"),
+    (["--sead=3"], "unrecognized argument '--sead=3'; did you mean --seeds?"),
+    (["attention"], "unrecognized argument 'attention'"),
+    (["--list=maybe"], "argument --list=maybe: expected true or false"),
+])
+def test_a_bad_command_line_stops_main_with_one_line_before_anything_runs(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        study.main(fake_spec(), [f"--workdir={tmp_path}", "--seeds=1", *argv])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m experiments.bottleneck_vs_attention: error: {message}")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not os.listdir(tmp_path)
+
+
+def test_a_config_override_reaches_every_run_its_recorded_config_and_its_reproducing_command(tmp_path):
+    seen = []
+
+    def recording(config, workdir):
+        seen.append((config.model.decoder, config.train.num_steps, config.data.max_source_length))
+        return fake_spec().run_fn(config, workdir)
+
+    argv = [f"--workdir={tmp_path}", "--seeds=1", "--config.train.num_steps=7",
+            "--config.data.max_source_length", "None"]  # `--flag value` as well as `--flag=value`
+    assert study.main(dataclasses.replace(fake_spec(), run_fn=recording), argv) == 0
+    assert seen == [("bottleneck", 7, None), ("attention", 7, None)]
+    recorded = json.loads((tmp_path / "runs" / "attention" / "seed0" / "result.json").read_text())["config"]
+    assert (recorded["train.num_steps"], recorded["data.max_source_length"]) == (7, None)
+    assert ("--config.train.num_steps=7 --config.data.max_source_length=None --config.model.decoder=attention"
+            in (tmp_path / "report.md").read_text())
+
+
+def test_config_override_values_are_python_literals_or_strings():
+    args = study.parse_args(spec("bible_es_en"), [
+        "--config.data.bucket_boundaries=[(16, 16), (64, 64)]", "--config.eval.length_edges=None",
+        "--config.eval.metrics=('bleu',)", "--config.train.learning_rate=1",
+        "--config.train.skip_nonfinite_updates=TRUE", "--config.data.data_dir=/tmp/tfds"])
+    assert args.overrides == {"data.bucket_boundaries": [(16, 16), (64, 64)], "eval.length_edges": None,
+                              "eval.metrics": ("bleu",), "train.learning_rate": 1,
+                              "train.skip_nonfinite_updates": True, "data.data_dir": "/tmp/tfds"}
+    c = args.config
+    assert (c.data.bucket_boundaries, c.eval.length_edges, c.eval.metrics) == ([(16, 16), (64, 64)], None, ("bleu",))
+    assert (c.train.learning_rate, c.train.skip_nonfinite_updates, c.data.data_dir) == (1.0, True, "/tmp/tfds")
+
+
+def test_a_flagfile_holds_flags_and_config_overrides(tmp_path):
+    (tmp_path / "flags").write_text("--setting=cpu\n--config.train.num_steps=7\n")
+    args = study.parse_args(spec("reverse_source"), [f"--flagfile={tmp_path / 'flags'}", "--seeds=2"])
+    assert (args.setting, args.seeds, args.overrides) == ("cpu", [0, 1], {"train.num_steps": 7})
+    assert args.config.train.num_steps == 7
+
+
+def test_two_studies_run_back_to_back_in_one_process_each_with_its_own_flags(tmp_path, capsys):
+    from absl import flags  # noqa: PLC0415
+
+    importlib.import_module("seq2seq_jax.main")  # the training tool: its --config and --workdir are on FLAGS
+    before = set(flags.FLAGS)
+    assert {"config", "workdir"} <= before
+    reverse, cells = spec("reverse_source"), spec("cell_ablation")
+    argv = [f"--workdir={tmp_path / 'r'}", "--seeds=1", "--list", "--config.train.num_steps=7"]
+    assert study.main(reverse, argv) == 0
+    first = capsys.readouterr().out.splitlines()
+    assert study.main(cells, ["--setting=cpu", "--list"]) == 0
+    second = capsys.readouterr().out.splitlines()
+    assert len(first) == len(reverse.variants) and len(second) == len(cells.variants) * cells.settings["cpu"].seeds
+    assert all(f"--workdir={tmp_path / 'r'} --setting=quick --seeds=1 --config.train.num_steps=7" in c for c in first)
+    assert all("--workdir=runs/cell_ablation --setting=cpu" in c and "--config." not in c for c in second)
+    assert study.main(fake_spec(), [f"--workdir={tmp_path / 'f'}", "--seeds=1", "--config.train.num_steps=5"]) == 0
+    assert study.main(fake_spec(), [f"--workdir={tmp_path / 'f'}", "--seeds=1", "--report_only"]) == 2  # 5 -> 1000
+    assert "train.num_steps: 5 -> 1000" in capsys.readouterr().err
+    assert set(flags.FLAGS) == before  # nothing defined on absl's global flags
+
+
 @pytest.mark.parametrize("text, seeds", [("3", [0, 1, 2]), ("0,5", [0, 5]), ("7,", [7])])
 def test_seeds_flag_is_a_count_or_a_list(text, seeds):
     assert study.parse_args(spec("reverse_source"), [f"--seeds={text}"]).seeds == seeds

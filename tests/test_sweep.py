@@ -56,6 +56,18 @@ def test_override_of_the_wrong_type_is_a_value_error():
         sweep.apply_overrides(make_config(), {"train.num_steps": "many"}, variant="v")
 
 
+def test_apply_overrides_sets_optional_fields_to_none_and_keeps_the_configs_lock():
+    config = make_config()
+    config.train.max_length = ml_collections.config_dict.placeholder(int)
+    new = sweep.apply_overrides(config, {"train.max_length": 5})
+    assert new.train.max_length == 5 and not new.is_locked
+    assert sweep.apply_overrides(new, {"train.max_length": None}).train.max_length is None
+    with pytest.raises(ValueError, match="variant 'v': cannot set 'train.max_length' to 'long'"):
+        sweep.apply_overrides(new, {"train.max_length": "long"}, variant="v")
+    config.lock()
+    assert sweep.apply_overrides(config, {"train.num_steps": 3}).is_locked
+
+
 def test_a_bad_override_fails_the_sweep_before_anything_trains(tmp_path):
     runs = sweep.expand([VARIANTS[0], sweep.Variant("typo", {"model.hidden": 8})], [0])
     with pytest.raises(ValueError, match="variant 'typo': unknown config key 'model.hidden'"):
