@@ -31,12 +31,10 @@ The layers: this module (a study as data, its flags, running it) hands the runs 
 only, so `--report_only` rewrites them byte for byte.
 """
 
-import ast
 from collections.abc import Callable, Mapping, Sequence
 import dataclasses
 import importlib
 import os
-import re
 import shlex
 import sys
 
@@ -45,10 +43,12 @@ from absl import logging
 import ml_collections
 
 from experiments import claims as claims_lib
+from experiments import command_line
 from experiments import report
 from experiments import sweep
 from seq2seq_jax import logger
 from seq2seq_jax import train
+from seq2seq_jax.configs import compare
 from seq2seq_jax.configs import default
 
 SETTINGS = ("quick", "cpu", "gpu")
@@ -139,81 +139,16 @@ def reproduce_command(spec: Study, setting: str, overrides: Mapping, variant: sw
 
 # --- Command line -------------------------------------------------------------------------------------
 #
-# absl flags on a FlagValues of the call's own (not absl.flags.FLAGS): a study's defaults and help are its own,
-# and a process that also imported `seq2seq_jax.main` (the tests do) holds that tool's `--config` (a config
-# file) and `--workdir` on FLAGS. So `parse_args` defines the flags afresh for each call, and nothing is left
-# behind for the next study. `--config.SECTION.FIELD=VALUE` overrides become absl flags of their own (one per
-# field on the command line, as `ml_collections.config_flags` does it), their values Python literals; they
-# are then set on the config by `sweep.apply_overrides` (`ConfigDict.update_from_flattened_dict`), which
-# checks each field and its type. config_flags itself parses a value by the field's type, which cannot set
-# an int placeholder to None (`--config.data.max_source_length=None`), refuses list fields
-# (`data.bucket_boundaries`) and makes `--config.eval.length_edges=None` the tuple `(None,)`.
-
-_CONFIG_PREFIX = "config."
-_CONFIG_HELP = ("--config.SECTION.FIELD=VALUE (repeatable) overrides a field of every run's config, "
-                "e.g. --config.train.num_steps=200;\n  VALUE is a Python literal (7, 1e-3, None, (0, 10)), "
-                "true/false, or else a string")
-
-
-class _UsageError(Exception):
-    """A bad command line: one line on stderr, exit status 2."""
-
-
-class _ShardParser(flags.ArgumentParser):
-    """`i/n` -> (i, n), 0 <= i < n."""
-
-    def parse(self, argument):
-        match = re.fullmatch(r"(\d+)/(\d+)", argument)
-        if not match or not int(match[1]) < int(match[2]):
-            raise ValueError("expected i/n with 0 <= i < n (e.g. 0/4)")
-        return int(match[1]), int(match[2])
-
-    def flag_type(self):
-        return "i/n"
-
-
-class _ShardSerializer(flags.ArgumentSerializer):
-    def serialize(self, value):
-        return f"{value[0]}/{value[1]}"
-
-
-class _SeedsParser(flags.ArgumentParser):
-    """'N' -> seeds 0..N-1; a comma-separated list ('0,5', or '7,' for seed 7 alone) -> those seeds."""
-
-    def parse(self, argument):
-        try:
-            seeds = ([int(s) for s in argument.split(",") if s.strip()] if "," in argument
-                     else list(range(int(argument))))
-        except ValueError:
-            raise ValueError("expected N or a comma-separated list") from None
-        if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
-            raise ValueError("expected at least one distinct non-negative seed")
-        return seeds
-
-    def flag_type(self):
-        return "seeds"
-
-
-def format_seeds(seeds: Sequence[int]) -> str:
-    """The inverse of `--seeds`' parsing."""
-    if list(seeds) == list(range(len(seeds))):
-        return str(len(seeds))
-    return ",".join(map(str, seeds)) + ("," if len(seeds) == 1 else "")
-
-
-class _ValueParser(flags.ArgumentParser):
-    """A `--config.x=v` value: a Python literal (3, 1e-3, None, True, ('a', 'b')), true/false, or a string."""
-
-    def parse(self, argument):
-        if argument.lower() in ("true", "false"):
-            return argument.lower() == "true"
-        try:
-            return ast.literal_eval(argument)
-        except (ValueError, SyntaxError):
-            return argument
-
-    def flag_type(self):
-        return "config value"
+# absl flags on a FlagValues of the call's own (not absl.flags.FLAGS): a study's defaults and help are its
+# own, and a process that also imported `seq2seq_jax.main` (the tests do) holds that tool's `--config` (a
+# config file) and `--workdir` on FLAGS. So `parse_args` defines the flags afresh for each call, and nothing is
+# left behind for the next study. `--config.SECTION.FIELD=VALUE` overrides become absl flags of their own (one
+# per field on the command line, as `ml_collections.config_flags` does it; the parsers are in
+# `experiments.command_line`), their values Python literals; they are then set on the config by
+# `sweep.apply_overrides` (`ConfigDict.update_from_flattened_dict`), which checks each field and its type.
+# config_flags itself parses a value by the field's type, which cannot set an int placeholder to None
+# (`--config.data.max_source_length=None`), refuses list fields (`data.bucket_boundaries`) and makes
+# `--config.eval.length_edges=None` the tuple `(None,)`.
 
 
 def _help(spec: Study) -> str:
@@ -232,12 +167,12 @@ def _define_flags(spec: Study, values: flags.FlagValues) -> None:
     common = {"flag_values": values, "module_name": spec.module}
     flags.DEFINE_bool("help", False, "show this help and exit", short_name="h", **common)
     flags.DEFINE_enum("setting", "quick", SETTINGS, "the study's size", **common)
-    flags.DEFINE(_SeedsParser(), "seeds", None, "N (seeds 0..N-1) or a comma-separated list; '7,' is seed 7 "
+    flags.DEFINE(command_line.SeedsParser(), "seeds", None, "N (seeds 0..N-1) or a comma-separated list; '7,' is seed 7 "
                  "alone (default: the setting's)", **common)
     flags.DEFINE_string("workdir", os.path.join("runs", spec.name), "the study directory", **common)
     flags.DEFINE_bool("list", False, "print one command per run and exit", **common)
-    flags.DEFINE(_ShardParser(), "shard", "0/1", "i/n: run only runs j with j % n == i",
-                 serializer=_ShardSerializer(), **common)
+    flags.DEFINE(command_line.ShardParser(), "shard", "0/1", "i/n: run only runs j with j % n == i",
+                 serializer=command_line.ShardSerializer(), **common)
     flags.DEFINE_string("only", None, "run only this run, e.g. attention/seed0", **common)
     flags.DEFINE_bool("report_only", False, "only rewrite the report from the finished runs (fails if runs "
                       "failed or are missing)", **common)
@@ -248,29 +183,7 @@ def usage(spec: Study) -> str:
     values = flags.FlagValues()
     _define_flags(spec, values)
     return "\n".join([f"usage: python -m {spec.module} [--FLAG=VALUE ...] [--config.SECTION.FIELD=VALUE ...]",
-                      "", _help(spec), values.get_help(include_special_flags=False), "", _CONFIG_HELP])
-
-
-def _override_names(argv: Sequence[str]) -> list[str]:
-    """The `config.SECTION.FIELD` flag names in `argv` (before a `--`), in order of first appearance."""
-    argv = list(argv)
-    argv = argv[:argv.index("--")] if "--" in argv else argv
-    names = [arg.lstrip("-").split("=", 1)[0] for arg in argv
-             if arg.startswith(("--" + _CONFIG_PREFIX, "-" + _CONFIG_PREFIX))]
-    return list(dict.fromkeys(names))
-
-
-def _flag_error(error: flags.Error) -> str:
-    """absl's parse error as one line naming the argument."""
-    if isinstance(error, flags.UnrecognizedFlagError):
-        guess = re.search(r"Did you mean: (.*) \?$", str(error))
-        return (f"unrecognized argument {error.flagvalue!r}" + (f"; did you mean --{guess[1]}?" if guess else "")
-                + f" (config overrides are --{_CONFIG_PREFIX}SECTION.FIELD=VALUE)")
-    missing = re.fullmatch(r"Missing value for flag (-\S+)", str(error))
-    if missing:
-        return f"argument {missing[1]}: expected a value"
-    message = re.sub(r"^flag --", "argument --", str(error))
-    return re.sub(r"\('Non-boolean argument to boolean flag', .*\)$", "expected true or false", message)
+                      "", _help(spec), values.get_help(include_special_flags=False), "", command_line.CONFIG_HELP])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,41 +208,41 @@ def _parse(spec: Study, argv: Sequence[str]) -> Args:
     try:
         argv = values.read_flags_from_files(list(argv), force_gnu=False)  # --flagfile=F: F's lines, in place
     except flags.Error as error:
-        raise _UsageError(str(error).removeprefix("ERROR:: ")) from None
-    names = _override_names(argv)
+        raise command_line.UsageError(str(error).removeprefix("ERROR:: ")) from None
+    names = command_line.override_names(argv)
     for name in names:
         try:
-            flags.DEFINE(_ValueParser(), name, None, f"an override of config field {name[len(_CONFIG_PREFIX):]}",
+            flags.DEFINE(command_line.ValueParser(), name, None, f"an override of config field {name[len(command_line.CONFIG_PREFIX):]}",
                          flag_values=values)
         except flags.Error as error:  # a name absl refuses, e.g. one with a space
-            raise _UsageError(f"argument --{name}: {error}") from None
+            raise command_line.UsageError(f"argument --{name}: {error}") from None
     try:
         rest = values([f"python -m {spec.module}", *argv])[1:]
     except flags.Error as error:
-        raise _UsageError(_flag_error(error)) from None
+        raise command_line.UsageError(command_line.flag_error(error)) from None
     if values.help:
         print(usage(spec))
         raise SystemExit(0)
     if rest:
-        raise _UsageError(f"unrecognized argument {rest[0]!r} (config overrides are "
-                          f"--{_CONFIG_PREFIX}SECTION.FIELD=VALUE)")
-    overrides = {name[len(_CONFIG_PREFIX):]: values[name].value for name in names}
+        raise command_line.UsageError(f"unrecognized argument {rest[0]!r} (config overrides are "
+                          f"--{command_line.CONFIG_PREFIX}SECTION.FIELD=VALUE)")
+    overrides = {name[len(command_line.CONFIG_PREFIX):]: values[name].value for name in names}
     if sweep.SEED_KEY in overrides:
-        raise _UsageError(f"--config.{sweep.SEED_KEY}: seeds come from --seeds")
+        raise command_line.UsageError(f"--config.{sweep.SEED_KEY}: seeds come from --seeds")
     for variant in spec.variants:
         clash = sorted(set(overrides) & set(variant.overrides))
         if clash:
-            raise _UsageError(f"--config.{clash[0]}: variant {variant.name!r} sets this field; it is what the "
+            raise command_line.UsageError(f"--config.{clash[0]}: variant {variant.name!r} sets this field; it is what the "
                               "study varies")
     if values.only is not None and values.shard != (0, 1):
-        raise _UsageError("argument --only: not allowed with --shard")
+        raise command_line.UsageError("argument --only: not allowed with --shard")
     if values.list and values.report_only:
-        raise _UsageError("argument --list: not allowed with --report_only")
+        raise command_line.UsageError("argument --list: not allowed with --report_only")
     seeds = values.seeds if values.seeds is not None else list(range(spec.settings[values.setting].seeds))
     try:
         config = base_config(spec, values.setting, overrides)
     except ValueError as error:
-        raise _UsageError(str(error)) from None
+        raise command_line.UsageError(str(error)) from None
     return Args(setting=values.setting, seeds=seeds, workdir=values.workdir, list=values.list, shard=values.shard,
                 only=values.only, report_only=values.report_only, overrides=overrides, config=config)
 
@@ -339,14 +252,14 @@ def parse_args(spec: Study, argv: Sequence[str]) -> Args:
     exits 0; a bad command line is one line on stderr and exit status 2 (SystemExit)."""
     try:
         return _parse(spec, argv)
-    except _UsageError as error:
+    except command_line.UsageError as error:
         print(f"python -m {spec.module}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
 def _study_argv(spec: Study, args) -> list[str]:
     argv = ["python", "-m", spec.module, f"--workdir={args.workdir}", f"--setting={args.setting}",
-            f"--seeds={format_seeds(args.seeds)}"]
+            f"--seeds={command_line.format_seeds(args.seeds)}"]
     return argv + [f"--config.{k}={_flag_value(v)}" for k, v in args.overrides.items()]
 
 
@@ -406,7 +319,7 @@ def main(spec: Study, argv: Sequence[str] | None = None) -> int:
 
 def _settings_line(config: ml_collections.ConfigDict) -> str:
     """`key = value` for every field where `config` differs from `configs/default.py`."""
-    base, mine = sweep.flat_config(default.get_config()), sweep.flat_config(config)
+    base, mine = compare.flat(default.get_config()), compare.flat(config)
     return ", ".join(f"`{k} = {mine[k]!r}`" for k in sorted(mine) if mine[k] != base.get(k))
 
 

@@ -32,12 +32,11 @@ import ml_collections
 
 from seq2seq_jax import files
 from seq2seq_jax import train
-from seq2seq_jax.configs import default as default_config
+from seq2seq_jax.configs import compare
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.,=+-]*")
 SEED_KEY = "train.seed"
 # Config fields that describe the machine, not the run: never part of a run's identity or its report.
-MACHINE_KEYS = ("data.data_dir",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,7 +185,7 @@ def run_sweep(
 
     Selected: `runs[j]` with `j % n == i` for `shard=(i, n)`, or the one run `only`. Every run's config is
     built before anything trains, so a bad override fails at once. A run whose result.json says 'ok' is
-    skipped (its record is returned) if it trained with the same config (`flat_config`), and refused with
+    skipped (its record is returned) if it trained with the same config (`configs.compare.flat`), and refused with
     a ValueError naming the differing fields otherwise, before anything runs; failed and missing runs are
     run, and `run_fn` resumes from whatever its workdir holds. A failing run is recorded as 'failed' and
     the sweep goes on.
@@ -210,7 +209,7 @@ def run_sweep(
         logging.info("Running %s (%s).", run.run_id, run.variant.overrides)
         os.makedirs(workdir, exist_ok=True)
         record = _execute(run, configs[run.run_id], workdir, run_fn)
-        record["config"] = flat_config(configs[run.run_id])
+        record["config"] = compare.flat(configs[run.run_id])
         files.save_json(os.path.join(workdir, "result.json"), record)
         results.append(record)
     return results
@@ -228,38 +227,12 @@ def check_configs(study_dir: str, results: Sequence[Mapping], configs: Mapping) 
     stale = []
     for r in results:
         if r.get("status") == "ok":
-            differing = config_differences(r.get("config"), flat_config(configs[r["run_id"]]))
+            differing = compare.differences(r.get("config"), configs[r["run_id"]])
             if differing:
                 stale.append(f"{r['run_id']} ({', '.join(differing)})")
     if stale:
         raise ValueError(f"{study_dir}: finished runs trained with another config than the current one: "
                          f"{'; '.join(stale)}. Use a new --workdir, or delete those runs to redo them.")
-
-
-def flat_config(config: ml_collections.ConfigDict) -> dict:
-    """`{"section.field": value}` of a config as JSON values, without the machine fields (`MACHINE_KEYS`)."""
-    def flat(node, prefix):
-        out = {}
-        for key, value in node.items():
-            if isinstance(value, Mapping):
-                out.update(flat(value, f"{prefix}{key}."))
-            elif f"{prefix}{key}" not in MACHINE_KEYS:
-                out[f"{prefix}{key}"] = value
-        return out
-    return flat(json.loads(config.to_json_best_effort()), "")
-
-
-def config_differences(saved: Mapping | None, current: Mapping) -> list[str]:
-    """`field: saved -> current` for each field that differs; `['no recorded config']` if `saved` is None.
-
-    A field the saved config lacks counts as its default (`seq2seq_jax/configs/default.py`): an option added
-    since that run trained defaults to what the code did before it existed."""
-    if saved is None:
-        return ["no recorded config"]
-    defaults = flat_config(default_config.get_config())
-    saved = {**{k: defaults[k] for k in current if k not in saved and k in defaults}, **saved}
-    return [f"{k}: {saved.get(k, '<absent>')!r} -> {current.get(k, '<absent>')!r}"
-            for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
 
 
 def collect(study_dir: str, runs: Sequence[Run]) -> list[dict]:

@@ -16,6 +16,7 @@ from experiments import bible_es_en
 from experiments import study
 from experiments import sweep
 from seq2seq_jax import metrics
+from seq2seq_jax.configs import compare
 from seq2seq_jax.data.datasets import bible
 from seq2seq_jax.model import ModelConfig, Seq2Seq
 
@@ -40,7 +41,7 @@ def test_both_models_have_the_same_cell_size_and_budget_and_parameters_within_te
     bottleneck, attention = configs(setting)["bottleneck"], configs(setting)["attention"]
     for field in ("model.cell", "model.embedding_size", "model.hidden_size", "train.num_steps",
                   "train.batch_size", "data.vocab_size"):
-        assert sweep.flat_config(bottleneck)[field] == sweep.flat_config(attention)[field], field
+        assert compare.flat(bottleneck)[field] == compare.flat(attention)[field], field
     assert (bottleneck.model.reverse_source, bottleneck.model.bidirectional) == (True, False)  # Sutskever
     assert (attention.model.reverse_source, attention.model.bidirectional) == (False, True)  # Bahdanau
     sizes = num_params(bottleneck), num_params(attention)

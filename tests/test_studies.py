@@ -21,6 +21,7 @@ from experiments import report
 from experiments import study
 from experiments import sweep
 from seq2seq_jax import train
+from seq2seq_jax.configs import compare
 from seq2seq_jax.configs import default as default_config
 
 STUDIES = ["bottleneck_vs_attention", "reverse_source", "cell_ablation", "attention_variants", "gradient_flow",
@@ -200,7 +201,7 @@ def test_every_variant_of_every_study_is_a_valid_run_in_every_setting(name, sett
 def test_the_main_study_compares_models_of_equal_size_that_differ_only_in_the_decoder():
     s = spec("bottleneck_vs_attention")
     configs = [sweep.apply_overrides(study.base_config(s, "quick"), v.overrides) for v in s.variants]
-    differing = {k for k, v in sweep.flat_config(configs[0]).items() if sweep.flat_config(configs[1])[k] != v}
+    differing = {k for k, v in compare.flat(configs[0]).items() if compare.flat(configs[1])[k] != v}
     assert differing == {"model.decoder"}
     sizes = [(c.model.cell, c.model.embedding_size, c.model.hidden_size, c.model.num_layers) for c in configs]
     assert sizes[0] == sizes[1]

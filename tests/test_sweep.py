@@ -8,6 +8,7 @@ import pytest
 
 from experiments import report
 from experiments import sweep
+from seq2seq_jax.configs import compare
 
 VARIANTS = [
     sweep.Variant("baseline", {}),
@@ -208,17 +209,17 @@ def test_a_sweep_rerun_after_a_base_config_change_refuses_the_old_runs_naming_th
 
 def test_an_option_added_since_a_run_counts_as_its_default_and_only_a_non_default_value_is_stale():
     saved = {"model.decoder": "bottleneck", "train.num_steps": 10}
-    assert sweep.config_differences(saved, {**saved, "model.recurrent_impl": "scan"}) == []  # the default
-    assert sweep.config_differences(saved, {**saved, "model.recurrent_impl": "cudnn"}) == [
+    assert compare.differences(saved, {**saved, "model.recurrent_impl": "scan"}) == []  # the default
+    assert compare.differences(saved, {**saved, "model.recurrent_impl": "cudnn"}) == [
         "model.recurrent_impl: 'scan' -> 'cudnn'"]
-    assert sweep.config_differences(saved, {**saved, "model.unheard_of": 1}) == ["model.unheard_of: '<absent>' -> 1"]
+    assert compare.differences(saved, {**saved, "model.unheard_of": 1}) == ["model.unheard_of: '<absent>' -> 1"]
 
 
 def test_machine_paths_are_not_part_of_a_runs_recorded_config():
     config = make_config()
     config.data = {"data_dir": "/somewhere", "dataset": "x"}
-    assert sweep.flat_config(config) == {"model.decoder": "bottleneck", "model.bonus": 0.0, "model.broken": False,
-                                         "train.seed": 0, "train.num_steps": 10, "data.dataset": "x"}
+    assert compare.flat(config) == {"model.decoder": "bottleneck", "model.bonus": 0.0, "model.broken": False,
+                                    "train.seed": 0, "train.num_steps": 10, "data.dataset": "x"}
 
 
 @pytest.mark.parametrize("values, text", [([], "—"), ([0.5], "0.5 (n=1)"), ([0.5, 0.7], "0.6 ± 0.14 (n=2)")])
