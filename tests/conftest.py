@@ -24,10 +24,11 @@ def fixed_mock_getitems(monkeypatch):
     """Works around a tfds 4.9.10 mocking bug: `mock_data` sets `__getitems__` on a MagicMock instance as an
     unbound `functools.partial`, so batched reads fail with "missing argument 'record_keys'". Real
     array_record data sources are unaffected; this reads the mock one item at a time instead."""
-    import tensorflow_datasets as tfds  # noqa: PLC0415 - only the tests that mock catalog data need it
+    # Imported by its own name: `tfds.core.data_sources.base` is an attribute only once something has imported
+    # that module, which depends on what the process ran before (alone, this test would fail).
+    from tensorflow_datasets.core.data_sources import base  # noqa: PLC0415 - only the tests that mock need it
 
-    monkeypatch.setattr(tfds.core.data_sources.base.BaseDataSource, "__getitems__",
-                        lambda self, keys: [self[k] for k in keys])
+    monkeypatch.setattr(base.BaseDataSource, "__getitems__", lambda self, keys: [self[k] for k in keys])
 
 
 @pytest.fixture(scope="session")
