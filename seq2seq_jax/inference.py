@@ -3,7 +3,7 @@
 ``predict_fn`` compiles one search per ``(beam_size, max_len)`` and batch shape; batches come in a few
 bucket shapes, so a run compiles a handful of programs. ``evaluate_split`` decodes a whole split and
 scores it overall and by source length; ``translate_lines`` (and its shorthand ``translate``) decode raw
-strings.
+strings. ``model`` may be an ``ensemble.Ensemble`` (``params`` then a tuple) wherever a search runs.
 """
 
 import dataclasses
@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seq2seq_jax import decoding
+from seq2seq_jax import ensemble
 from seq2seq_jax import metrics as metrics_lib
 from seq2seq_jax import parallel
 from seq2seq_jax.data.vocab import BOS, EOS
@@ -56,9 +57,13 @@ def max_output_length(source_len: int, eval_config) -> int:
     return int(eval_config.max_output_ratio * source_len + eval_config.max_output_extra)
 
 
-def search_inputs(model: Seq2Seq, params, inputs, lengths):
+def search_inputs(model: Seq2Seq | ensemble.Ensemble, params, inputs, lengths):
     """``(step_fn, memory, initial_state)`` for ``decoding``: the source is encoded and its keys projected
-    once into the per-sentence ``Memory``; the per-hypothesis state is the ``DecoderState``."""
+    once into the per-sentence ``Memory``; the per-hypothesis state is the ``DecoderState``. For an
+    ``ensemble.Ensemble`` (``params`` a tuple, one entry per member), the members' combined
+    (``ensemble.combine``)."""
+    if isinstance(model, ensemble.Ensemble):
+        return ensemble.combine([search_inputs(m, p, inputs, lengths) for m, p in zip(model.models, params)])
     variables = {"params": params}
     encoded = model.apply(variables, inputs, lengths, method=Seq2Seq.encode)
     memory, state = model.apply(variables, encoded, method=Seq2Seq.init_decoding)
@@ -74,7 +79,8 @@ def predict_fn(model: Seq2Seq, beam_size: int, max_len: int, with_attention: boo
                nbest: int | None = None):
     """A jitted ``(params, inputs [batch, src_len], lengths [batch], alpha, max_lengths [batch] | None)
     -> DecodeOutput``, outputs of at most ``max_len`` tokens (``max_lengths``: each example's own limit);
-    see ``decoding.beam_search`` for ``with_attention`` and ``nbest``. Greedy when ``beam_size == 1``."""
+    see ``decoding.beam_search`` for ``with_attention`` and ``nbest``. Greedy when ``beam_size == 1``.
+    ``model`` may be an ``ensemble.Ensemble``, ``params`` then a tuple (`search_inputs`)."""
 
     def predict(params, inputs, lengths, alpha, max_lengths=None):
         step_fn, memory, state = search_inputs(model, params, inputs, lengths)

@@ -16,6 +16,13 @@ target (fairseq-generate's ``--score-reference``, OpenNMT's gold score with ``-t
 same way. Sources longer than the run's ``data.max_source_length`` (``DEFAULT_MAX_SOURCE_LENGTH`` for a run
 without one) are cut to it, with a warning, as ``translate`` does.
 
+Several runs decode as an ensemble (``ensemble.py``: the renormalised mean of their per-step
+log-probabilities, as OpenNMT-py's ensemble decoding): ``Translator.from_workdirs(["runs/a", "runs/b"])``.
+Its ``translate`` and ``nbest`` search with the ensemble and its ``score`` is the ensemble's teacher-forced
+log-probability; it has no ``attention`` (a ``ValueError``: each member attends on its own). The runs must
+tokenise alike (the same kinds of vocabulary with the same tokens), checked before any checkpoint is read;
+the decoding settings (beam, length penalty, output limits, longest source) are the first run's.
+
 A bad request (sources that are not a list of strings, sources and targets of different lengths, ``n < 1``
 or wider than the beam, attention of a model that has none) is one ``ValueError`` saying what is wrong.
 """
@@ -33,6 +40,7 @@ import numpy as np
 from absl import logging
 
 from seq2seq_jax import cli
+from seq2seq_jax import ensemble as ensemble_lib
 from seq2seq_jax import inference
 from seq2seq_jax import metrics as metrics_lib
 from seq2seq_jax import parallel
@@ -65,15 +73,35 @@ class Attention:
     target: str
 
 
+def load_ensemble(workdirs: Sequence[str], checkpoint: str = "best"):
+    """``(config, ensemble, params, source_vocab, target_vocab)`` of the runs in ``workdirs``, as
+    ``train.load_trained`` gives them for one run: ``ensemble`` an ``ensemble.Ensemble`` of their models,
+    ``params`` a tuple of their parameters (each run's ``checkpoint``), ``config`` and the vocabularies the
+    first run's. Runs that tokenise differently are a ``ValueError`` naming two of them and what differs
+    (``ensemble.check_compatible``), raised before any checkpoint is read."""
+    runs = [train.load_run(w) for w in workdirs]  # config.json and vocab/ only
+    ensemble_lib.check_compatible(list(workdirs), [r[0] for r in runs], [r[2] for r in runs], [r[3] for r in runs])
+    loaded = [train.load_trained(w, checkpoint) for w in workdirs]
+    config, _, _, source_vocab, target_vocab = loaded[0]
+    return (config, ensemble_lib.Ensemble(tuple(r[1] for r in loaded)), tuple(r[2] for r in loaded), source_vocab,
+            target_vocab)
+
+
 @functools.lru_cache(maxsize=None)
-def _teacher_forced_fn(model: Seq2Seq, attention: bool):
+def _teacher_forced_fn(model: Seq2Seq | ensemble_lib.Ensemble, attention: bool):
     """A jitted ``(params, inputs, input_lengths, targets, target_lengths)`` -> per-row ``log p(target |
     source)`` ``[batch]`` summed over the real target tokens, or (``attention``) the teacher-forced
-    attention weights ``[batch, tgt_len, src_len]``."""
+    attention weights ``[batch, tgt_len, src_len]``. An ensemble's is that of its renormalised mean
+    (``ensemble.teacher_forced_logits``); it has no attention."""
 
     def fn(params, inputs, input_lengths, targets, target_lengths):
-        logits, state = model.apply({"params": params}, inputs, input_lengths, shift_right(targets),
-                                    mutable=["intermediates"])
+        if isinstance(model, ensemble_lib.Ensemble):
+            if attention:
+                raise ValueError("an ensemble has no attention weights of its own")
+            logits = ensemble_lib.teacher_forced_logits(model, params, inputs, input_lengths, shift_right(targets))
+        else:
+            logits, state = model.apply({"params": params}, inputs, input_lengths, shift_right(targets),
+                                        mutable=["intermediates"])
         if attention:
             return state["intermediates"]["attention_weights"][0]
         log_probs = jax.nn.log_softmax(logits, axis=-1)  # [batch, tgt_len, vocab], float32
@@ -105,17 +133,34 @@ def _texts(name: str, texts) -> list[str]:
     return texts
 
 
+def _workdir_path(name: str, path) -> str:
+    try:
+        return os.fspath(path)
+    except TypeError:
+        raise ValueError(f"{name} must be a workdir's path, got {type(path).__name__}: {path!r}") from None
+
+
+def _check_load_options(checkpoint, beam_size, batch_size) -> None:
+    """Checks the options of `Translator.from_workdir(s)` before any checkpoint is read."""
+    if not isinstance(checkpoint, str) or not checkpoint:
+        raise ValueError(f"checkpoint={checkpoint!r} must be 'best', 'latest' or an averaged checkpoint's name")
+    for name, value in (("beam_size", beam_size), ("batch_size", batch_size)):
+        if value is not None:
+            _positive_int(name, value)
+
+
 class Translator:
     """A model, its parameters, vocabularies and decoding settings, to translate and score text with.
 
-    Build it with `from_workdir`, or from the pieces (e.g. a model just trained in-process): ``eval_config``
-    is a run's ``config.eval`` (output length limits, and the defaults of ``beam_size``, its test-time beam,
-    and ``length_penalty``).
+    Build it with `from_workdir` (an ensemble: `from_workdirs`), or from the pieces (e.g. a model just
+    trained in-process): ``eval_config`` is a run's ``config.eval`` (output length limits, and the defaults
+    of ``beam_size``, its test-time beam, and ``length_penalty``). ``model`` may be an ``ensemble.Ensemble``
+    with ``params`` a tuple, one entry per member.
     """
 
-    def __init__(self, model: Seq2Seq, params, source_vocab, target_vocab, eval_config, *, beam_size=None,
-                 length_penalty=None, batch_size: int = 128, max_source_len: int = DEFAULT_MAX_SOURCE_LENGTH,
-                 bucket: int = 16, config=None):
+    def __init__(self, model: Seq2Seq | ensemble_lib.Ensemble, params, source_vocab, target_vocab, eval_config, *,
+                 beam_size=None, length_penalty=None, batch_size: int = 128,
+                 max_source_len: int = DEFAULT_MAX_SOURCE_LENGTH, bucket: int = 16, config=None):
         self.beam_size = _positive_int("beam_size", inference.split_beam_size(eval_config, "test")
                                        if beam_size is None else beam_size)
         length_penalty = eval_config.length_penalty if length_penalty is None else length_penalty
@@ -140,19 +185,41 @@ class Translator:
         ``beam_size`` defaults to the run's test-time beam (``eval.test_beam_size``, else ``eval.beam_size``),
         ``length_penalty`` to ``eval.length_penalty``. A missing run or checkpoint raises
         ``FileNotFoundError`` or ``checkpointing.CheckpointError``, as ``train.load_trained`` does."""
-        try:
-            path = os.fspath(path)
-        except TypeError:
-            raise ValueError(f"path must be a workdir's path, got {type(path).__name__}: {path!r}") from None
-        if not isinstance(checkpoint, str) or not checkpoint:
-            raise ValueError(f"checkpoint={checkpoint!r} must be 'best', 'latest' or an averaged checkpoint's name")
-        for name, value in (("beam_size", beam_size), ("batch_size", batch_size)):
-            if value is not None:
-                _positive_int(name, value)  # before the checkpoint is read
+        if isinstance(path, (list, tuple)):
+            raise ValueError(f"path must be one workdir's path, got a {type(path).__name__}: for an ensemble of "
+                             "several runs use Translator.from_workdirs")
+        path = _workdir_path("path", path)
+        _check_load_options(checkpoint, beam_size, batch_size)
         config, model, params, source_vocab, target_vocab = train.load_trained(path, checkpoint)
         return cls(model, params, source_vocab, target_vocab, config.eval, beam_size=beam_size,
                    length_penalty=length_penalty, batch_size=batch_size, max_source_len=max_source_length(config)[0],
                    config=config)
+
+    @classmethod
+    def from_workdirs(cls, paths: Sequence[str], checkpoint: str = "best", beam_size=None, length_penalty=None,
+                      batch_size: int = 128) -> "Translator":
+        """An ensemble of the runs trained in ``paths`` (``ensemble.py``), each with the parameters of its
+        ``checkpoint``, decoding with the renormalised mean of their per-step log-probabilities. The
+        defaults of ``beam_size`` and ``length_penalty``, the output limits and the longest source are the
+        first run's, as `from_workdir` takes them from its one run. Runs that tokenise differently are one
+        ``ValueError`` naming two of them and what differs, before any checkpoint is read (see
+        `load_ensemble`); a missing run or checkpoint is an error as in `from_workdir`. One path gives an
+        ensemble of one run, which decodes exactly as that run."""
+        if isinstance(paths, (str, os.PathLike)) or not isinstance(paths, Sequence):
+            raise ValueError(f"paths must be a list of workdirs, got {type(paths).__name__}: {paths!r} (one run: "
+                             "Translator.from_workdir)")
+        if not paths:
+            raise ValueError("paths must name at least one workdir")
+        paths = [_workdir_path(f"paths[{i}]", p) for i, p in enumerate(paths)]
+        _check_load_options(checkpoint, beam_size, batch_size)
+        config, model, params, source_vocab, target_vocab = load_ensemble(paths, checkpoint)
+        return cls(model, params, source_vocab, target_vocab, config.eval, beam_size=beam_size,
+                   length_penalty=length_penalty, batch_size=batch_size, max_source_len=max_source_length(config)[0],
+                   config=config)
+
+    @property
+    def is_ensemble(self) -> bool:
+        return isinstance(self.model, ensemble_lib.Ensemble)
 
     # --- Decoding ----------------------------------------------------------------------------------
 
@@ -244,6 +311,10 @@ class Translator:
     # --- Attention ---------------------------------------------------------------------------------
 
     def _check_attention(self) -> None:
+        if self.is_ensemble:
+            raise ValueError(f"an ensemble of {len(self.model.models)} runs has no attention weights of its own "
+                             "(each run attends on its own): load one run with Translator.from_workdir to see its "
+                             "attention")
         if self.model.config.decoder != "attention":
             raise ValueError(f"the model's decoder is {self.model.config.decoder!r}, which has no attention "
                              "(a fixed-vector bottleneck): there are no attention weights to show")
