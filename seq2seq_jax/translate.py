@@ -4,6 +4,7 @@
         [--beam_size=5] [--length_penalty=0.6] [--max_length=50] [--nbest=3] [--batch_size=128] \\
         [--checkpoint=best|latest|NAME] [--attention_plots=DIR]
     echo hello | python -m seq2seq_jax.translate --workdir=runs/tiny
+    python -m seq2seq_jax.translate --workdir=runs/a,runs/b < in.txt    # an ensemble of two runs
 
 Input is ``--input`` (a file; ``-`` or omitted: stdin), output ``--output`` (omitted or ``-``: stdout).
 Results are written as soon as their batch is decoded: from a pipe, the lines already available (at
@@ -29,6 +30,12 @@ existing output as it was. ``--attention_plots=DIR`` draws ``DIR/0000.png``, ``D
 (numbered by input line from 0): the weights of the best hypothesis, source tokens along the top and
 output tokens (``</s>`` included) down the side; an empty line has none (logged). A run with the
 bottleneck decoder has no attention to draw: it is translated as asked, with one warning and no plots.
+
+``--workdir=A,B`` (runs separated by commas) decodes with the ensemble of the runs (``ensemble.py``: the
+renormalised mean of their per-step log-probabilities), each with the parameters of ``--checkpoint``; the
+runs must tokenise alike (refused in one line otherwise, naming two runs and what differs), and the
+default beam, length penalty, output limits and longest source are the first run's. An ensemble has no
+attention of its own: ``--attention_plots`` with one is refused.
 
 The run is read and decoded through a ``seq2seq_jax.Translator`` (``translator.py``), the same from Python;
 this command keeps the run's ``eval.beam_size`` as its default beam, where a ``Translator`` defaults to the
@@ -159,14 +166,25 @@ def main(argv):
         cli.fail(f"--input={_INPUT.value!r} and --output={output!r} are the same file: the translation would "
                  "replace its source; write it to another file" if written == output else f"--input="
                  f"{_INPUT.value!r} is {written!r}, the temporary file of --output: rename it or write elsewhere")
+    workdirs = cli.workdirs(_WORKDIR.value)
+    if plots is not None and len(workdirs) > 1:
+        cli.fail(f"--attention_plots: an ensemble of {len(workdirs)} runs has no attention weights of its own (each "
+                 "run attends on its own); plot one run's with --workdir=RUN")
     if plots is not None and (blocker := file_in_the_way(plots)):
         cli.fail(f"--attention_plots={plots!r} is a file, not a folder" if blocker == os.path.abspath(plots) else
                  f"--attention_plots={plots!r} cannot be a folder: {blocker!r} is a file")
     with open_input(_INPUT.value) as (fd, is_file):
+        options = dict(length_penalty=_LENGTH_PENALTY.value, batch_size=_BATCH_SIZE.value)
         try:
-            translator = Translator.from_workdir(_WORKDIR.value, _CHECKPOINT.value, length_penalty=_LENGTH_PENALTY.value,
-                                                 batch_size=_BATCH_SIZE.value)
+            if len(workdirs) == 1:
+                translator = Translator.from_workdir(workdirs[0], _CHECKPOINT.value, **options)
+            else:
+                translator = Translator.from_workdirs(workdirs, _CHECKPOINT.value, **options)
         except (FileNotFoundError, checkpointing.CheckpointError) as error:
+            cli.fail(str(error))
+        except ValueError as error:  # runs of an ensemble that tokenise differently
+            if len(workdirs) == 1:
+                raise
             cli.fail(str(error))
         config = translator.config
         if plots is not None and config.model.decoder == "bottleneck":  # its attention weights are all 0
