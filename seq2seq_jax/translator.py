@@ -7,6 +7,7 @@
     translator.nbest(["abc"], 3)                                # e.g. [[('cba', -0.01), ('cb', -2.3), ...]]
     translator.score(["abc"], ["cba"])                          # [{'logprob': ..., 'tokens': 4, 'perplexity': ...}]
     translator.attention("abc")                                 # weights [target_len, source_len] and labels
+    translator.sample(["abc"], temperature=0.8, top_k=5, num_samples=2, seed=1)  # e.g. [[('cba', -0.2), ...]]
 
 As fairseq's ``from_pretrained(...).translate`` and OpenNMT-py's ``Translator``, the run's checkpoint is read
 once and every call reuses it (and JAX's compiled programs). Decoding is ``inference.translate_lines``: sources
@@ -44,6 +45,7 @@ from seq2seq_jax import ensemble as ensemble_lib
 from seq2seq_jax import inference
 from seq2seq_jax import metrics as metrics_lib
 from seq2seq_jax import parallel
+from seq2seq_jax import sampling as sampling_lib
 from seq2seq_jax import train
 from seq2seq_jax.data.vocab import EOS, UNK
 from seq2seq_jax.model import Seq2Seq, shift_right
@@ -224,10 +226,23 @@ class Translator:
     # --- Decoding ----------------------------------------------------------------------------------
 
     def translations(self, sources: Sequence[str], *, nbest: int | None = None, with_attention: bool = False,
-                     beam_size: int | None = None, max_len: int | None = None) -> list[inference.Translation]:
+                     beam_size: int | None = None, max_len: int | None = None,
+                     sampling: sampling_lib.Sampling | None = None,
+                     first_line: int = 0) -> list[inference.Translation]:
         """``inference.translate_lines`` of ``sources`` with this translator's settings (``beam_size``
-        overridable per call): one ``inference.Translation`` per source, in input order."""
+        overridable per call): one ``inference.Translation`` per source, in input order. With ``sampling``
+        (``sampling.Sampling``; no ``nbest``, and ``beam_size`` 1 if given) each source is sampled instead,
+        source ``i`` as line ``first_line + i`` of the input (its samples' seed, see ``sampling.py``)."""
         sources = _texts("sources", sources)
+        if sampling is not None:
+            if not isinstance(sampling, sampling_lib.Sampling):
+                raise ValueError(f"sampling must be a sampling.Sampling, got {type(sampling).__name__}")
+            if beam_size not in (None, 1) or nbest is not None:
+                what = f"nbest={nbest}" if nbest is not None else f"beam_size={beam_size}"
+                raise ValueError(f"{what} cannot be combined with sampling: sampling draws each token, it keeps no "
+                                 "beam (Translator.nbest searches one)")
+            if isinstance(first_line, bool) or not isinstance(first_line, numbers.Integral) or first_line < 0:
+                raise ValueError(f"first_line={first_line!r} must be an integer >= 0")
         beam_size = self.beam_size if beam_size is None else _positive_int("beam_size", beam_size)
         if nbest is not None and _positive_int("n", nbest) > beam_size:
             raise ValueError(f"n={nbest} best hypotheses need a beam at least as wide: beam_size={beam_size} "
@@ -239,7 +254,8 @@ class Translator:
         return inference.translate_lines(
             self.model, self.params, self.source_vocab, self.target_vocab, sources, self.eval_config,
             batch_size=self.batch_size, beam_size=beam_size, alpha=self.length_penalty, max_len=max_len,
-            nbest=nbest, with_attention=with_attention, max_source_len=self.max_source_len, bucket=self.bucket)
+            nbest=nbest, with_attention=with_attention, max_source_len=self.max_source_len, bucket=self.bucket,
+            sampling=sampling, first_line=int(first_line))
 
     def translate(self, sources: Sequence[str]) -> list[str]:
         """The best hypothesis of each source, detokenised, in input order; an empty source gives ""."""
@@ -252,6 +268,18 @@ class Translator:
         ``log p(Y|X) / lp(Y)`` (as ``translate --nbest`` writes them). ``n`` is at most the beam size. An empty
         source gives ``[("", None)]``: it is not decoded."""
         translations = self.translations(sources, nbest=n)
+        self._warn_cut(t.truncated for t in translations)
+        return [list(zip(t.hypotheses, t.scores)) for t in translations]
+
+    def sample(self, sources: Sequence[str], *, temperature: float = 1.0, top_k: int = 0, num_samples: int = 1,
+               seed: int = 0) -> list[list[tuple[str, float]]]:
+        """``num_samples`` samples of each source with their scores, in the order drawn: each token drawn from
+        the model's distribution at ``temperature`` (> 0) over its ``top_k`` most likely tokens (0: all; 1:
+        greedy decoding), the score the model's ``log p(Y|X)`` of the sample (see ``sampling.py``). ``seed``
+        (in ``[0, 2**32)``) and a source's place in ``sources`` fix its samples, whatever the batching. An
+        empty source gives ``[("", None)]``: it is not decoded. A bad value is one ``ValueError`` naming it."""
+        options = sampling_lib.Sampling(temperature=temperature, top_k=top_k, num_samples=num_samples, seed=seed)
+        translations = self.translations(sources, sampling=options)
         self._warn_cut(t.truncated for t in translations)
         return [list(zip(t.hypotheses, t.scores)) for t in translations]
 
