@@ -4,6 +4,7 @@
   ``--output``) are defined here, once, on ``absl.flags.FLAGS``: absl refuses a flag name defined by two modules, and
   tests import all three tools into one process. Each tool calls the ``*_flag()`` it uses at import time,
   so its ``--help`` lists only its own flags.
+* ``workdirs`` reads a ``--workdir`` that lists several runs (``A,B``: an ensemble).
 * ``require`` turns a missing flag into absl's usage error. It is checked in ``main`` rather than with
   ``flags.mark_flag_as_required``, whose validators are global and would fire for every tool in a process
   that imported several.
@@ -42,7 +43,20 @@ def _once(name: str, define):
 
 def workdir_flag() -> flags.FlagHolder:
     return _once("workdir", lambda: flags.DEFINE_string(
-        "workdir", None, "The run's directory: config.json, checkpoints/, best/, vocab/, eval/, metrics.jsonl."))
+        "workdir", None, "The run's directory: config.json, checkpoints/, best/, vocab/, eval/, metrics.jsonl. "
+        "evaluate and translate: several runs separated by commas (A,B) decode as an ensemble."))
+
+
+def workdirs(value: str) -> list[str]:
+    """The runs a ``--workdir`` value names: one path, or several separated by commas (an ensemble, for
+    ``evaluate`` and ``translate``). A value that exists as written is one path, commas and all. An empty
+    entry (``A,,B``, a trailing comma) ends the tool with one line."""
+    if "," not in value or os.path.exists(value):
+        return [value]
+    paths = value.split(",")
+    if not all(paths):
+        fail(f"--workdir={value!r} names an empty path: separate the runs of an ensemble by single commas")
+    return paths
 
 
 def checkpoint_flag() -> flags.FlagHolder:

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 PAD_ID = 0  # seq2seq_jax.data.vocab.PAD: fills every position after a hypothesis ended
 
 StepFn = Callable[[Any, Any, jax.Array], tuple[jax.Array, Any, jax.Array]]
+ChooseFn = Callable[[jax.Array, jax.Array], jax.Array]  # (log_probs [N, vocab], step []) -> tokens [N]
 
 
 @flax.struct.dataclass
@@ -154,9 +155,15 @@ class _GreedyState(NamedTuple):
 
 
 def greedy_search(step_fn: StepFn, memory, init_state, *, batch_size: int, max_len: int, src_len: int,
-                  bos_id=1, eos_id=2, with_attention: bool = False, max_lengths=None) -> DecodeOutput:
+                  bos_id=1, eos_id=2, with_attention: bool = False, max_lengths=None,
+                  choose_token: ChooseFn | None = None) -> DecodeOutput:
     """Greedy decoding ``y_i = argmax_y log p(y | y_<i, X)``, until every sequence emitted EOS or reached
-    its longest output (``max_lengths [batch]``, at most ``max_len``; default ``max_len``)."""
+    its longest output (``max_lengths [batch]``, at most ``max_len``; default ``max_len``).
+
+    ``choose_token(log_probs [batch, vocab] float32, step [] int32) -> tokens [batch] int32`` replaces the
+    argmax, e.g. to draw each token (``sampling.sample_search``); ``scores`` stay the model's
+    ``log p(Y|X)`` of the tokens chosen. It is a trace-time choice: ``None`` compiles the greedy program
+    itself, unchanged."""
     _check_args(step_fn, memory, init_state, batch_size, max_len, src_len)
     limits = _limits(max_lengths, batch_size, max_len)  # [batch]
 
@@ -166,7 +173,7 @@ def greedy_search(step_fn: StepFn, memory, init_state, *, batch_size: int, max_l
     def body(s):
         logits, model, attention = step_fn(memory, s.model, s.last)
         log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))  # [batch, vocab]
-        token = argmax(log_probs)  # [batch] int32
+        token = argmax(log_probs) if choose_token is None else choose_token(log_probs, s.step)  # [batch] int32
         token_log_prob = jnp.take_along_axis(log_probs, token[:, None], axis=-1)[:, 0]  # [batch]
         live = ~s.finished
         if with_attention:

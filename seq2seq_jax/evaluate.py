@@ -14,12 +14,22 @@ own (rewriting the training-time file with the same numbers); any other setting 
 training-time files are kept: ``test_beam5``, ``test_beam5_lp0.6``, ``test_latest``, ``test_averaged`` (the
 checkpoint ``averaged`` written by ``seq2seq_jax.average``).
 
+``--workdir=A,B`` (runs separated by commas) evaluates the ensemble of the runs (``ensemble.py``: the
+renormalised mean of their per-step log-probabilities), each with the parameters of ``--checkpoint``, on the
+first run's dataset and decoding settings; the loss and perplexity are the ensemble's too. The runs must
+tokenise alike (refused in one line otherwise, naming two runs and what differs). The result goes to the
+first run's ``eval/`` as ``<name>_ensemble<K>_<digest>.json`` (and ``_predictions.tsv``), ``K`` the number of
+runs and ``<digest>`` 8 hex digits of a hash of their absolute paths in order, so it never replaces the
+run's own files nor another ensemble's; the JSON lists the runs and their checkpoints' steps
+(``"ensemble"``).
+
 Expected failures (no workdir or checkpoint, a split the dataset lacks, a bad flag value) end with one
 message and exit status 1, before anything is written. Runs on one process.
 """
 
 import contextlib
 import functools
+import hashlib
 import os
 import sys
 
@@ -28,10 +38,13 @@ from absl import app, flags, logging
 
 from seq2seq_jax import checkpointing
 from seq2seq_jax import cli
+from seq2seq_jax import ensemble as ensemble_lib
 from seq2seq_jax import inference
 from seq2seq_jax import train
 from seq2seq_jax import workdir as workdir_lib
 from seq2seq_jax.data import pipeline
+from seq2seq_jax.model import shift_right
+from seq2seq_jax.translator import load_ensemble
 
 _WORKDIR = cli.workdir_flag()
 _CHECKPOINT = cli.checkpoint_flag()
@@ -56,8 +69,22 @@ def result_name(split: str, eval_config, beam_size: int | None, length_penalty: 
     return name
 
 
+def ensemble_name(workdirs) -> str:
+    """The suffix of an ensemble's result files: ``_ensemble<K>_<8 hex digits of a hash of the runs' absolute
+    paths, in order>``."""
+    digest = hashlib.sha1("\n".join(os.path.abspath(w) for w in workdirs).encode()).hexdigest()[:8]
+    return f"_ensemble{len(workdirs)}_{digest}"
+
+
+def ensemble_eval_step(params, batch, *, ensemble: ensemble_lib.Ensemble):
+    """``train.eval_step`` of an ensemble: the loss sums of its renormalised mean log-probabilities."""
+    logits = ensemble_lib.teacher_forced_logits(ensemble, params, batch["inputs"], batch["input_lengths"],
+                                                shift_right(batch["targets"]))
+    return train.token_losses(logits, batch["targets"], batch["target_lengths"])
+
+
 def _checkpoint_step(workdir: str, checkpoint: str) -> int:
-    """Step of the checkpoint ``workdir_lib.load_trained(workdir, checkpoint)`` loads."""
+    """Step of the checkpoint ``workdir.load_trained(workdir, checkpoint)`` loads."""
     if checkpoint not in checkpointing.SELECTIONS:
         return checkpointing.averaged_step(workdir, checkpoint)
     checkpoints = checkpointing.Checkpoints(workdir)
@@ -93,10 +120,20 @@ def main(argv):
     cli.require(_WORKDIR)
     cli.quiet_libraries()
     cli.enable_compilation_cache()
-    workdir, split, checkpoint = _WORKDIR.value, _SPLIT.value, _CHECKPOINT.value
+    workdirs, split, checkpoint = cli.workdirs(_WORKDIR.value), _SPLIT.value, _CHECKPOINT.value
+    workdir = workdirs[0]  # an ensemble's dataset, settings and eval/ folder are its first run's
     try:
-        config, model, params, _, _ = workdir_lib.load_trained(workdir, checkpoint)
+        if len(workdirs) == 1:
+            config, model, params, _, _ = workdir_lib.load_trained(workdir, checkpoint)
+            eval_step = functools.partial(train.eval_step, model=model)
+        else:
+            config, model, params, _, _ = load_ensemble(workdirs, checkpoint)
+            eval_step = functools.partial(ensemble_eval_step, ensemble=model)
     except (FileNotFoundError, checkpointing.CheckpointError) as error:
+        cli.fail(str(error))
+    except ValueError as error:  # runs of an ensemble that tokenise differently
+        if len(workdirs) == 1:
+            raise
         cli.fail(str(error))
     eval_config = config.eval.copy_and_resolve_references()
     eval_config.beam_size = inference.split_beam_size(config.eval, split) if _BEAM_SIZE.value is None else _BEAM_SIZE.value
@@ -109,12 +146,15 @@ def main(argv):
             data.examples(split)
         except ValueError as error:  # e.g. a parallel_text run without a test file, or a data file gone bad
             cli.fail(str(error))
-        logging.info("evaluating the %s split of %s (%s checkpoint)", split, workdir, checkpoint)
-        result = inference.evaluate_split(model, params, data, split, eval_config,
-                                          eval_step=jax.jit(functools.partial(train.eval_step, model=model)))
+        logging.info("evaluating the %s split of %s (%s checkpoint)", split, _WORKDIR.value, checkpoint)
+        result = inference.evaluate_split(model, params, data, split, eval_config, eval_step=jax.jit(eval_step))
     step = _checkpoint_step(workdir, checkpoint)
     result.update(length_penalty=float(eval_config.length_penalty), checkpoint=checkpoint)
     name = result_name(split, config.eval, _BEAM_SIZE.value, _LENGTH_PENALTY.value, checkpoint)
+    if len(workdirs) > 1:
+        name += ensemble_name(workdirs)
+        result["ensemble"] = [{"workdir": os.path.abspath(w), "step": _checkpoint_step(w, checkpoint)}
+                              for w in workdirs]
     workdir_lib.write_eval(workdir, result, step, name)
     print(format_report({**result, "step": step}, list(eval_config.metrics)), file=sys.stderr)
     path = os.path.join(workdir, "eval", f"{name}.json")

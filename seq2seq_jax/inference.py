@@ -3,7 +3,8 @@
 ``predict_fn`` compiles one search per ``(beam_size, max_len)`` and batch shape; batches come in a few
 bucket shapes, so a run compiles a handful of programs. ``evaluate_split`` decodes a whole split and
 scores it overall and by source length; ``translate_lines`` (and its shorthand ``translate``) decode raw
-strings.
+strings. ``sample_fn`` compiles sampling (``sampling.py``) as ``predict_fn`` compiles searches, and
+``model`` may be an ``ensemble.Ensemble`` (``params`` then a tuple) wherever a search or sampling runs.
 """
 
 import dataclasses
@@ -16,8 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from seq2seq_jax import decoding
+from seq2seq_jax import ensemble
 from seq2seq_jax import metrics as metrics_lib
 from seq2seq_jax import parallel
+from seq2seq_jax import sampling as sampling_lib
 from seq2seq_jax.data.vocab import BOS, EOS
 from seq2seq_jax.model import Seq2Seq
 
@@ -56,9 +59,13 @@ def max_output_length(source_len: int, eval_config) -> int:
     return int(eval_config.max_output_ratio * source_len + eval_config.max_output_extra)
 
 
-def search_inputs(model: Seq2Seq, params, inputs, lengths):
+def search_inputs(model: Seq2Seq | ensemble.Ensemble, params, inputs, lengths):
     """``(step_fn, memory, initial_state)`` for ``decoding``: the source is encoded and its keys projected
-    once into the per-sentence ``Memory``; the per-hypothesis state is the ``DecoderState``."""
+    once into the per-sentence ``Memory``; the per-hypothesis state is the ``DecoderState``. For an
+    ``ensemble.Ensemble`` (``params`` a tuple, one entry per member), the members' combined
+    (``ensemble.combine``)."""
+    if isinstance(model, ensemble.Ensemble):
+        return ensemble.combine([search_inputs(m, p, inputs, lengths) for m, p in zip(model.models, params)])
     variables = {"params": params}
     encoded = model.apply(variables, inputs, lengths, method=Seq2Seq.encode)
     memory, state = model.apply(variables, encoded, method=Seq2Seq.init_decoding)
@@ -74,7 +81,8 @@ def predict_fn(model: Seq2Seq, beam_size: int, max_len: int, with_attention: boo
                nbest: int | None = None):
     """A jitted ``(params, inputs [batch, src_len], lengths [batch], alpha, max_lengths [batch] | None)
     -> DecodeOutput``, outputs of at most ``max_len`` tokens (``max_lengths``: each example's own limit);
-    see ``decoding.beam_search`` for ``with_attention`` and ``nbest``. Greedy when ``beam_size == 1``."""
+    see ``decoding.beam_search`` for ``with_attention`` and ``nbest``. Greedy when ``beam_size == 1``.
+    ``model`` may be an ``ensemble.Ensemble``, ``params`` then a tuple (`search_inputs`)."""
 
     def predict(params, inputs, lengths, alpha, max_lengths=None):
         step_fn, memory, state = search_inputs(model, params, inputs, lengths)
@@ -88,8 +96,25 @@ def predict_fn(model: Seq2Seq, beam_size: int, max_len: int, with_attention: boo
     return jax.jit(predict)
 
 
+@functools.lru_cache(maxsize=None)
+def sample_fn(model: Seq2Seq, max_len: int, top_k: int, num_samples: int, with_attention: bool = False):
+    """A jitted ``(params, inputs [batch, src_len], lengths [batch], line_numbers [batch], seed, temperature,
+    max_lengths [batch] | None) -> DecodeOutput`` of ``num_samples`` samples per example (every field
+    ``[batch, num_samples, ...]``), see ``sampling.sample_search``."""
+
+    def sample(params, inputs, lengths, line_numbers, seed, temperature, max_lengths=None):
+        step_fn, memory, state = search_inputs(model, params, inputs, lengths)
+        return sampling_lib.sample_search(
+            step_fn, memory, state, line_numbers=line_numbers, seed=seed, temperature=temperature, top_k=top_k,
+            num_samples=num_samples, batch_size=inputs.shape[0], max_len=max_len, src_len=inputs.shape[1],
+            bos_id=BOS, eos_id=EOS, with_attention=with_attention, max_lengths=max_lengths)
+
+    return jax.jit(sample)
+
+
 def decode_batch(model, params, batch, eval_config, *, beam_size=None, alpha=None, max_len=None,
-                 with_attention=False, nbest=None) -> decoding.DecodeOutput:
+                 with_attention=False, nbest=None, sampling: sampling_lib.Sampling | None = None
+                 ) -> decoding.DecodeOutput:
     """Decodes one padded batch with ``eval_config``'s settings (overridable); results on the host.
 
     Each output is at most ``max_output_length`` of its own source length (so one sentence that never
@@ -98,10 +123,17 @@ def decode_batch(model, params, batch, eval_config, *, beam_size=None, alpha=Non
     (``[batch, N, ...]``). A numpy ``batch`` is split over this process's devices (padded to a multiple
     of their number); a batch of global arrays (``parallel.shard_batch``, every process calling) is
     decoded where it lies.
+
+    With ``sampling`` (``sampling.Sampling``) the examples are sampled instead (``beam_size`` and ``alpha``
+    unused; ``nbest`` must be None): ``batch["line_numbers"] [batch]`` gives each example's line number,
+    which seeds its samples, and every output field is ``[batch, num_samples, ...]``.
     """
     beam_size = eval_config.beam_size if beam_size is None else beam_size
     alpha = eval_config.length_penalty if alpha is None else alpha
-    inputs, rows = {k: batch[k] for k in ("inputs", "input_lengths")}, None
+    if sampling is not None and nbest:
+        raise ValueError(f"nbest={nbest} ranks a beam's hypotheses: sampling draws num_samples instead")
+    keys = ("inputs", "input_lengths", "line_numbers") if sampling is not None else ("inputs", "input_lengths")
+    inputs, rows = {k: batch[k] for k in keys}, None
     if not isinstance(inputs["inputs"], jax.Array):
         rows, mesh = len(inputs["inputs"]), parallel.data_mesh(jax.local_devices())
         inputs = parallel.shard_batch(parallel.pad_rows(inputs, jax.local_device_count()), mesh)
@@ -114,6 +146,12 @@ def decode_batch(model, params, batch, eval_config, *, beam_size=None, alpha=Non
     # Only options that differ from predict_fn's defaults go in its cache key, so a caller asking for
     # predict_fn(model, beam_size, max_len) finds the program decode_batch compiled.
     options = dict(with_attention=True) if with_attention else {}
+    if sampling is not None:
+        out = sample_fn(model, int(max_len), sampling.top_k, sampling.num_samples, **options)(
+            params, inputs["inputs"], inputs["input_lengths"], inputs["line_numbers"], jnp.uint32(sampling.seed),
+            jnp.float32(sampling.temperature), max_lengths)
+        out = parallel.to_host(out)
+        return out if rows is None else jax.tree.map(lambda x: x[:rows], out)
     options.update(dict(nbest=int(nbest)) if nbest else {})
     out = predict_fn(model, int(beam_size), int(max_len), **options)(
         params, inputs["inputs"], inputs["input_lengths"], jnp.float32(alpha), max_lengths)
@@ -197,8 +235,9 @@ class Translation:
     """The result of one input line.
 
     ``hypotheses``, ``target_ids`` and ``scores`` hold the best hypothesis, or the ``nbest`` best in the
-    beam's ranking; ``target_ids`` include the EOS where the output ended; ``scores`` are the beam's
-    ``log p(Y|X) / lp(Y)`` (None for an empty line, which is not decoded). ``source_ids`` is what was
+    beam's ranking, or the samples in the order drawn; ``target_ids`` include the EOS where the output
+    ended; ``scores`` are the beam's ``log p(Y|X) / lp(Y)``, a sample's ``log p(Y|X)`` (None for an empty
+    line, which is not decoded). ``source_ids`` is what was
     decoded: the line's ``input_length`` tokens, cut to ``max_source_len`` where longer. ``attention`` is
     ``[len(target_ids[0]), len(source_ids)]`` (the best hypothesis), or None unless asked for.
     """
@@ -226,12 +265,15 @@ def source_width(length: int, bucket: int) -> int:
 
 def translate_lines(model, params, source_vocab, target_vocab, lines: Sequence[str], eval_config, *,
                     batch_size=128, beam_size=None, alpha=None, max_len=None, nbest=None, with_attention=False,
-                    max_source_len=None, bucket=16) -> list[Translation]:
+                    max_source_len=None, bucket=16, sampling: sampling_lib.Sampling | None = None,
+                    first_line: int = 0) -> list[Translation]:
     """Decodes ``lines`` (e.g. a chunk of a file), one ``Translation`` per line in input order.
 
     Lines are sorted by length and decoded in batches of ``batch_size`` rows padded to a few source widths
     (`source_width`), so a whole file compiles a handful of programs. Empty lines are not decoded.
     ``max_len`` overrides ``max_output_length`` of each width; ``max_source_len`` cuts longer sources.
+    ``sampling`` samples each line instead of searching (`decode_batch`); line ``i`` of ``lines`` is line
+    number ``first_line + i`` of the input (e.g. of a file read in chunks), which seeds its samples.
     """
     encoded = [source_vocab.encode(line) if line else [] for line in lines]
     results: list[Translation | None] = [None] * len(lines)
@@ -253,13 +295,17 @@ def translate_lines(model, params, source_vocab, target_vocab, lines: Sequence[s
     for width, rows in batches:
         inputs = np.zeros((batch_size, width), np.int32)  # [batch, width], rows past the lines all PAD
         lengths = np.zeros((batch_size,), np.int32)
+        line_numbers = np.zeros((batch_size,), np.int32)  # rows past the lines: 0, their samples unused
         for row, i in enumerate(rows):
             inputs[row, : len(sources[i])] = sources[i]
             lengths[row] = len(sources[i])
-        out = decode_batch(model, params, {"inputs": inputs, "input_lengths": lengths}, eval_config,
-                           beam_size=beam_size, alpha=alpha, max_len=max_len, with_attention=with_attention,
-                           nbest=nbest)
-        if not nbest:  # one hypothesis per line: [batch, 1, ...] like nbest=1
+            line_numbers[row] = first_line + i
+        batch = {"inputs": inputs, "input_lengths": lengths}
+        if sampling is not None:
+            batch["line_numbers"] = line_numbers
+        out = decode_batch(model, params, batch, eval_config, beam_size=beam_size, alpha=alpha, max_len=max_len,
+                           with_attention=with_attention, nbest=nbest, sampling=sampling)
+        if not nbest and sampling is None:  # one hypothesis per line: [batch, 1, ...] like nbest=1
             out = jax.tree_util.tree_map(lambda x: x[:, None], out)
         for row, i in enumerate(rows):
             ids = [[int(t) for t in out.tokens[row, k, : out.lengths[row, k]]] for k in range(out.tokens.shape[1])]

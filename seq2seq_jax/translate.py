@@ -4,6 +4,8 @@
         [--beam_size=5] [--length_penalty=0.6] [--max_length=50] [--nbest=3] [--batch_size=128] \\
         [--checkpoint=best|latest|NAME] [--attention_plots=DIR]
     echo hello | python -m seq2seq_jax.translate --workdir=runs/tiny
+    python -m seq2seq_jax.translate --workdir=runs/a,runs/b < in.txt    # an ensemble of two runs
+    python -m seq2seq_jax.translate --workdir=runs/tiny --sampling_temperature=0.8 --sampling_top_k=10 --seed=1
 
 Input is ``--input`` (a file; ``-`` or omitted: stdin), output ``--output`` (omitted or ``-``: stdout).
 Results are written as soon as their batch is decoded: from a pipe, the lines already available (at
@@ -30,12 +32,26 @@ existing output as it was. ``--attention_plots=DIR`` draws ``DIR/0000.png``, ``D
 output tokens (``</s>`` included) down the side; an empty line has none (logged). A run with the
 bottleneck decoder has no attention to draw: it is translated as asked, with one warning and no plots.
 
+``--workdir=A,B`` (runs separated by commas) decodes with the ensemble of the runs (``ensemble.py``: the
+renormalised mean of their per-step log-probabilities), each with the parameters of ``--checkpoint``; the
+runs must tokenise alike (refused in one line otherwise, naming two runs and what differs), and the
+default beam, length penalty, output limits and longest source are the first run's. An ensemble has no
+attention of its own: ``--attention_plots`` with one is refused.
+
+``--sampling_temperature=T`` and/or ``--sampling_top_k=K`` sample each line instead of searching
+(``sampling.py``): each token drawn from the model's distribution at temperature ``T`` (default 1, > 0)
+over its ``K`` most likely tokens (default 0: all; ``K=1`` is greedy decoding), one sample per line.
+``--seed=S`` (default 0) and the line's number in the input fix its sample, whatever the batching, so a
+rerun reproduces the output. Sampling keeps no beam: ``--beam_size`` above 1 or ``--nbest`` with it is
+refused, and so is ``--seed`` without it.
+
 The run is read and decoded through a ``seq2seq_jax.Translator`` (``translator.py``), the same from Python;
 this command keeps the run's ``eval.beam_size`` as its default beam, where a ``Translator`` defaults to the
 test-time beam (``eval.test_beam_size`` when set).
 """
 
 import contextlib
+import math
 import os
 import select
 import stat
@@ -48,6 +64,7 @@ from seq2seq_jax import checkpointing
 from seq2seq_jax import cli
 from seq2seq_jax import inference
 from seq2seq_jax import plotting
+from seq2seq_jax import sampling as sampling_lib
 from seq2seq_jax.data.vocab import UNK
 from seq2seq_jax.translator import DEFAULT_MAX_SOURCE_LENGTH, Translator, max_source_length  # noqa: F401
 
@@ -67,6 +84,15 @@ _MAX_LENGTH = flags.DEFINE_integer(
 _ATTENTION_PLOTS = flags.DEFINE_string(
     "attention_plots", None, "Folder for one attention heatmap per input line (0000.png, ...); default: none.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Lines decoded together.", lower_bound=1)
+_TEMPERATURE = flags.DEFINE_float(
+    "sampling_temperature", None, "Sample each line at this temperature (> 0) instead of searching; default: no "
+    "sampling (1 where only --sampling_top_k is given).")
+_TOP_K = flags.DEFINE_integer(
+    "sampling_top_k", None, "Sample each line, each token among the K most likely (0: all, 1: greedy); default: no "
+    "sampling (0 where only --sampling_temperature is given).", lower_bound=0)
+_SEED = flags.DEFINE_integer(
+    "seed", None, "Seed of sampling; with the line's number it fixes the line's sample. Default: 0.", lower_bound=0,
+    upper_bound=2**32 - 1)
 for _name in ("workdir", "checkpoint", "beam_size", "length_penalty", "output"):
     flags.declare_key_flag(_name)
 
@@ -144,6 +170,27 @@ def file_in_the_way(folder: str) -> str | None:
     return None if os.path.isdir(path) else path
 
 
+def sampling_options(beam_size: int | None, nbest: int | None) -> sampling_lib.Sampling | None:
+    """The ``Sampling`` the flags ask for, None without ``--sampling_*``; a request that mixes sampling with a
+    beam, or a bad value, ends the tool with one line."""
+    temperature, top_k, seed = _TEMPERATURE.value, _TOP_K.value, _SEED.value
+    if temperature is None and top_k is None:
+        if seed is not None:
+            cli.fail(f"--seed={seed} seeds sampling only: add --sampling_temperature or --sampling_top_k")
+        return None
+    if beam_size is not None and beam_size > 1:
+        cli.fail(f"--beam_size={beam_size} cannot be combined with sampling (--sampling_temperature, "
+                 "--sampling_top_k): sampling draws each token and keeps no beam; drop one of them")
+    if nbest is not None:
+        cli.fail(f"--nbest={nbest} ranks a beam's hypotheses and cannot be combined with sampling, which writes "
+                 "one sample per line")
+    if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
+        cli.fail(f"--sampling_temperature={temperature} must be a number > 0 (near 0 samples the most likely token, "
+                 "as greedy decoding does)")
+    return sampling_lib.Sampling(temperature=1.0 if temperature is None else temperature, top_k=top_k or 0,
+                                 seed=seed or 0)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -159,14 +206,26 @@ def main(argv):
         cli.fail(f"--input={_INPUT.value!r} and --output={output!r} are the same file: the translation would "
                  "replace its source; write it to another file" if written == output else f"--input="
                  f"{_INPUT.value!r} is {written!r}, the temporary file of --output: rename it or write elsewhere")
+    sampling = sampling_options(_BEAM_SIZE.value, nbest)
+    workdirs = cli.workdirs(_WORKDIR.value)
+    if plots is not None and len(workdirs) > 1:
+        cli.fail(f"--attention_plots: an ensemble of {len(workdirs)} runs has no attention weights of its own (each "
+                 "run attends on its own); plot one run's with --workdir=RUN")
     if plots is not None and (blocker := file_in_the_way(plots)):
         cli.fail(f"--attention_plots={plots!r} is a file, not a folder" if blocker == os.path.abspath(plots) else
                  f"--attention_plots={plots!r} cannot be a folder: {blocker!r} is a file")
     with open_input(_INPUT.value) as (fd, is_file):
+        options = dict(length_penalty=_LENGTH_PENALTY.value, batch_size=_BATCH_SIZE.value)
         try:
-            translator = Translator.from_workdir(_WORKDIR.value, _CHECKPOINT.value, length_penalty=_LENGTH_PENALTY.value,
-                                                 batch_size=_BATCH_SIZE.value)
+            if len(workdirs) == 1:
+                translator = Translator.from_workdir(workdirs[0], _CHECKPOINT.value, **options)
+            else:
+                translator = Translator.from_workdirs(workdirs, _CHECKPOINT.value, **options)
         except (FileNotFoundError, checkpointing.CheckpointError) as error:
+            cli.fail(str(error))
+        except ValueError as error:  # runs of an ensemble that tokenise differently
+            if len(workdirs) == 1:
+                raise
             cli.fail(str(error))
         config = translator.config
         if plots is not None and config.model.decoder == "bottleneck":  # its attention weights are all 0
@@ -178,8 +237,8 @@ def main(argv):
         if nbest is not None and nbest > beam_size:
             cli.fail(f"--nbest={nbest} needs a beam at least as wide: --beam_size={beam_size}")
         limit, limit_origin = max_source_length(config)
-        logging.info("translating %s with the %s checkpoint of %s (beam %d)", _INPUT.value, _CHECKPOINT.value,
-                     _WORKDIR.value, beam_size)
+        logging.info("translating %s with the %s checkpoint of %s (%s)", _INPUT.value, _CHECKPOINT.value,
+                     _WORKDIR.value, f"beam {beam_size}" if sampling is None else f"sampling: {sampling}")
         reader, number = LineReader(fd), 0
         progress = tqdm.tqdm(unit=" lines", disable=not is_file, file=sys.stderr)
         try:
@@ -188,8 +247,10 @@ def main(argv):
                     lines = [decode_line(raw, number + k + 1) for k, raw in enumerate(raw_lines)]
                     if number == 0 and lines[0].startswith("\ufeff"):
                         lines[0] = lines[0][1:]  # a byte-order mark is not text
+                    options = (dict(beam_size=beam_size) if sampling is None else
+                               dict(sampling=sampling, first_line=number))  # lines before this chunk: number
                     translations = translator.translations(lines, nbest=nbest, with_attention=plots is not None,
-                                                           beam_size=beam_size, max_len=_MAX_LENGTH.value)
+                                                           max_len=_MAX_LENGTH.value, **options)
                     for k, (line, translation) in enumerate(zip(lines, translations)):
                         _report(number + k + 1, translation, limit, limit_origin)
                         if plots is not None:

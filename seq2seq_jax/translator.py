@@ -7,6 +7,7 @@
     translator.nbest(["abc"], 3)                                # e.g. [[('cba', -0.01), ('cb', -2.3), ...]]
     translator.score(["abc"], ["cba"])                          # [{'logprob': ..., 'tokens': 4, 'perplexity': ...}]
     translator.attention("abc")                                 # weights [target_len, source_len] and labels
+    translator.sample(["abc"], temperature=0.8, top_k=5, num_samples=2, seed=1)  # e.g. [[('cba', -0.2), ...]]
 
 As fairseq's ``from_pretrained(...).translate`` and OpenNMT-py's ``Translator``, the run's checkpoint is read
 once and every call reuses it (and JAX's compiled programs). Decoding is ``inference.translate_lines``: sources
@@ -15,6 +16,13 @@ sorted by length, padded to a few widths (``inference.source_width``) and decode
 target (fairseq-generate's ``--score-reference``, OpenNMT's gold score with ``-tgt``), computed in batches the
 same way. Sources longer than the run's ``data.max_source_length`` (``DEFAULT_MAX_SOURCE_LENGTH`` for a run
 without one) are cut to it, with a warning, as ``translate`` does.
+
+Several runs decode as an ensemble (``ensemble.py``: the renormalised mean of their per-step
+log-probabilities, as OpenNMT-py's ensemble decoding): ``Translator.from_workdirs(["runs/a", "runs/b"])``.
+Its ``translate`` and ``nbest`` search with the ensemble and its ``score`` is the ensemble's teacher-forced
+log-probability; it has no ``attention`` (a ``ValueError``: each member attends on its own). The runs must
+tokenise alike (the same kinds of vocabulary with the same tokens), checked before any checkpoint is read;
+the decoding settings (beam, length penalty, output limits, longest source) are the first run's.
 
 A bad request (sources that are not a list of strings, sources and targets of different lengths, ``n < 1``
 or wider than the beam, attention of a model that has none) is one ``ValueError`` saying what is wrong.
@@ -33,9 +41,11 @@ import numpy as np
 from absl import logging
 
 from seq2seq_jax import cli
+from seq2seq_jax import ensemble as ensemble_lib
 from seq2seq_jax import inference
 from seq2seq_jax import metrics as metrics_lib
 from seq2seq_jax import parallel
+from seq2seq_jax import sampling as sampling_lib
 from seq2seq_jax import workdir as workdir_lib
 from seq2seq_jax.data.vocab import EOS, UNK
 from seq2seq_jax.model import Seq2Seq, shift_right
@@ -65,15 +75,35 @@ class Attention:
     target: str
 
 
+def load_ensemble(workdirs: Sequence[str], checkpoint: str = "best"):
+    """``(config, ensemble, params, source_vocab, target_vocab)`` of the runs in ``workdirs``, as
+    ``workdir.load_trained`` gives them for one run: ``ensemble`` an ``ensemble.Ensemble`` of their models,
+    ``params`` a tuple of their parameters (each run's ``checkpoint``), ``config`` and the vocabularies the
+    first run's. Runs that tokenise differently are a ``ValueError`` naming two of them and what differs
+    (``ensemble.check_compatible``), raised before any checkpoint is read."""
+    runs = [workdir_lib.load_run(w) for w in workdirs]  # config.json and vocab/ only
+    ensemble_lib.check_compatible(list(workdirs), [r[0] for r in runs], [r[2] for r in runs], [r[3] for r in runs])
+    loaded = [workdir_lib.load_trained(w, checkpoint) for w in workdirs]
+    config, _, _, source_vocab, target_vocab = loaded[0]
+    return (config, ensemble_lib.Ensemble(tuple(r[1] for r in loaded)), tuple(r[2] for r in loaded), source_vocab,
+            target_vocab)
+
+
 @functools.lru_cache(maxsize=None)
-def _teacher_forced_fn(model: Seq2Seq, attention: bool):
+def _teacher_forced_fn(model: Seq2Seq | ensemble_lib.Ensemble, attention: bool):
     """A jitted ``(params, inputs, input_lengths, targets, target_lengths)`` -> per-row ``log p(target |
     source)`` ``[batch]`` summed over the real target tokens, or (``attention``) the teacher-forced
-    attention weights ``[batch, tgt_len, src_len]``."""
+    attention weights ``[batch, tgt_len, src_len]``. An ensemble's is that of its renormalised mean
+    (``ensemble.teacher_forced_logits``); it has no attention."""
 
     def fn(params, inputs, input_lengths, targets, target_lengths):
-        logits, state = model.apply({"params": params}, inputs, input_lengths, shift_right(targets),
-                                    mutable=["intermediates"])
+        if isinstance(model, ensemble_lib.Ensemble):
+            if attention:
+                raise ValueError("an ensemble has no attention weights of its own")
+            logits = ensemble_lib.teacher_forced_logits(model, params, inputs, input_lengths, shift_right(targets))
+        else:
+            logits, state = model.apply({"params": params}, inputs, input_lengths, shift_right(targets),
+                                        mutable=["intermediates"])
         if attention:
             return state["intermediates"]["attention_weights"][0]
         log_probs = jax.nn.log_softmax(logits, axis=-1)  # [batch, tgt_len, vocab], float32
@@ -105,17 +135,34 @@ def _texts(name: str, texts) -> list[str]:
     return texts
 
 
+def _workdir_path(name: str, path) -> str:
+    try:
+        return os.fspath(path)
+    except TypeError:
+        raise ValueError(f"{name} must be a workdir's path, got {type(path).__name__}: {path!r}") from None
+
+
+def _check_load_options(checkpoint, beam_size, batch_size) -> None:
+    """Checks the options of `Translator.from_workdir(s)` before any checkpoint is read."""
+    if not isinstance(checkpoint, str) or not checkpoint:
+        raise ValueError(f"checkpoint={checkpoint!r} must be 'best', 'latest' or an averaged checkpoint's name")
+    for name, value in (("beam_size", beam_size), ("batch_size", batch_size)):
+        if value is not None:
+            _positive_int(name, value)
+
+
 class Translator:
     """A model, its parameters, vocabularies and decoding settings, to translate and score text with.
 
-    Build it with `from_workdir`, or from the pieces (e.g. a model just trained in-process): ``eval_config``
-    is a run's ``config.eval`` (output length limits, and the defaults of ``beam_size``, its test-time beam,
-    and ``length_penalty``).
+    Build it with `from_workdir` (an ensemble: `from_workdirs`), or from the pieces (e.g. a model just
+    trained in-process): ``eval_config`` is a run's ``config.eval`` (output length limits, and the defaults
+    of ``beam_size``, its test-time beam, and ``length_penalty``). ``model`` may be an ``ensemble.Ensemble``
+    with ``params`` a tuple, one entry per member.
     """
 
-    def __init__(self, model: Seq2Seq, params, source_vocab, target_vocab, eval_config, *, beam_size=None,
-                 length_penalty=None, batch_size: int = 128, max_source_len: int = DEFAULT_MAX_SOURCE_LENGTH,
-                 bucket: int = 16, config=None):
+    def __init__(self, model: Seq2Seq | ensemble_lib.Ensemble, params, source_vocab, target_vocab, eval_config, *,
+                 beam_size=None, length_penalty=None, batch_size: int = 128,
+                 max_source_len: int = DEFAULT_MAX_SOURCE_LENGTH, bucket: int = 16, config=None):
         self.beam_size = _positive_int("beam_size", inference.split_beam_size(eval_config, "test")
                                        if beam_size is None else beam_size)
         length_penalty = eval_config.length_penalty if length_penalty is None else length_penalty
@@ -136,31 +183,66 @@ class Translator:
     def from_workdir(cls, path: str, checkpoint: str = "best", beam_size=None, length_penalty=None,
                      batch_size: int = 128) -> "Translator":
         """The run trained in ``path``: its ``config.json``, ``vocab/`` and the parameters of ``checkpoint``
-        (``'best'``, ``'latest'`` or an averaged checkpoint's name, see ``workdir_lib.load_trained``).
+        (``'best'``, ``'latest'`` or an averaged checkpoint's name, see ``workdir.load_trained``).
         ``beam_size`` defaults to the run's test-time beam (``eval.test_beam_size``, else ``eval.beam_size``),
         ``length_penalty`` to ``eval.length_penalty``. A missing run or checkpoint raises
-        ``FileNotFoundError`` or ``checkpointing.CheckpointError``, as ``workdir_lib.load_trained`` does."""
-        try:
-            path = os.fspath(path)
-        except TypeError:
-            raise ValueError(f"path must be a workdir's path, got {type(path).__name__}: {path!r}") from None
-        if not isinstance(checkpoint, str) or not checkpoint:
-            raise ValueError(f"checkpoint={checkpoint!r} must be 'best', 'latest' or an averaged checkpoint's name")
-        for name, value in (("beam_size", beam_size), ("batch_size", batch_size)):
-            if value is not None:
-                _positive_int(name, value)  # before the checkpoint is read
+        ``FileNotFoundError`` or ``checkpointing.CheckpointError``, as ``workdir.load_trained`` does."""
+        if isinstance(path, (list, tuple)):
+            raise ValueError(f"path must be one workdir's path, got a {type(path).__name__}: for an ensemble of "
+                             "several runs use Translator.from_workdirs")
+        path = _workdir_path("path", path)
+        _check_load_options(checkpoint, beam_size, batch_size)
         config, model, params, source_vocab, target_vocab = workdir_lib.load_trained(path, checkpoint)
         return cls(model, params, source_vocab, target_vocab, config.eval, beam_size=beam_size,
                    length_penalty=length_penalty, batch_size=batch_size, max_source_len=max_source_length(config)[0],
                    config=config)
 
+    @classmethod
+    def from_workdirs(cls, paths: Sequence[str], checkpoint: str = "best", beam_size=None, length_penalty=None,
+                      batch_size: int = 128) -> "Translator":
+        """An ensemble of the runs trained in ``paths`` (``ensemble.py``), each with the parameters of its
+        ``checkpoint``, decoding with the renormalised mean of their per-step log-probabilities. The
+        defaults of ``beam_size`` and ``length_penalty``, the output limits and the longest source are the
+        first run's, as `from_workdir` takes them from its one run. Runs that tokenise differently are one
+        ``ValueError`` naming two of them and what differs, before any checkpoint is read (see
+        `load_ensemble`); a missing run or checkpoint is an error as in `from_workdir`. One path gives an
+        ensemble of one run, which decodes exactly as that run."""
+        if isinstance(paths, (str, os.PathLike)) or not isinstance(paths, Sequence):
+            raise ValueError(f"paths must be a list of workdirs, got {type(paths).__name__}: {paths!r} (one run: "
+                             "Translator.from_workdir)")
+        if not paths:
+            raise ValueError("paths must name at least one workdir")
+        paths = [_workdir_path(f"paths[{i}]", p) for i, p in enumerate(paths)]
+        _check_load_options(checkpoint, beam_size, batch_size)
+        config, model, params, source_vocab, target_vocab = load_ensemble(paths, checkpoint)
+        return cls(model, params, source_vocab, target_vocab, config.eval, beam_size=beam_size,
+                   length_penalty=length_penalty, batch_size=batch_size, max_source_len=max_source_length(config)[0],
+                   config=config)
+
+    @property
+    def is_ensemble(self) -> bool:
+        return isinstance(self.model, ensemble_lib.Ensemble)
+
     # --- Decoding ----------------------------------------------------------------------------------
 
     def translations(self, sources: Sequence[str], *, nbest: int | None = None, with_attention: bool = False,
-                     beam_size: int | None = None, max_len: int | None = None) -> list[inference.Translation]:
+                     beam_size: int | None = None, max_len: int | None = None,
+                     sampling: sampling_lib.Sampling | None = None,
+                     first_line: int = 0) -> list[inference.Translation]:
         """``inference.translate_lines`` of ``sources`` with this translator's settings (``beam_size``
-        overridable per call): one ``inference.Translation`` per source, in input order."""
+        overridable per call): one ``inference.Translation`` per source, in input order. With ``sampling``
+        (``sampling.Sampling``; no ``nbest``, and ``beam_size`` 1 if given) each source is sampled instead,
+        source ``i`` as line ``first_line + i`` of the input (its samples' seed, see ``sampling.py``)."""
         sources = _texts("sources", sources)
+        if sampling is not None:
+            if not isinstance(sampling, sampling_lib.Sampling):
+                raise ValueError(f"sampling must be a sampling.Sampling, got {type(sampling).__name__}")
+            if beam_size not in (None, 1) or nbest is not None:
+                what = f"nbest={nbest}" if nbest is not None else f"beam_size={beam_size}"
+                raise ValueError(f"{what} cannot be combined with sampling: sampling draws each token, it keeps no "
+                                 "beam (Translator.nbest searches one)")
+            if isinstance(first_line, bool) or not isinstance(first_line, numbers.Integral) or first_line < 0:
+                raise ValueError(f"first_line={first_line!r} must be an integer >= 0")
         beam_size = self.beam_size if beam_size is None else _positive_int("beam_size", beam_size)
         if nbest is not None and _positive_int("n", nbest) > beam_size:
             raise ValueError(f"n={nbest} best hypotheses need a beam at least as wide: beam_size={beam_size} "
@@ -172,7 +254,8 @@ class Translator:
         return inference.translate_lines(
             self.model, self.params, self.source_vocab, self.target_vocab, sources, self.eval_config,
             batch_size=self.batch_size, beam_size=beam_size, alpha=self.length_penalty, max_len=max_len,
-            nbest=nbest, with_attention=with_attention, max_source_len=self.max_source_len, bucket=self.bucket)
+            nbest=nbest, with_attention=with_attention, max_source_len=self.max_source_len, bucket=self.bucket,
+            sampling=sampling, first_line=int(first_line))
 
     def translate(self, sources: Sequence[str]) -> list[str]:
         """The best hypothesis of each source, detokenised, in input order; an empty source gives ""."""
@@ -185,6 +268,18 @@ class Translator:
         ``log p(Y|X) / lp(Y)`` (as ``translate --nbest`` writes them). ``n`` is at most the beam size. An empty
         source gives ``[("", None)]``: it is not decoded."""
         translations = self.translations(sources, nbest=n)
+        self._warn_cut(t.truncated for t in translations)
+        return [list(zip(t.hypotheses, t.scores)) for t in translations]
+
+    def sample(self, sources: Sequence[str], *, temperature: float = 1.0, top_k: int = 0, num_samples: int = 1,
+               seed: int = 0) -> list[list[tuple[str, float]]]:
+        """``num_samples`` samples of each source with their scores, in the order drawn: each token drawn from
+        the model's distribution at ``temperature`` (> 0) over its ``top_k`` most likely tokens (0: all; 1:
+        greedy decoding), the score the model's ``log p(Y|X)`` of the sample (see ``sampling.py``). ``seed``
+        (in ``[0, 2**32)``) and a source's place in ``sources`` fix its samples, whatever the batching. An
+        empty source gives ``[("", None)]``: it is not decoded. A bad value is one ``ValueError`` naming it."""
+        options = sampling_lib.Sampling(temperature=temperature, top_k=top_k, num_samples=num_samples, seed=seed)
+        translations = self.translations(sources, sampling=options)
         self._warn_cut(t.truncated for t in translations)
         return [list(zip(t.hypotheses, t.scores)) for t in translations]
 
@@ -244,6 +339,10 @@ class Translator:
     # --- Attention ---------------------------------------------------------------------------------
 
     def _check_attention(self) -> None:
+        if self.is_ensemble:
+            raise ValueError(f"an ensemble of {len(self.model.models)} runs has no attention weights of its own "
+                             "(each run attends on its own): load one run with Translator.from_workdir to see its "
+                             "attention")
         if self.model.config.decoder != "attention":
             raise ValueError(f"the model's decoder is {self.model.config.decoder!r}, which has no attention "
                              "(a fixed-vector bottleneck): there are no attention weights to show")

@@ -47,3 +47,48 @@ def tiny_workdir(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("run"))
     train.train_and_evaluate(config, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def load_trained_once():
+    """``workdir.load_trained`` memoised for the session: each checkpoint a test loads this way is read once
+    (a read builds the model's and optimizer's state first: seconds each)."""
+    import functools  # noqa: PLC0415
+
+    from seq2seq_jax import workdir as workdir_lib  # noqa: PLC0415
+
+    return functools.cache(workdir_lib.load_trained)
+
+
+@pytest.fixture(scope="session")
+def tiny_translator(tiny_workdir, load_trained_once):
+    """``Translator.from_workdir(tiny_workdir, beam_size=3, batch_size=4)``, loaded once for the session."""
+    from seq2seq_jax import workdir as workdir_lib  # noqa: PLC0415
+    from seq2seq_jax.translator import Translator  # noqa: PLC0415
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(workdir_lib, "load_trained", load_trained_once)
+        return Translator.from_workdir(tiny_workdir, beam_size=3, batch_size=4)
+
+
+@pytest.fixture
+def run_tool(monkeypatch, load_trained_once):
+    """``run_tool(module, *flags)``: ``module.main`` as ``app.run`` calls it, its flags parsed afresh (a parse
+    error raises ``flags.Error``), with the compilation cache off and the runs' checkpoints read once for the
+    session (``load_trained_once``). FLAGS is left as the test found it."""
+    from absl import flags  # noqa: PLC0415
+
+    from seq2seq_jax import workdir as workdir_lib  # noqa: PLC0415
+
+    monkeypatch.setenv("SEQ2SEQ_JAX_CACHE_DIR", "off")
+    monkeypatch.setattr(workdir_lib, "load_trained", load_trained_once)
+    was_parsed = flags.FLAGS.is_parsed()
+
+    def run(module, *args):
+        flags.FLAGS.unparse_flags()
+        return module.main(flags.FLAGS(["prog", *args]))
+
+    yield run
+    flags.FLAGS.unparse_flags()
+    if was_parsed:
+        flags.FLAGS.mark_as_parsed()

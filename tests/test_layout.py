@@ -11,7 +11,7 @@ LAYERS = [
     ("tools", ["main", "evaluate", "translate", "score", "average", "scripts", "translator", "cli"]),
     ("training", ["train", "optim", "workdir", "checkpointing", "logger"]),
     ("configs", ["configs."]),
-    ("inference", ["inference", "decoding", "metrics"]),
+    ("inference", ["inference", "decoding", "ensemble", "sampling", "metrics"]),
     ("model", ["model", "attention", "recurrent", "cells"]),
     ("data", ["data."]),
     ("base", ["files", "parallel", "plotting"]),

@@ -316,6 +316,7 @@ def test_the_readmes_python_example_runs_on_a_trained_run(tiny_workdir):
     sources = namespace["sources"]
     assert len(namespace["hypotheses"]) == len(sources) and all(isinstance(h, str) for h in namespace["hypotheses"])
     assert [len(b) for b in namespace["best"]] == [3] * len(sources)
+    assert [len(s) for s in namespace["samples"]] == [2] * len(sources)
     assert [set(row) for row in namespace["scores"]] == [{"logprob", "tokens", "perplexity"}] * len(sources)
     attention = namespace["attention"]
     assert attention.weights.shape == (len(attention.target_tokens), 3) and attention.source_tokens == ["a", "b", "c"]
