@@ -26,7 +26,7 @@ from cli_runs import assert_same_evaluation, read_eval
 from seq2seq_jax import decoding
 from seq2seq_jax import ensemble
 from seq2seq_jax import evaluate
-from seq2seq_jax import train
+from seq2seq_jax import workdir as workdir_lib
 from seq2seq_jax import translate
 from seq2seq_jax.model import shift_right
 from seq2seq_jax.translator import Translator
@@ -86,7 +86,7 @@ def test_the_ensemble_picks_the_token_of_the_mean_log_probability_that_neither_m
 def translators(tiny_workdir, tiny_translator, load_trained_once):
     """The run alone (the session's) and an ensemble of it alone, its checkpoint read once."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(train, "load_trained", load_trained_once)
+        patch.setattr(workdir_lib, "load_trained", load_trained_once)
         return tiny_translator, Translator.from_workdirs([tiny_workdir], beam_size=3, batch_size=4)
 
 
