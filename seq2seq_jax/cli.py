@@ -9,7 +9,8 @@
   ``flags.mark_flag_as_required``, whose validators are global and would fire for every tool in a process
   that imported several.
 * ``fail`` ends a tool with one line on stderr and exit status 1 (no traceback) for expected failures: a
-  missing workdir or input file, a split the dataset lacks.
+  missing workdir or input file, a split the dataset lacks. ``load_or_fail`` does so for a run that cannot be
+  loaded (``--verbosity=1`` logs the traceback first).
 * ``quiet_libraries`` drops orbax's INFO chatter (a dozen lines per checkpoint read or write) from the
   absl log; its warnings and errors still show, except its reports of a full disk (a traceback per writer
   thread), which the tool reports in one line (``checkpointing.DiskFullError``); ``--verbosity=1`` shows them.
@@ -44,7 +45,7 @@ def _once(name: str, define):
 def workdir_flag() -> flags.FlagHolder:
     return _once("workdir", lambda: flags.DEFINE_string(
         "workdir", None, "The run's directory: config.json, checkpoints/, best/, vocab/, eval/, metrics.jsonl. "
-        "evaluate and translate: several runs separated by commas (A,B) decode as an ensemble."))
+        "evaluate, translate and score: several runs separated by commas (A,B) are an ensemble."))
 
 
 def workdirs(value: str) -> list[str]:
@@ -116,6 +117,20 @@ def require(*holders: flags.FlagHolder) -> None:
 def fail(message: str) -> None:
     """Ends the tool: ``message`` on stderr, exit status 1."""
     sys.exit(f"error: {message}")
+
+
+def load_or_fail(load, workdirs: list[str]):
+    """``load()``, which reads the runs in ``workdirs``; or the tool ends with one line when they cannot be read:
+    no run or checkpoint there (FileNotFoundError, ``checkpointing.CheckpointError``), a damaged file of the
+    run (a ValueError: its config.json or vocabulary), runs of an ensemble that tokenise differently (a
+    ValueError naming them). The line names the run unless the message does; ``--verbosity=1`` logs the
+    traceback before it."""
+    try:
+        return load()
+    except (FileNotFoundError, checkpointing.CheckpointError, ValueError) as error:
+        logging.debug("cannot load %s", ",".join(workdirs), exc_info=True)
+        named = len(workdirs) > 1 or workdirs[0] in str(error)
+        fail(str(error) if named else f"the run in {workdirs[0]}: {error}")
 
 
 class _DropLibraryInfo(std_logging.Filter):

@@ -122,19 +122,12 @@ def main(argv):
     cli.enable_compilation_cache()
     workdirs, split, checkpoint = cli.workdirs(_WORKDIR.value), _SPLIT.value, _CHECKPOINT.value
     workdir = workdirs[0]  # an ensemble's dataset, settings and eval/ folder are its first run's
-    try:
-        if len(workdirs) == 1:
-            config, model, params, _, _ = workdir_lib.load_trained(workdir, checkpoint)
-            eval_step = functools.partial(train.eval_step, model=model)
-        else:
-            config, model, params, _, _ = load_ensemble(workdirs, checkpoint)
-            eval_step = functools.partial(ensemble_eval_step, ensemble=model)
-    except (FileNotFoundError, checkpointing.CheckpointError) as error:
-        cli.fail(str(error))
-    except ValueError as error:  # runs of an ensemble that tokenise differently
-        if len(workdirs) == 1:
-            raise
-        cli.fail(str(error))
+    if len(workdirs) == 1:
+        config, model, params, _, _ = cli.load_or_fail(lambda: workdir_lib.load_trained(workdir, checkpoint), workdirs)
+        eval_step = functools.partial(train.eval_step, model=model)
+    else:
+        config, model, params, _, _ = cli.load_or_fail(lambda: load_ensemble(workdirs, checkpoint), workdirs)
+        eval_step = functools.partial(ensemble_eval_step, ensemble=model)
     eval_config = config.eval.copy_and_resolve_references()
     eval_config.beam_size = inference.split_beam_size(config.eval, split) if _BEAM_SIZE.value is None else _BEAM_SIZE.value
     if _LENGTH_PENALTY.value is not None:

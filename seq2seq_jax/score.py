@@ -3,6 +3,7 @@
 
     python -m seq2seq_jax.score --workdir=runs/tiny --source=src.txt --target=tgt.txt [--output=scores.jsonl] \\
         [--checkpoint=best|latest|NAME]
+    python -m seq2seq_jax.score --workdir=runs/a,runs/b ...   # the ensemble's log-probability (ensemble.py)
 
 Line i of ``--target`` is scored against line i of ``--source`` (lines end in '\\n', a '\\r' before it and a
 byte-order mark at the start are dropped, bytes that are not UTF-8 are read as U+FFFD, as ``translate``
@@ -10,10 +11,13 @@ reads them). The output (``--output``, else stdout) has one JSON row per pair, `
 ..., "perplexity": ...}``: the teacher-forced natural-log probability of the target and its ``</s>``, their
 number, and ``exp(-logprob / tokens)`` (``seq2seq_jax.Translator.score``). A summary goes to stderr at the
 end: pairs, target tokens, total log-probability and the overall perplexity ``exp(-sum logprob / sum
-tokens)``. Both files are read whole; an ``--output`` file is written to ``OUTPUT.tmp`` and renamed at the end.
+tokens)``, then the same by source length (``by_length``: the run's ``eval.length_unit``, ``eval.length_edges``
+or ``eval.num_length_buckets``, as ``evaluate`` buckets its metrics), the probe of Bahdanau et al. (2014)'s
+fig. 2 on references: does the fixed vector find long references less likely than attention does? Both files are read whole; an ``--output`` file is written to ``OUTPUT.tmp`` and renamed at the end.
 
 A bad request (a missing input, files of different line counts, no pair, an output that is an input or in
-a missing folder, no run or checkpoint in the workdir) is one ``error:`` line and exit status 1, before
+a missing folder, no run or checkpoint in the workdir, runs of an ensemble that tokenise differently) is one
+``error:`` line and exit status 1, before
 anything is written.
 """
 
@@ -24,8 +28,7 @@ import sys
 
 from absl import app, flags, logging
 
-from seq2seq_jax import checkpointing
-from seq2seq_jax import cli
+from seq2seq_jax import cli, inference, metrics
 from seq2seq_jax.translator import Translator
 
 _WORKDIR = cli.workdir_flag()
@@ -60,6 +63,36 @@ def read_lines(flag: flags.FlagHolder) -> list[str]:
     return lines
 
 
+def source_lengths(sources: list[str], translator: Translator) -> list[int]:
+    """Each source's length in the run's ``eval.length_unit`` (``inference.source_length``): its tokens, cut to
+    the model's longest source as ``Translator.score`` cuts them, or its words."""
+    return [inference.source_length(source, min(len(translator.source_vocab.encode(source)), translator.max_source_len),
+                                    translator.config.eval) for source in sources]
+
+
+def by_length(rows: list[dict], lengths: list[int], eval_config) -> list[dict]:
+    """``rows`` (``Translator.score``'s) summed per source-length bucket ``[lo, hi)`` of ``eval_config``
+    (``inference.length_buckets``: its ``length_edges``, else ``num_length_buckets`` quantiles of ``lengths``):
+    ``{"lo", "hi", "pairs", "tokens", "logprob", "perplexity"}`` for each non-empty bucket."""
+    edges = inference.length_buckets(lengths, eval_config)
+    buckets = []
+    for lo, hi in zip(edges, edges[1:]):
+        inside = [row for row, length in zip(rows, lengths) if lo <= length < hi]
+        if inside:
+            logprob, tokens = sum(r["logprob"] for r in inside), sum(r["tokens"] for r in inside)
+            buckets.append({"lo": lo, "hi": hi, "pairs": len(inside), "tokens": tokens, "logprob": logprob,
+                            "perplexity": metrics.perplexity(-logprob, tokens)})
+    return buckets
+
+
+def format_by_length(buckets: list[dict], unit: str) -> str:
+    lines = [f"by source length ({unit}):", "  source length   pairs   tokens   log-probability   perplexity"]
+    for b in buckets:
+        span = f"{b['lo']:g}+" if math.isinf(b["hi"]) else f"{b['lo']:g}-{b['hi'] - 1:g}"
+        lines.append(f"  {span:>13s}   {b['pairs']:5d}   {b['tokens']:6d}   {b['logprob']:15.4f}   {b['perplexity']:10.4f}")
+    return "\n".join(lines)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -81,10 +114,10 @@ def main(argv):
                  f"{len(targets)}: each line of one is scored against the same line of the other")
     if not sources:
         cli.fail(f"no pair to score: --source={_SOURCE.value!r} and --target={_TARGET.value!r} are empty")
-    try:
-        translator = Translator.from_workdir(_WORKDIR.value, _CHECKPOINT.value)
-    except (FileNotFoundError, checkpointing.CheckpointError) as error:
-        cli.fail(str(error))
+    workdirs = cli.workdirs(_WORKDIR.value)
+    translator = cli.load_or_fail(
+        lambda: Translator.from_workdir(workdirs[0], _CHECKPOINT.value) if len(workdirs) == 1 else
+        Translator.from_workdirs(workdirs, _CHECKPOINT.value), workdirs)
     logging.info("scoring %d pairs with the %s checkpoint of %s", len(sources), _CHECKPOINT.value, _WORKDIR.value)
     rows = translator.score(sources, targets)
     with cli.open_output(output) as out:
@@ -92,6 +125,9 @@ def main(argv):
     logprob, tokens = sum(row["logprob"] for row in rows), sum(row["tokens"] for row in rows)
     print(f"{len(rows)} pairs, {tokens} target tokens (</s> included): log-probability {logprob:.4f}, "
           f"perplexity {math.exp(-logprob / tokens):.4f}", file=sys.stderr)
+    unit = translator.config.eval.get("length_unit", "tokens")  # get: runs made before the field
+    buckets = by_length(rows, source_lengths(sources, translator), translator.config.eval)
+    print(format_by_length(buckets, unit), file=sys.stderr)
 
 
 if __name__ == "__main__":

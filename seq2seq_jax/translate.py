@@ -60,7 +60,6 @@ import sys
 import tqdm
 from absl import app, flags, logging
 
-from seq2seq_jax import checkpointing
 from seq2seq_jax import cli
 from seq2seq_jax import inference
 from seq2seq_jax import plotting
@@ -216,17 +215,9 @@ def main(argv):
                  f"--attention_plots={plots!r} cannot be a folder: {blocker!r} is a file")
     with open_input(_INPUT.value) as (fd, is_file):
         options = dict(length_penalty=_LENGTH_PENALTY.value, batch_size=_BATCH_SIZE.value)
-        try:
-            if len(workdirs) == 1:
-                translator = Translator.from_workdir(workdirs[0], _CHECKPOINT.value, **options)
-            else:
-                translator = Translator.from_workdirs(workdirs, _CHECKPOINT.value, **options)
-        except (FileNotFoundError, checkpointing.CheckpointError) as error:
-            cli.fail(str(error))
-        except ValueError as error:  # runs of an ensemble that tokenise differently
-            if len(workdirs) == 1:
-                raise
-            cli.fail(str(error))
+        translator = cli.load_or_fail(
+            lambda: Translator.from_workdir(workdirs[0], _CHECKPOINT.value, **options) if len(workdirs) == 1 else
+            Translator.from_workdirs(workdirs, _CHECKPOINT.value, **options), workdirs)
         config = translator.config
         if plots is not None and config.model.decoder == "bottleneck":  # its attention weights are all 0
             logging.warning("--attention_plots: the run in %s has a bottleneck decoder, which has no attention; "

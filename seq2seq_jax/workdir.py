@@ -71,14 +71,18 @@ def write_eval(workdir: str, result: dict, step: int, name: str | None = None) -
 
 def load_run(workdir: str):
     """``(config, model, source_vocab, target_vocab)`` of the run in ``workdir``, from its ``config.json`` and
-    ``vocab/`` (no dataset, no checkpoint); a ``FileNotFoundError`` if ``workdir`` holds no such run."""
+    ``vocab/`` (no dataset, no checkpoint); a ``FileNotFoundError`` if ``workdir`` holds no such run, a
+    ``ValueError`` naming the file if its config or a vocabulary is damaged."""
     config_path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.isdir(workdir):
         raise FileNotFoundError(f"workdir {workdir!r} does not exist")
     if not os.path.exists(config_path):
         raise FileNotFoundError(f"{config_path} not found: {workdir!r} is not a training workdir")
     with open(config_path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+        try:
+            config = ml_collections.ConfigDict(json.load(f))
+        except ValueError as error:  # json.JSONDecodeError, or bytes that are not UTF-8
+            raise ValueError(f"{config_path} is damaged and cannot be read ({type(error).__name__}: {error})") from None
     vocabs = []
     for side in ("source", "target"):
         kind = config.data[f"{side}_vocab"]

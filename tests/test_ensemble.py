@@ -26,12 +26,14 @@ from cli_runs import assert_same_evaluation, read_eval
 from seq2seq_jax import decoding
 from seq2seq_jax import ensemble
 from seq2seq_jax import evaluate
+from seq2seq_jax import score
 from seq2seq_jax import workdir as workdir_lib
 from seq2seq_jax import translate
 from seq2seq_jax.model import shift_right
 from seq2seq_jax.translator import Translator
 
 LINES = ["abcdefghijkl", "b", "", "cab", "abcabc"]
+REFERENCES = ["lkjihgfedcba", "b", "", "bac", "cbacba"]  # the tiny task reverses its source
 
 
 # --- Two mocked models -----------------------------------------------------------------------------
@@ -197,12 +199,21 @@ def test_translate_and_evaluate_decode_with_the_ensemble_of_the_runs_listed(tiny
     assert got[0]["ensemble"] == [{"workdir": os.path.abspath(tiny_workdir), "step": got[0]["step"]}] * 2
     assert_same_evaluation(got, read_eval(tiny_workdir, "test"))  # the run's own test evaluation, untouched
 
+    (tmp_path / "ref.txt").write_text("\n".join(REFERENCES) + "\n")
+    run(score, f"--workdir={tiny_workdir},{tiny_workdir}", f"--source={source}", f"--target={tmp_path / 'ref.txt'}",
+        f"--output={tmp_path / 'scores.jsonl'}")
+    scored = [json.loads(line) for line in (tmp_path / "scores.jsonl").read_text().splitlines()]
+    want = single.score(LINES, REFERENCES)
+    assert [r["tokens"] for r in scored] == [w["tokens"] for w in want]
+    np.testing.assert_allclose([r["logprob"] for r in scored], [w["logprob"] for w in want], rtol=1e-5)
+
     other = copy_run(tiny_workdir, tmp_path / "other", target_tokens=lambda t: [*t, "#"])
-    for module, args in ((translate, [f"--input={source}"]), (evaluate, [])):
+    for module, args in ((translate, [f"--input={source}"]), (evaluate, []),
+                         (score, [f"--source={source}", f"--target={tmp_path / 'ref.txt'}"])):
         with pytest.raises(SystemExit) as info:
             run(module, f"--workdir={tiny_workdir},{other}", *args)
         assert str(info.value.code).startswith(f"error: cannot ensemble {tiny_workdir} and {other}: their target")
     with pytest.raises(SystemExit, match="--attention_plots: an ensemble of 2 runs has no attention weights"):
         run(translate, f"--workdir={tiny_workdir},{tiny_workdir}", f"--input={source}",
             f"--attention_plots={tmp_path / 'plots'}")
-    assert sorted(os.listdir(tmp_path)) == ["in.txt", "other", "out.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["in.txt", "other", "out.txt", "ref.txt", "scores.jsonl"]

@@ -18,6 +18,7 @@ import math
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 
@@ -353,9 +354,34 @@ def test_the_score_command_writes_one_json_row_per_pair_and_the_overall_perplexi
     assert [r["tokens"] for r in rows] == [w["tokens"] for w in want] == [4, 1, 6, 2]
     np.testing.assert_allclose([r["logprob"] for r in rows], [w["logprob"] for w in want], rtol=1e-6)
     overall = math.exp(-sum(r["logprob"] for r in rows) / sum(r["tokens"] for r in rows))
-    summary = capsys.readouterr().err.strip().splitlines()[-1]
+    printed = capsys.readouterr().err.strip().splitlines()
+    summary = next(line for line in printed if line.endswith(f", perplexity {overall:.4f}"))
     assert summary.startswith("4 pairs, 13 target tokens (</s> included): log-probability ")
-    assert summary.endswith(f", perplexity {overall:.4f}")
+    table = printed[printed.index("by source length (tokens):") + 2:]  # after the title and the header
+    assert sum(int(line.split()[1]) for line in table) == 4 and sum(int(line.split()[2]) for line in table) == 13
+
+
+@pytest.mark.slow
+def test_scores_by_source_length_sum_the_pairs_of_each_bucket(tiny_translator):
+    """The by-length table of ``score`` partitions the pairs by the run's length buckets (here given edges,
+    in source tokens) and sums each bucket's log-probabilities and tokens."""
+    from seq2seq_jax import score  # noqa: PLC0415 - defines its flags on import
+
+    sources, targets = ["abc", "", "hello", "ba", "abcdefg"], ["cba", "", "olleh", "x", "gfedcba"]
+    rows = tiny_translator.score(sources, targets)
+    lengths = score.source_lengths(sources, tiny_translator)
+    assert lengths == [3, 0, 5, 2, 7]  # characters
+    eval_config = tiny_translator.config.eval.copy_and_resolve_references()
+    eval_config.length_edges = (0, 3, 5)
+    buckets = score.by_length(rows, lengths, eval_config)
+    want = [(0, [1, 3]), (3, [0]), (5, [2, 4])]  # [0, 3), [3, 5), [5, inf)
+    assert [(b["lo"], b["pairs"]) for b in buckets] == [(lo, len(i)) for lo, i in want]
+    for b, (_, members) in zip(buckets, want):
+        assert b["tokens"] == sum(rows[i]["tokens"] for i in members)
+        np.testing.assert_allclose(b["logprob"], sum(rows[i]["logprob"] for i in members), rtol=1e-6)
+        np.testing.assert_allclose(b["perplexity"], math.exp(-b["logprob"] / b["tokens"]), rtol=1e-6)
+    assert buckets[-1]["hi"] == math.inf
+    assert "5+" in score.format_by_length(buckets, "tokens").splitlines()[-1]
 
 
 @pytest.mark.slow
@@ -381,3 +407,26 @@ def test_the_score_command_refuses_bad_requests_in_one_line(tiny_workdir, tmp_pa
                                      f"--output={tmp_path / 'src.txt'}")
     assert "no pair to score" in fails_with(f"--source={tmp_path / 'empty.txt'}", f"--target={tmp_path / 'empty.txt'}")
     assert sorted(os.listdir(tmp_path)) == ["empty.txt", "src.txt", "tgt.txt"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damaged", ["config.json", "vocab/target_vocab.json"])
+def test_a_damaged_run_is_one_line_naming_its_file_in_translate_evaluate_and_score(tiny_workdir, tmp_path, damaged,
+                                                                                   run_tool):
+    from seq2seq_jax import evaluate, score, translate  # noqa: PLC0415 - define their flags on import
+
+    run = str(tmp_path / "run")
+    for part in ("vocab", "config.json"):  # what a run is read from before its checkpoint
+        (shutil.copytree if part == "vocab" else shutil.copy)(os.path.join(tiny_workdir, part), os.path.join(run, part))
+    pathlib.Path(run, damaged).write_text('{"cut short')
+    (tmp_path / "in.txt").write_text("abc\n")
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    for module, args in ((translate, [f"--input={tmp_path / 'in.txt'}", f"--output={tmp_path / 'out.txt'}"]),
+                         (evaluate, []),
+                         (score, [f"--source={tmp_path / 'in.txt'}", f"--target={tmp_path / 'in.txt'}"])):
+        with pytest.raises(SystemExit) as info:
+            run_tool(module, f"--workdir={run}", *args)
+        message = str(info.value.code)
+        assert message.startswith("error: ") and "\n" not in message
+        assert f"{os.path.join(run, damaged)} is damaged and cannot be read" in message
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
