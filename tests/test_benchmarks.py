@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from benchmarks import common, report, run
+from seq2seq_jax import logger
 
 ROW_FIELDS = {"benchmark", "variant", "impl", "ms_median", "ms_min", "ms_max", "tokens_per_s", "ratio_vs_torch"}
 
@@ -83,6 +84,71 @@ def test_plan_times_each_implementation_in_its_own_process_and_skips_torch_witho
     assert sizes == {"B 64, S 32, T 32, E 128, H 256, V 1000", "B 64, S 40, T 40, E 256, H 512, V 8000"}
     lengths = [job.variant for job in without if job.benchmark == "train_step_length"]
     assert [v.split(", S ")[1].split(",")[0] for v in lengths] == ["20", "40", "80", "160"]
+
+
+# --- Machine and FLOPs -------------------------------------------------------------------------------------
+
+
+CPUINFO = """processor	: 0
+model name	: Some CPU 9000
+physical id	: 0
+core id		: 0
+cpu MHz		: 2445.404
+flags		: fpu sse4_2 avx fma avx2 avx512f
+
+processor	: 1
+model name	: Some CPU 9000
+physical id	: 0
+core id		: 0
+cpu MHz		: 2445.404
+flags		: fpu sse4_2 avx fma avx2 avx512f
+
+processor	: 2
+model name	: Some CPU 9000
+physical id	: 0
+core id		: 1
+cpu MHz		: 2445.404
+flags		: fpu sse4_2 avx fma avx2 avx512f
+"""
+
+
+def test_machine_records_the_cpu_model_its_physical_cores_vector_extensions_and_clock():
+    cpu = logger.cpu(CPUINFO, lscpu="Model name:  Some CPU 9000\nCPU max MHz:  3500.0000\n")
+    assert cpu == {"cpu_model": "Some CPU 9000", "cpu_cores": 2, "cpu_vector_extensions": "sse4_2 avx avx2 fma avx512f",
+                   "cpu_mhz": 3500.0, "cpu_mhz_source": "lscpu CPU max MHz"}  # 3 threads on 2 cores
+    assert logger.cpu(CPUINFO, lscpu="")["cpu_mhz"] == 2445.404  # a VM: no max clock, the current one
+    assert logger.cpu("", lscpu="")["cpu_mhz_source"] == "unknown"
+    here = logger.machine()
+    assert here["cpu_cores"] >= 1 and all(v is not None for v in here.values())  # studies record them as metrics
+
+
+def test_peak_flops_is_cores_fma_units_lanes_two_and_the_clock():
+    info = lambda ext: dict(cpu_cores=2, cpu_mhz=2500.0, cpu_mhz_source="s", cpu_vector_extensions=ext)  # noqa: E731
+    assert common.peak_flops(info("avx avx2 fma"))["flops_per_s"] == 2 * 2 * 8 * 2 * 2500e6
+    assert common.peak_flops(info("avx2 fma avx512f"))["flops_per_s"] == 2 * 2 * 16 * 2 * 2500e6
+    assert "2 FMA units (assumed)" in common.peak_flops(info("avx2 fma"))["formula"]
+    assert common.peak_flops(info("avx")) is None and common.peak_flops({**info("avx2 fma"), "cpu_mhz": 0.0}) is None
+
+
+def test_matmul_flops_count_every_step_of_a_scan_unlike_xla_s_cost_analysis():
+    w, x = jnp.ones((16, 32)), jnp.ones((8, 16))
+    step = 2 * 8 * 16 * 32  # one [8, 16] @ [16, 32]
+
+    def f(w, x, n=5, unroll=1):
+        return jax.lax.scan(lambda c, _: ((c @ w)[:, :16], None), x, None, length=n, unroll=unroll)[0].sum()
+
+    assert common.matmul_flops(f, w, x) == 5 * step
+    assert common.matmul_flops(jax.jit(functools.partial(f, n=7)), w, x) == 7 * step  # through jit
+    assert common.matmul_flops(jax.grad(f), w, x) == 3 * 5 * step  # forward, and 2 matmuls back per step
+    assert common.matmul_flops(jax.grad(jax.checkpoint(f)), w, x) == 4 * 5 * step  # + the recomputed forward
+    def xla_flops(**options):
+        cost = jax.jit(functools.partial(f, **options)).lower(w, x).compile().cost_analysis()
+        return (cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"]  # a list of dicts in older JAX
+
+    assert 5 * step <= xla_flops(unroll=True) <= 5 * step + 8 * 16  # no loop: XLA agrees (+ the sum's adds)
+    assert xla_flops(n=5) == xla_flops(n=50) < 2 * step  # a loop: XLA counts its body once (why we count)
+    with pytest.raises(ValueError, match="trip count"):
+        common.matmul_flops(lambda x: jax.lax.while_loop(lambda c: c.sum() < 9, lambda c: c @ w[:, :16], x), x)
 
 
 @pytest.mark.slow
