@@ -317,7 +317,8 @@ def benchmark(*, quick: bool, use_torch: bool, reps: int, only=BENCHMARKS, cpu_m
     info = machine()
     peak = peak_flops(info if cpu_mhz is None else {**info, "cpu_mhz": cpu_mhz, "cpu_mhz_source": "--cpu_mhz"})
     load_before = load_average()
-    busy = load_before[0] > BUSY_LOAD_PER_CPU * info["cpu_count"]
+    # Only timings suffer from a busy machine: the memory rows count bytes (their RSS column is for reference).
+    busy = bool(set(only) - set(ONCE)) and load_before[0] > BUSY_LOAD_PER_CPU * info["cpu_count"]
     if busy:
         logging.warning("the machine is busy (1-minute load %.2f on %d CPUs): the timings will be unreliable, "
                         "PyTorch's more than ours", load_before[0], info["cpu_count"])
