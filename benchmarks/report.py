@@ -30,13 +30,14 @@ TITLES = {
                           "into (activations kept for the backward pass, gradients, Adam's update). The peer: the "
                           "tensors it holds before the step (parameters, Adam's moments, the batch) plus the most "
                           "bytes PyTorch's CPU allocator held at once in the step's own allocations (torch.profiler's "
-                          "memory events, on the second step). Both count tensor bytes, both are deterministic. "
+                          "memory events, on its first model step; Adam's moments created before it by a zero "
+                          "update). Both count tensor bytes, both are deterministic. "
                           "`ours remat`: `model.remat=True`, the encoder's and decoder's per-step activations "
                           "recomputed in the backward pass (the matmul FLOPs show the recomputation). Our additive "
                           "attention's `tanh` is recomputed in every row (always on); the peer stores it for every "
-                          "decoder step. Process max RSS: the whole process's peak resident memory after one step "
-                          "(`ru_maxrss`: interpreter, libraries and, for ours, the XLA compiler included), for "
-                          "reference only."),
+                          "decoder step. Process max RSS (ours): the whole process's peak resident memory after one "
+                          "step (`ru_maxrss`: interpreter, libraries and the XLA compiler included), a check that "
+                          "XLA's analysis leaves nothing big out; the peer's would include its profiler's records."),
     "search": ("Decoding", "untrained parameters (the peer gets ours), so every search runs to the maximum output "
                "length; sentences/s of one batch. Ratio: our time / the peer's greedy time; ÷ greedy: our time / "
                "our greedy search's."),
