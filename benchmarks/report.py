@@ -35,9 +35,10 @@ TITLES = {
                           "`ours remat`: `model.remat=True`, the encoder's and decoder's per-step activations "
                           "recomputed in the backward pass (the matmul FLOPs show the recomputation). Our additive "
                           "attention's `tanh` is recomputed in every row (always on); the peer stores it for every "
-                          "decoder step. Process max RSS (ours): the whole process's peak resident memory after one "
-                          "step (`ru_maxrss`: interpreter, libraries and the XLA compiler included), a check that "
-                          "XLA's analysis leaves nothing big out; the peer's would include its profiler's records."),
+                          "decoder step. Process max RSS: the whole process's peak resident memory after the step "
+                          "(`ru_maxrss`: interpreter, libraries, our XLA compiler and the peer's profiler included; "
+                          "freed blocks of 1 MiB or more unmapped at once), a check that the tensor counts leave "
+                          "nothing big out."),
     "search": ("Decoding", "untrained parameters (the peer gets ours), so every search runs to the maximum output "
                "length; sentences/s of one batch. Ratio: our time / the peer's greedy time; ÷ greedy: our time / "
                "our greedy search's."),

@@ -22,15 +22,16 @@ Ours (and ``flax_rnn``) also report the step's matmul FLOPs (``common.matmul_flo
   buffer of the size of their peak). Exact for this program, the same on every run and machine.
 * the peer: the tensors held before the step (parameters, Adam's moments, the batch) + the most bytes
   PyTorch's CPU allocator held at once in allocations made during the step (``torch_seq2seq.
-  peak_allocated_bytes``: torch.profiler's memory events, summed in time order). Adam's moments are created
-  first by an optimizer step on zero gradients (a zero update), so the profiled step is the model's first:
-  an earlier one would leave the allocator's freed pages resident, and with the profiler's own records on
-  top the peer at length 320 with attention did not fit in 23 GB. Tensor bytes like ours, so the two compare;
-  deterministic too.
+  peak_allocated_bytes``: torch.profiler's memory events, summed in time order), on the model's first step;
+  Adam's moments are created before it by an optimizer step on zero gradients (a zero update). Tensor bytes
+  like ours, so the two compare; deterministic too.
 
-Ours also reports ``max_rss_bytes``: the process's peak resident memory (``ru_maxrss``) after one step,
-interpreter, libraries and the XLA compiler included: what the operating system saw, a check that XLA's
-analysis leaves nothing big out. The peer's is null: its profiler's records would be in it.
+Both also report ``max_rss_bytes``: the process's peak resident memory (``ru_maxrss``) after the step,
+interpreter, libraries, the XLA compiler (ours) and the profiler's records (the peer) included: what the
+operating system saw, a check that the tensor counts leave nothing big out. Both processes first have glibc
+unmap every freed allocation of 1 MiB or more (``common.unmap_freed_memory``), so that resident memory
+follows the live bytes: with glibc's default, the peer at length 320 with attention kept so many freed pages
+resident under its profiler that it was killed for memory on a 23 GB machine.
 """
 
 import functools
@@ -41,7 +42,8 @@ import flax.linen as nn
 import jax
 from absl import app, flags
 
-from benchmarks.common import matmul_flops, max_rss_bytes, model_config, num_params, synthetic_batch, threads, timed
+from benchmarks.common import (matmul_flops, max_rss_bytes, model_config, num_params, synthetic_batch, threads, timed,
+                               unmap_freed_memory)
 from seq2seq_jax import train
 from seq2seq_jax.model import shift_right
 
@@ -159,8 +161,8 @@ class TorchSide:
         persistent = torch_seq2seq.tensor_bytes([list(self.model.parameters()), optimizer.state, self.batch])
         step_bytes = torch_seq2seq.peak_allocated_bytes(self.step)
         return {"peak_bytes": persistent + step_bytes, "persistent_bytes": persistent, "step_bytes": step_bytes,
-                "max_rss_bytes": None, "method": "tensors before the step + torch.profiler's peak of the step's "
-                                                 "allocations"}
+                "max_rss_bytes": max_rss_bytes(),
+                "method": "tensors before the step + torch.profiler's peak of the step's allocations"}
 
 
 def _side(impl, cell, decoder, batch, src_len, tgt_len, hidden, embed, vocab, remat):
@@ -193,13 +195,16 @@ def benchmark(*, impl="ours", cell="lstm", decoder="attention", batch=64, src_le
 
 
 def memory(*, impl="ours", cell="lstm", decoder="attention", batch=64, src_len=32, tgt_len=32, hidden=256,
-           embed=128, vocab=1000, remat=False) -> dict:
-    """One step's memory of ``impl`` alone (see the module docstring); returns a JSON-able dict."""
+           embed=128, vocab=1000, remat=False, unmap_freed=True) -> dict:
+    """One step's memory of ``impl`` alone (see the module docstring); returns a JSON-able dict.
+    ``unmap_freed=False`` leaves glibc's allocation settings (in a process that goes on: the tests)."""
     if impl == "flax_rnn":
         raise ValueError("--measure=memory compares ours and the peer: use --impl=ours or --impl=torch")
+    unmapped = unmap_freed and unmap_freed_memory()  # before any large allocation
     side, _, settings = _side(impl, cell, decoder, batch, src_len, tgt_len, hidden, embed, vocab, remat)
     return {"benchmark": "train_step_memory", "impl": impl, "settings": settings, "params": side.params,
-            "memory": side.memory(), "flops": None if impl == "torch" else side.flops(), "threads": threads(impl)}
+            "memory": {**side.memory(), "unmap_freed_memory": unmapped},
+            "flops": None if impl == "torch" else side.flops(), "threads": threads(impl)}
 
 
 def main(argv):

@@ -55,7 +55,7 @@ def test_quick_run_writes_every_row_with_its_fields_and_the_report_renders_it(tm
     assert len(memory) == len(quick["memory_models"]) * len(quick["memory_lengths"]) * len(impls)
     for (variant, impl), r in memory.items():
         assert r["peak_bytes"] == r["persistent_bytes"] + r["step_bytes"]
-        assert (r["max_rss_bytes"] is None) == (impl == "torch") and r["peak_bytes"] > 0
+        assert r["max_rss_bytes"] > r["peak_bytes"] > 0
         assert (r.get("peak_ratio_vs_torch") is not None) == (with_torch and impl != "torch")
         if impl == "ours remat":
             assert r["xla_bytes"]["temp"] < memory[variant, "ours"]["xla_bytes"]["temp"]
@@ -112,7 +112,7 @@ def test_plan_times_each_implementation_in_its_own_process_and_skips_torch_witho
 
 # --- Memory and FLOPs -------------------------------------------------------------------------------------
 
-TINY = dict(cell="lstm", batch=4, hidden=8, embed=4, vocab=20)
+TINY = dict(cell="lstm", batch=4, hidden=8, embed=4, vocab=20, unmap_freed=False)  # pytest goes on: glibc as it was
 
 
 def test_our_memory_is_xla_s_analysis_and_remat_needs_less_of_it_for_long_sentences():
@@ -122,7 +122,7 @@ def test_our_memory_is_xla_s_analysis_and_remat_needs_less_of_it_for_long_senten
         m, xla = r["memory"], r["memory"]["xla_bytes"]
         assert all(isinstance(v, int) and v >= 0 for v in xla.values()) and xla["argument"] > 0 and xla["temp"] > 0
         assert m["peak_bytes"] == xla["argument"] + xla["output"] - xla["alias"] + xla["temp"]
-        assert m["persistent_bytes"] == xla["argument"] and m["max_rss_bytes"] > 0
+        assert m["persistent_bytes"] == xla["argument"] and m["max_rss_bytes"] > m["peak_bytes"]
         assert r["params"] == plain["params"] and r["settings"]["remat"] == (r is remat)
     assert remat["memory"]["xla_bytes"]["temp"] < plain["memory"]["xla_bytes"]["temp"]
     assert remat["memory"]["xla_bytes"]["argument"] == plain["memory"]["xla_bytes"]["argument"]
@@ -136,7 +136,8 @@ def test_peer_memory_counts_its_state_and_the_step_s_peak_allocation():
     r = train_step.memory(impl="torch", decoder="attention", src_len=16, tgt_len=16, **TINY)
     m = r["memory"]
     assert all(isinstance(m[k], int) and m[k] > 0 for k in ("peak_bytes", "persistent_bytes", "step_bytes"))
-    assert m["peak_bytes"] == m["persistent_bytes"] + m["step_bytes"] and r["flops"] is None is m["max_rss_bytes"]
+    assert m["peak_bytes"] == m["persistent_bytes"] + m["step_bytes"] and r["flops"] is None
+    assert m["max_rss_bytes"] > m["peak_bytes"]
     state = 3 * 4 * r["params"]  # parameters and Adam's two moments, float32
     assert state < m["persistent_bytes"] < state + 4096  # + the int64 batch and Adam's step counts
     held = []  # the allocator's peak, on a step whose allocations are known: 4 MB, then 4 more, 4 freed, 2 more
