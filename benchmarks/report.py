@@ -22,6 +22,23 @@ TITLES = {
                    "bottleneck model written with Flax's plain `nn.RNN` and the same step."),
     "train_step_length": ("Compile and step time by sequence length", "ours; compile = the first step's time "
                           "(trace + compile + one step) less a timed step's median."),
+    "train_step_memory": ("Memory", "the most memory one train step holds at once, in MiB (2^20 bytes), at "
+                          "growing source and target lengths (lengths in [len/2, len], padded to len); no timing. "
+                          "Ours: XLA's buffer assignment of the compiled, donated step (`compiled.memory_analysis()`): "
+                          "argument + output − alias + temp bytes, i.e. the state and the batch, plus the outputs not "
+                          "written into the donated state's buffers, plus the one buffer XLA packs every intermediate "
+                          "into (activations kept for the backward pass, gradients, Adam's update). The peer: the "
+                          "tensors it holds before the step (parameters, Adam's moments, the batch) plus the most "
+                          "bytes PyTorch's CPU allocator held at once in the step's own allocations (torch.profiler's "
+                          "memory events, on its first model step; Adam's moments created before it by a zero "
+                          "update). Both count tensor bytes, both are deterministic. "
+                          "`ours remat`: `model.remat=True`, the encoder's and decoder's per-step activations "
+                          "recomputed in the backward pass (the matmul FLOPs show the recomputation). Our additive "
+                          "attention's `tanh` is recomputed in every row (always on); the peer stores it for every "
+                          "decoder step. Process max RSS: the whole process's peak resident memory after the step "
+                          "(`ru_maxrss`: interpreter, libraries, our XLA compiler and the peer's profiler included; "
+                          "freed blocks of 1 MiB or more unmapped at once), a check that the tensor counts leave "
+                          "nothing big out."),
     "search": ("Decoding", "untrained parameters (the peer gets ours), so every search runs to the maximum output "
                "length; sentences/s of one batch. Ratio: our time / the peer's greedy time; ÷ greedy: our time / "
                "our greedy search's."),
@@ -34,9 +51,57 @@ TITLES = {
                   "is the last column."),
 }
 
+FLOPS = (
+    "matmul GFLOP: the step's matmul FLOPs (every `dot_general`'s 2·M·N·K, a scan's body once per step; "
+    "elementwise work not counted), counted on our step's jaxpr (`benchmarks.common.matmul_flops`). The peer's "
+    "row shows ours, the same model's (ours also recomputes the additive attention's scores in the backward pass: "
+    "a few percent more at long sources). Not XLA's `cost_analysis()['flops']`, which counts a loop's body once "
+    "whatever its trip count. GFLOP/s: that count over the median time; % of peak: of the CPU's peak fp32 FLOP/s "
+    "(the machine line says how it is computed).")
+
 
 def _number(x, digits=2):
     return "–" if x is None else f"{x:,.{digits}f}"
+
+
+def _mib(x):
+    return _number(None if x is None else x / 2**20, 1)
+
+
+def _cpu(m: dict, peak: dict | None) -> str:
+    """The CPU and its peak FLOP/s, where the run recorded them (runs before they were recorded: '')."""
+    if "cpu_model" not in m:
+        return ""
+    text = (f" CPU: {m['cpu_model']}, {m['cpu_cores']} cores, vector extensions {m['cpu_vector_extensions'] or 'none'}"
+            f", {m['cpu_mhz']:g} MHz ({m['cpu_mhz_source']}).")
+    if peak:
+        text += (f" Peak fp32 FLOP/s = {peak['formula']} = {peak['flops_per_s'] / 1e9:,.1f} GFLOP/s (the clock a VM "
+                 "shows is usually the nominal one: under a higher boost clock the shares of peak below overstate).")
+    return text
+
+
+def _memory_table(rows: list[dict]) -> list[str]:
+    lines = ["| variant | impl | peak (MiB) | state + batch (MiB) | step (MiB) | ours / torch | matmul GFLOP | "
+             "process max RSS (MiB) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        flops = None if r.get("flops") is None else r["flops"] / 1e9
+        lines.append(f"| {r['variant']} | {r['impl']} | {_mib(r['peak_bytes'])} | {_mib(r['persistent_bytes'])} | "
+                     f"{_mib(r['step_bytes'])} | {_number(r.get('peak_ratio_vs_torch'))} | {_number(flops, 1)} | "
+                     f"{_mib(r['max_rss_bytes'])} |")
+    return lines
+
+
+def _merged_note(result: dict, benchmark: str) -> list[str]:
+    """The run that replaced this section's rows (``benchmarks.run --merge_into``), if one did."""
+    for m in reversed(result.get("merged", [])):
+        if benchmark in m["benchmarks"]:
+            i = m["machine"]
+            busy = f" **Warning: {m['busy_warning']}.**" if m["busy_warning"] else ""
+            return [f"These rows come from a later run, `{m['command']}` ({m['date']}), merged into this file: "
+                    f"{i['platform']}, {i['cpu_count']} CPUs; jax {i['jax_version']}; torch "
+                    f"{i['torch'] or 'not installed'}; load average before {m['load_before']}."
+                    f"{_cpu(i, m['peak_flops'])}{busy}", ""]
+    return []
 
 
 def markdown(result: dict) -> str:
@@ -53,7 +118,7 @@ def markdown(result: dict) -> str:
         f"{m['jax_version']} ({m['jax_backend']}); torch {m['torch'] or 'not installed (no PyTorch rows)'}. "
         f"Load average (1, 5, 15 min) before: {result['load_before']}, after: {result['load_after']} (after counts the "
         "benchmark's own processes). "
-        f"{result['reps']} processes per row, run one at a time and alternated.",
+        f"{result['reps']} processes per row, run one at a time and alternated.{_cpu(m, result.get('peak_flops'))}",
         "",
     ]
     if result["busy_warning"]:
@@ -62,20 +127,31 @@ def markdown(result: dict) -> str:
         rows = [r for r in result["rows"] if r["benchmark"] == benchmark]
         if not rows:
             continue
+        if benchmark == "train_step_memory":
+            lines += [f"## {title}", "", note, "", *_merged_note(result, benchmark), *_memory_table(rows), ""]
+            continue
+        flops = any(r.get("flops") for r in rows)  # runs before FLOPs were counted: no such columns
         rate = "tokens/s" if benchmark.startswith("train") else "sentences/s"
         extra = {"train_step_length": "compile (s)", "translate": "empty cache (ms)"}.get(benchmark, "ours / torch")
         greedy = benchmark == "search"
-        lines += [f"## {title}", "", note, "",
-                  f"| variant | impl | median (ms) | min–max (ms) | {rate} | {extra} |{' ÷ greedy |' * greedy} threads |",
-                  f"|---|---|---:|---:|---:|---:|{'---:|' * greedy}---|"]
+        flop_columns = " matmul GFLOP | GFLOP/s | % of peak |" * flops
+        lines += [f"## {title}", "", note, "", *([FLOPS, ""] if flops else []), *_merged_note(result, benchmark),
+                  f"| variant | impl | median (ms) | min–max (ms) | {rate} | {extra} |{' ÷ greedy |' * greedy}"
+                  f"{flop_columns} threads |",
+                  f"|---|---|---:|---:|---:|---:|{'---:|' * greedy}{'---:|---:|---:|' * flops}---|"]
         for r in rows:
             per_s = r["tokens_per_s"] if benchmark.startswith("train") else r["sentences_per_s"]
             last = {"train_step_length": r.get("compile_s"), "translate": r.get("cold_cache_ms")}.get(
                 benchmark, r["ratio_vs_torch"])
             threads = ", ".join(f"{k} {v}" for k, v in (r["threads"] or {}).items() if v != "")
             by_greedy = f" {_number(r.get('ratio_vs_greedy'))} |" if greedy else ""
+            share = None if r.get("peak_share") is None else 100 * r["peak_share"]
+            by_flops = (f" {_number(r.get('flops') and r['flops'] / 1e9, 1)} | "
+                        f"{_number(r.get('flops_per_s') and r['flops_per_s'] / 1e9, 1)} | {_number(share, 0)} |"
+                        if flops else "")
             lines.append(f"| {r['variant']} | {r['impl']} | {_number(r['ms_median'])} | {_number(r['ms_min'])}–"
-                         f"{_number(r['ms_max'])} | {_number(per_s, 0)} | {_number(last)} |{by_greedy} {threads} |")
+                         f"{_number(r['ms_max'])} | {_number(per_s, 0)} | {_number(last)} |{by_greedy}{by_flops} "
+                         f"{threads} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -3,6 +3,7 @@
   python -m benchmarks.run --json=benchmarks/results.json      # published settings, on an idle machine
   python -m benchmarks.run --quick --json=/tmp/quick.json      # tiny sizes, fewer rows, 1 repetition: runs?
   python -m benchmarks.report --results=benchmarks/results.json > benchmarks/RESULTS.md
+  python -m benchmarks.run --only=train_step_memory --merge_into=benchmarks/results.json   # redo some rows
 
 Each job (one implementation of one benchmark variant) is a fresh ``python -m benchmarks.<worker>`` process
 that runs its untimed first call (ours: trace + compile) and warm-up, then times its steps. Processes run one
@@ -14,13 +15,19 @@ load (PyTorch's far more), so a ratio measured beside other jobs is not a ratio 
 
 Benchmarks: ``train_step`` (ours, the PyTorch peer and, for the bottleneck, Flax's plain ``nn.RNN``;
 lstm/gru x bottleneck/attention at two sizes), ``train_step_length`` (our compile and step time as the
-sequences grow), ``search`` (our greedy and beam 5 against the peer's greedy decoding, two output lengths)
+sequences grow), ``train_step_memory`` (the most memory one step holds, ours with and without ``model.remat``
+and the peer's, as the sequences grow to 320 tokens: bytes, no timing, one process each, not repeated; see
+``benchmarks/train_step.py``), ``search`` (our greedy and beam 5 against the peer's greedy decoding, two output lengths)
 ``train_run`` (the trainer itself, ``python -m seq2seq_jax.main`` on CMUdict with the G2P model that
 JoeyNMT was compared with: target tokens/s and ms per step of its ``metrics.jsonl`` windows, the first
 window, which compiles, left out) and ``translate`` (``python -m seq2seq_jax.translate`` end to end,
 process start included, on CMUdict's test words with a G2P model this script trains first; JAX's
 persistent compilation cache starts empty, so the first repetition compiles and later ones read it). The PyTorch rows need the optional extra 'bench';
 without it they are skipped and ``ratio_vs_torch`` (our time / PyTorch's, < 1 = faster) is null.
+
+Train-step rows carry the step's matmul FLOPs (``flops``, counted on our step's jaxpr: ``common.matmul_flops``;
+the peer's row gets ours, the same model's), the FLOP/s they achieved and that rate's share of the CPU's peak
+(``common.peak_flops``: cores x 2 FMA units x fp32 lanes x 2 x clock; ``--cpu_mhz`` overrides the clock).
 """
 
 import dataclasses
@@ -37,18 +44,24 @@ import time
 
 from absl import app, flags, logging
 
-from benchmarks.common import machine
+from benchmarks.common import machine, peak_flops
 from seq2seq_jax import configs
 from seq2seq_jax.logger import read_metrics
 
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny sizes and 1 repetition (for tests), not the published settings.")
 _JSON = flags.DEFINE_string("json", None, "Write the results here (one object: machine, load, rows).")
 _REPS = flags.DEFINE_integer("reps", None, "Repetitions (processes per job); default 3, with --quick 1.")
-_ONLY = flags.DEFINE_list("only", [], "Run only these benchmarks (train_step, train_step_length, search, "
-                          "train_run, translate); default all.")
+_ONLY = flags.DEFINE_list("only", [], "Run only these benchmarks (train_step, train_step_length, "
+                          "train_step_memory, search, train_run, translate); default all.")
 _NO_TORCH = flags.DEFINE_bool("no_torch", False, "Skip the PyTorch rows even if torch is installed.")
+_MERGE_INTO = flags.DEFINE_string(
+    "merge_into", None, "An earlier run's JSON: replace its rows of the benchmarks run now with this run's, "
+    "keep its other rows, and record this run (command, date, machine, load) in its `merged` list.")
+_CPU_MHZ = flags.DEFINE_float("cpu_mhz", None, "Clock (MHz) of the peak FLOP/s, instead of the machine's own "
+                              "(lscpu's max, else /proc/cpuinfo's: a VM shows the nominal clock, not the boost).")
 
-BENCHMARKS = ("train_step", "train_step_length", "search", "train_run", "translate")
+BENCHMARKS = ("train_step", "train_step_length", "train_step_memory", "search", "train_run", "translate")
+ONCE = ("train_step_memory",)  # deterministic: one process a job, whatever --reps
 BUSY_LOAD_PER_CPU = 0.5  # 1-minute load average per CPU above which the machine counts as busy
 
 SETTINGS = {
@@ -57,6 +70,7 @@ SETTINGS = {
         train_sizes=[dict(batch=64, src_len=32, tgt_len=32, embed=128, hidden=256, vocab=1000),
                      dict(batch=64, src_len=40, tgt_len=40, embed=256, hidden=512, vocab=8000)],
         train_steps=dict(warmup=3, steps=10), lengths=(20, 40, 80, 160), out_lens=(20, 80),
+        memory_models=[("lstm", "attention"), ("lstm", "bottleneck")], memory_lengths=(40, 80, 160, 320),
         search_sizes=dict(batch=64, embed=128, hidden=256, vocab=1000), search_steps=dict(warmup=1, steps=5),
         # The G2P model of issue 9 (JoeyNMT 2.3: 1,893 target tokens/s training it, 8.5 s greedy and 24.6 s
         # beam 5 translating ~6.3k words, on this 2-core machine).
@@ -68,12 +82,14 @@ SETTINGS = {
         train_models=[("lstm", "bottleneck"), ("gru", "attention")],  # fewer processes: the tests run this
         train_sizes=[dict(batch=4, src_len=6, tgt_len=6, embed=4, hidden=8, vocab=20)],
         train_steps=dict(warmup=1, steps=2), lengths=(4,), out_lens=(4,),
+        memory_models=[("lstm", "attention")], memory_lengths=(16,),
         search_sizes=dict(batch=4, embed=4, hidden=8, vocab=20), search_steps=dict(warmup=0, steps=2),
         trainer=dict(config="tiny.py", name="tiny (reverse strings)", overrides={}),
         train_run_steps=dict(num_steps=4, log_every=2), translate_train_steps=2, translate_lines=100,
         reps=1, timeout_s=300),
 }
 SEARCHES = [("ours", 1), ("ours", 5), ("torch", 1)]
+MEMORY_IMPLS = [("ours", False), ("ours remat", True), ("torch", False)]  # (row's impl, --remat)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +134,18 @@ def plan(quick: bool, use_torch: bool, only=BENCHMARKS, translate_files=None, fo
             sized = dict(size, src_len=length, tgt_len=length)
             jobs.append(Job("train_step_length", f"lstm/attention, {_size_name(sized)}", "ours",
                             worker("train_step") + _flags(impl="ours", **sized, **s["train_steps"])))
+    if "train_step_memory" in only:
+        size = s["train_sizes"][0]
+        for cell, decoder in s["memory_models"]:
+            for length in s["memory_lengths"]:
+                sized = dict(size, src_len=length, tgt_len=length)
+                for name, remat in MEMORY_IMPLS:
+                    impl = name.split()[0]
+                    if impl == "torch" and not use_torch:
+                        continue
+                    jobs.append(Job("train_step_memory", f"{cell}/{decoder}, {_size_name(sized)}", name,
+                                    worker("train_step") + _flags(measure="memory", impl=impl, cell=cell,
+                                                                  decoder=decoder, remat=remat, **sized)))
     if "search" in only:
         for out_len in s["out_lens"]:
             for impl, beam in SEARCHES:
@@ -201,8 +229,21 @@ def run_job(job: Job, timeout_s: float, cache_dir: str = "off") -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def memory_row(job: Job, sample: dict) -> dict:
+    """A ``train_step_memory`` job's bytes (no times: the timing fields are null)."""
+    m = sample["memory"]
+    return {"benchmark": job.benchmark, "variant": job.variant, "impl": job.impl, "ms_median": None, "ms_min": None,
+            "ms_max": None, "tokens_per_s": None, "sentences_per_s": None, "ratio_vs_torch": None, "processes": 1,
+            "threads": sample.get("threads"), "params": sample["params"], "settings": sample["settings"],
+            "flops": sample["flops"], "peak_bytes": m["peak_bytes"], "persistent_bytes": m["persistent_bytes"],
+            "step_bytes": m["step_bytes"], "xla_bytes": m.get("xla_bytes"), "max_rss_bytes": m["max_rss_bytes"],
+            "memory_method": m["method"]}
+
+
 def row(job: Job, samples: list[dict], lines: int) -> dict:
     """Pools the timed steps of every repetition of ``job``."""
+    if job.benchmark == "train_step_memory":
+        return memory_row(job, samples[0])
     cold = None
     if job.benchmark == "translate" and len(samples) > 1:  # the first process filled the compilation cache
         cold, samples = samples[0]["times_s"][0], samples[1:]
@@ -216,7 +257,8 @@ def row(job: Job, samples: list[dict], lines: int) -> dict:
     if first["first_s"] is not None:  # trace + compile (ours) and one call, less a timed call's median
         r["compile_s"] = statistics.median(s["first_s"] for s in samples) - median
     if job.benchmark.startswith("train_step"):
-        r.update(tokens_per_s=first["tokens"] / median, params=first["params"], settings=first["settings"])
+        r.update(tokens_per_s=first["tokens"] / median, params=first["params"], settings=first["settings"],
+                 flops=first.get("flops"))
     elif job.benchmark == "train_run":
         rates = [x for s in samples for x in s["tokens_per_s"]]
         r.update(tokens_per_s=statistics.median(rates), tokens_per_s_min=min(rates), tokens_per_s_max=max(rates),
@@ -231,16 +273,38 @@ def row(job: Job, samples: list[dict], lines: int) -> dict:
 
 def with_ratios(rows: list[dict]) -> list[dict]:
     """``ratio_vs_torch``: our median / the PyTorch row's of the same variant (its greedy, for searches);
-    ``ratio_vs_greedy`` (searches): our median / our greedy search's of the same variant."""
-    torch_ms = {(r["benchmark"], r["variant"]): r["ms_median"] for r in rows if r["impl"].startswith("torch")}
-    greedy_ms = {(r["benchmark"], r["variant"]): r["ms_median"] for r in rows if r["impl"] == "ours greedy"}
-    for r in rows:
+    ``ratio_vs_greedy`` (searches): our median / our greedy search's of the same variant;
+    ``peak_ratio_vs_torch`` (memory): our peak bytes / the PyTorch row's of the same variant."""
+    timed = [r for r in rows if r["ms_median"] is not None]
+    torch_ms = {(r["benchmark"], r["variant"]): r["ms_median"] for r in timed if r["impl"].startswith("torch")}
+    greedy_ms = {(r["benchmark"], r["variant"]): r["ms_median"] for r in timed if r["impl"] == "ours greedy"}
+    for r in timed:
         peer = torch_ms.get((r["benchmark"], r["variant"]))
         if peer and not r["impl"].startswith("torch"):
             r["ratio_vs_torch"] = r["ms_median"] / peer
         greedy = greedy_ms.get((r["benchmark"], r["variant"]))
         if r["benchmark"] == "search" and greedy and r["impl"].startswith("ours"):
             r["ratio_vs_greedy"] = r["ms_median"] / greedy
+    torch_peak = {r["variant"]: r["peak_bytes"] for r in rows
+                  if r["benchmark"] == "train_step_memory" and r["impl"] == "torch"}
+    for r in rows:
+        if r["benchmark"] == "train_step_memory" and r["impl"] != "torch" and r["variant"] in torch_peak:
+            r["peak_ratio_vs_torch"] = r["peak_bytes"] / torch_peak[r["variant"]]
+    return rows
+
+
+def with_flops(rows: list[dict], peak: dict | None) -> list[dict]:
+    """Train-step rows: the PyTorch peer's ``flops`` are ours of the same variant (the same model; ``flops_from``
+    says so); ``flops_per_s`` = flops / median time, ``peak_share`` = that / ``peak['flops_per_s']``."""
+    ours = {(r["benchmark"], r["variant"]): r.get("flops") for r in rows if r["impl"] == "ours"}
+    for r in rows:
+        if not r["benchmark"].startswith("train_step"):
+            continue
+        if r["impl"] == "torch":
+            r["flops"], r["flops_from"] = ours.get((r["benchmark"], r["variant"])), "ours (the same model)"
+        if r.get("flops") and r["ms_median"]:
+            r["flops_per_s"] = r["flops"] / (r["ms_median"] / 1e3)
+            r["peak_share"] = r["flops_per_s"] / peak["flops_per_s"] if peak else None
     return rows
 
 
@@ -248,11 +312,13 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def benchmark(*, quick: bool, use_torch: bool, reps: int, only=BENCHMARKS) -> dict:
+def benchmark(*, quick: bool, use_torch: bool, reps: int, only=BENCHMARKS, cpu_mhz: float | None = None) -> dict:
     s = SETTINGS[quick]
     info = machine()
+    peak = peak_flops(info if cpu_mhz is None else {**info, "cpu_mhz": cpu_mhz, "cpu_mhz_source": "--cpu_mhz"})
     load_before = load_average()
-    busy = load_before[0] > BUSY_LOAD_PER_CPU * info["cpu_count"]
+    # Only timings suffer from a busy machine: the memory rows count bytes (their RSS column is for reference).
+    busy = bool(set(only) - set(ONCE)) and load_before[0] > BUSY_LOAD_PER_CPU * info["cpu_count"]
     if busy:
         logging.warning("the machine is busy (1-minute load %.2f on %d CPUs): the timings will be unreliable, "
                         "PyTorch's more than ours", load_before[0], info["cpu_count"])
@@ -262,17 +328,29 @@ def benchmark(*, quick: bool, use_torch: bool, reps: int, only=BENCHMARKS) -> di
         samples = {job.key: [] for job in jobs}
         for rep in range(reps):
             for job in jobs:
+                if rep and job.benchmark in ONCE:
+                    continue
                 logging.info("rep %d/%d: %s | %s | %s", rep + 1, reps, *job.key)
                 samples[job.key].append(run_job(job, s["timeout_s"], os.path.join(folder, "jax_cache")))
     lines = files[2] if files else None
-    rows = with_ratios([row(job, samples[job.key], lines) for job in jobs])
+    rows = with_flops(with_ratios([row(job, samples[job.key], lines) for job in jobs]), peak)
     load_after = load_average()  # recorded only: it counts this benchmark's own processes, which just ran
     return {"command": " ".join(["python -m benchmarks.run"] + sys.argv[1:]), "quick": quick, "reps": reps,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "machine": info,
-            "torch_rows": use_torch, "load_before": load_before, "load_after": load_after,
+            "peak_flops": peak, "benchmarks": list(only), "torch_rows": use_torch, "load_before": load_before,
+            "load_after": load_after,
             "busy_warning": (f"the machine was busy when the benchmark started (1-minute load average "
                              f"{load_before[0]} on {info['cpu_count']} CPUs): not for publication") if busy else None,
             "rows": rows}
+
+
+def merge(earlier: dict, result: dict) -> dict:
+    """``earlier`` (a run's JSON) with its rows of ``result``'s benchmarks replaced by ``result``'s rows, and
+    ``result`` less its rows appended to its ``merged`` list (the report names it beside those rows)."""
+    ran = set(result["benchmarks"])
+    record = {k: v for k, v in result.items() if k != "rows"}
+    return {**earlier, "rows": [r for r in earlier["rows"] if r["benchmark"] not in ran] + result["rows"],
+            "merged": [m for m in earlier.get("merged", []) if set(m["benchmarks"]) - ran] + [record]}
 
 
 def main(argv):
@@ -282,11 +360,22 @@ def main(argv):
         raise app.UsageError(f"--only names unknown benchmark(s) {unknown}; allowed: {list(BENCHMARKS)}")
     reps = _REPS.value or SETTINGS[_QUICK.value]["reps"]
     use_torch = machine()["torch"] is not None and not _NO_TORCH.value
-    result = benchmark(quick=_QUICK.value, use_torch=use_torch, reps=reps, only=tuple(_ONLY.value) or BENCHMARKS)
+    result = benchmark(quick=_QUICK.value, use_torch=use_torch, reps=reps, only=tuple(_ONLY.value) or BENCHMARKS,
+                       cpu_mhz=_CPU_MHZ.value)
     if _JSON.value:
         with open(_JSON.value, "w") as f:
             json.dump(result, f, indent=1)
+    if _MERGE_INTO.value:
+        with open(_MERGE_INTO.value) as f:
+            merged = merge(json.load(f), result)
+        with open(_MERGE_INTO.value, "w") as f:
+            json.dump(merged, f, indent=1)
     for r in result["rows"]:
+        if r["ms_median"] is None:  # memory
+            ratio = "" if r.get("peak_ratio_vs_torch") is None else f"  ours/torch {r['peak_ratio_vs_torch']:.2f}"
+            print(f"{r['benchmark']:18s} {r['variant']:55s} {r['impl']:12s} {r['peak_bytes'] / 2**20:10.1f} MiB "
+                  f"peak{ratio}")
+            continue
         ratio = "" if r["ratio_vs_torch"] is None else f"  ours/torch {r['ratio_vs_torch']:.2f}"
         print(f"{r['benchmark']:18s} {r['variant']:55s} {r['impl']:12s} {r['ms_median']:10.2f} ms "
               f"[{r['ms_min']:.2f}, {r['ms_max']:.2f}]{ratio}")

@@ -145,6 +145,7 @@ def make_train_step(model: TorchSeq2Seq, *, learning_rate=1e-3, max_grad_norm=5.
         return {"loss_sum": loss_sum.detach(), "token_count": count, "correct_sum": correct,
                 "grad_norm": grad_norm, "param_norm": param_norm}
 
+    step.optimizer = optimizer  # its state is part of the step's memory (benchmarks.train_step --measure=memory)
     return step
 
 
@@ -157,6 +158,41 @@ def to_torch_batch(batch: dict, decoder_inputs) -> dict:
 
 def num_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def tensor_bytes(tensors) -> int:
+    """Bytes of the distinct storages under ``tensors`` (tensors, or dicts and lists of them, nested)."""
+    storages = {}
+
+    def visit(x):
+        if isinstance(x, torch.Tensor):
+            storages[x.untyped_storage().data_ptr()] = x.untyped_storage().nbytes()
+        elif isinstance(x, dict):
+            for v in x.values():
+                visit(v)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                visit(v)
+
+    visit(tensors)
+    return sum(storages.values())
+
+
+def peak_allocated_bytes(step) -> int:
+    """The most bytes that PyTorch's CPU allocator held at once during ``step()`` in allocations made during
+    it: its ``[memory]`` events (torch.profiler, ``profile_memory=True``), summed in time order. Tensors that
+    existed before the call are not counted (add them: ``tensor_bytes``)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns())
+    held = peak = 0
+    for e in events:  # nbytes < 0: a free
+        held += e.nbytes()
+        peak = max(peak, held)
+    return peak
 
 
 # --- Porting our parameters --------------------------------------------------------------------------

@@ -1,14 +1,37 @@
-"""Train-step speed of ONE implementation, alone in this process: ours, the PyTorch peer, or plain Flax.
+"""Train-step speed, or memory, of ONE implementation, alone in this process: ours, the PyTorch peer, or plain
+Flax.
 
   python -m benchmarks.train_step --impl=ours --cell=lstm --decoder=attention --batch=64 --src_len=32
   python -m benchmarks.train_step --impl=torch ...     # the PyTorch peer (optional extra 'bench')
   python -m benchmarks.train_step --impl=flax_rnn --decoder=bottleneck   # nn.RNN(OptimizedLSTMCell)
+  python -m benchmarks.train_step --measure=memory --impl=ours|torch [--remat] --src_len=320 --tgt_len=320
 
 One step = forward + backward + global-norm clipping (5.0) + Adam (lr 1e-3) + the step's metrics, on one
 synthetic batch (lengths drawn in ``[len/2, len]``, as bucketed batches are nearly full). The first step
 (ours: trace + compile) and ``--warmup`` more are not timed; then ``--steps`` steps are. Prints one JSON
 object. ``benchmarks.run`` starts one such process per implementation and repetition, never two at once:
 two thread pools in one process or on one machine slow each other down, PyTorch's far more than XLA's.
+Ours (and ``flax_rnn``) also report the step's matmul FLOPs (``common.matmul_flops``), counted after the timing.
+
+``--measure=memory`` times nothing; it reports the most memory one step holds at once (``memory``), in bytes:
+
+* ours: XLA's buffer assignment of the compiled step (``compiled.memory_analysis()``): ``argument`` (the
+  state: parameters, Adam's moments and step; and the batch) + ``output`` (the new state and the metrics)
+  - ``alias`` (outputs written into the donated state's buffers: counted once, not twice) + ``temp`` (every
+  intermediate: activations kept for the backward pass, gradients, Adam's update; XLA packs them into one
+  buffer of the size of their peak). Exact for this program, the same on every run and machine.
+* the peer: the tensors held before the step (parameters, Adam's moments, the batch) + the most bytes
+  PyTorch's CPU allocator held at once in allocations made during the step (``torch_seq2seq.
+  peak_allocated_bytes``: torch.profiler's memory events, summed in time order), on the model's first step;
+  Adam's moments are created before it by an optimizer step on zero gradients (a zero update). Tensor bytes
+  like ours, so the two compare; deterministic too.
+
+Both also report ``max_rss_bytes``: the process's peak resident memory (``ru_maxrss``) after the step,
+interpreter, libraries, the XLA compiler (ours) and the profiler's records (the peer) included: what the
+operating system saw, a check that the tensor counts leave nothing big out. Both processes first have glibc
+unmap every freed allocation of 1 MiB or more (``common.unmap_freed_memory``), so that resident memory
+follows the live bytes: with glibc's default, the peer at length 320 with attention kept so many freed pages
+resident under its profiler that it was killed for memory on a 23 GB machine.
 """
 
 import functools
@@ -19,13 +42,15 @@ import flax.linen as nn
 import jax
 from absl import app, flags
 
-from benchmarks.common import model_config, num_params, synthetic_batch, threads, timed
+from benchmarks.common import (matmul_flops, max_rss_bytes, model_config, num_params, synthetic_batch, threads, timed,
+                               unmap_freed_memory)
 from seq2seq_jax import model as model_lib
 from seq2seq_jax import optim
 from seq2seq_jax import train
 from seq2seq_jax.model import shift_right
 
 IMPLS = ("ours", "torch", "flax_rnn")
+_MEASURE = flags.DEFINE_enum("measure", "time", ["time", "memory"], "Time the steps, or report one step's memory.")
 _IMPL = flags.DEFINE_enum("impl", "ours", IMPLS, "Implementation timed in this process.")
 _CELL = flags.DEFINE_enum("cell", "lstm", ["lstm", "gru"], "Recurrent cell of encoder and decoder.")
 _DECODER = flags.DEFINE_enum("decoder", "attention", ["attention", "bottleneck"], "Decoder.")
@@ -37,6 +62,7 @@ _EMBED = flags.DEFINE_integer("embed", 128, "Embedding size.")
 _VOCAB = flags.DEFINE_integer("vocab", 1000, "Source and target vocabulary size.")
 _WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps after the first one.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps.")
+_REMAT = flags.DEFINE_bool("remat", False, "Ours: model.remat (recompute the scans' per-step activations).")
 
 
 def torch_extra_params(cell: str, hidden: int) -> int:
@@ -77,13 +103,30 @@ class JaxSide:
         else:
             self.state = optim.create_train_state(model_lib.create_model(config, vocab, vocab), config)
         self.params = num_params(self.state.params)
-        self.step_fn = jax.jit(functools.partial(train.train_step, dropout_key=jax.random.PRNGKey(1)),
-                               donate_argnums=0)
+        self.train_step = functools.partial(train.train_step, dropout_key=jax.random.PRNGKey(1))
+        self.step_fn = jax.jit(self.train_step, donate_argnums=0)
         self.batch = jax.device_put(batch)
 
     def step(self):
         self.state, metrics = self.step_fn(self.state, self.batch)
         jax.block_until_ready((self.state, metrics))
+
+    def flops(self) -> int:
+        return matmul_flops(self.train_step, self.state, self.batch)
+
+    def memory(self) -> dict:
+        """See the module docstring; XLA's fields as they are, and what they sum to."""
+        compiled = self.step_fn.lower(self.state, self.batch).compile()
+        m = compiled.memory_analysis()
+        xla = {"argument": m.argument_size_in_bytes, "output": m.output_size_in_bytes,
+               "alias": m.alias_size_in_bytes, "temp": m.temp_size_in_bytes,
+               "generated_code": m.generated_code_size_in_bytes}
+        self.state, metrics = compiled(self.state, self.batch)  # one step, for max_rss_bytes
+        jax.block_until_ready((self.state, metrics))
+        step_bytes = xla["output"] - xla["alias"] + xla["temp"]
+        return {"peak_bytes": xla["argument"] + step_bytes, "persistent_bytes": xla["argument"],
+                "step_bytes": step_bytes, "xla_bytes": xla, "max_rss_bytes": max_rss_bytes(),
+                "method": "XLA memory_analysis: argument + output - alias + temp"}
 
 
 class TorchSide:
@@ -107,33 +150,74 @@ class TorchSide:
     def step(self):
         self.step_fn(self.batch)
 
+    def memory(self) -> dict:
+        """See the module docstring."""
+        import torch  # optional extra 'bench'
+        from benchmarks import torch_seq2seq
 
-def benchmark(*, impl="ours", cell="lstm", decoder="attention", batch=64, src_len=32, tgt_len=32, hidden=256,
-              embed=128, vocab=1000, warmup=3, steps=10) -> dict:
-    """Times ``impl`` alone (see the module docstring); returns a JSON-able dict."""
+        optimizer = self.step_fn.optimizer
+        for p in self.model.parameters():  # Adam's moments, created by a step on zero gradients (a zero update)
+            p.grad = torch.zeros_like(p)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        persistent = torch_seq2seq.tensor_bytes([list(self.model.parameters()), optimizer.state, self.batch])
+        step_bytes = torch_seq2seq.peak_allocated_bytes(self.step)
+        return {"peak_bytes": persistent + step_bytes, "persistent_bytes": persistent, "step_bytes": step_bytes,
+                "max_rss_bytes": max_rss_bytes(),
+                "method": "tensors before the step + torch.profiler's peak of the step's allocations"}
+
+
+def _side(impl, cell, decoder, batch, src_len, tgt_len, hidden, embed, vocab, remat):
     if impl == "flax_rnn" and decoder != "bottleneck":
         raise ValueError("--impl=flax_rnn is the bottleneck model; use --decoder=bottleneck")
-    config = model_config(cell, decoder, hidden, embed)
+    if remat and impl != "ours":
+        raise ValueError("--remat is ours (model.remat); use --impl=ours")
+    config = model_config(cell, decoder, hidden, embed, remat=remat)
     data = synthetic_batch(batch, src_len, tgt_len, vocab)
     side = TorchSide(config, vocab, data) if impl == "torch" else JaxSide(config, vocab, data, impl == "flax_rnn")
+    settings = dict(cell=cell, decoder=decoder, batch=batch, src_len=src_len, tgt_len=tgt_len, hidden=hidden,
+                    embed=embed, vocab=vocab, remat=remat)
+    return side, data, settings
+
+
+def benchmark(*, impl="ours", cell="lstm", decoder="attention", batch=64, src_len=32, tgt_len=32, hidden=256,
+              embed=128, vocab=1000, warmup=3, steps=10, remat=False) -> dict:
+    """Times ``impl`` alone (see the module docstring); returns a JSON-able dict."""
+    side, data, settings = _side(impl, cell, decoder, batch, src_len, tgt_len, hidden, embed, vocab, remat)
     first = timed(side.step)  # ours: trace + compile + one step
     for _ in range(warmup):
         side.step()
     times = [timed(side.step) for _ in range(steps)]
     return {
-        "benchmark": "train_step", "impl": impl,
-        "settings": dict(cell=cell, decoder=decoder, batch=batch, src_len=src_len, tgt_len=tgt_len, hidden=hidden,
-                         embed=embed, vocab=vocab, warmup=warmup, steps=steps),
+        "benchmark": "train_step", "impl": impl, "settings": dict(settings, warmup=warmup, steps=steps),
         "params": side.params, "tokens": int(data["target_lengths"].sum()),  # target tokens a step
         "first_s": first, "times_s": times, "threads": threads(impl),
+        "flops": None if impl == "torch" else side.flops(),  # the peer's: ours (benchmarks.run)
     }
+
+
+def memory(*, impl="ours", cell="lstm", decoder="attention", batch=64, src_len=32, tgt_len=32, hidden=256,
+           embed=128, vocab=1000, remat=False, unmap_freed=True) -> dict:
+    """One step's memory of ``impl`` alone (see the module docstring); returns a JSON-able dict.
+    ``unmap_freed=False`` leaves glibc's allocation settings (in a process that goes on: the tests)."""
+    if impl == "flax_rnn":
+        raise ValueError("--measure=memory compares ours and the peer: use --impl=ours or --impl=torch")
+    unmapped = unmap_freed and unmap_freed_memory()  # before any large allocation
+    side, _, settings = _side(impl, cell, decoder, batch, src_len, tgt_len, hidden, embed, vocab, remat)
+    return {"benchmark": "train_step_memory", "impl": impl, "settings": settings, "params": side.params,
+            "memory": {**side.memory(), "unmap_freed_memory": unmapped},
+            "flops": None if impl == "torch" else side.flops(), "threads": threads(impl)}
 
 
 def main(argv):
     del argv
-    print(json.dumps(benchmark(impl=_IMPL.value, cell=_CELL.value, decoder=_DECODER.value, batch=_BATCH.value,
-                               src_len=_SRC_LEN.value, tgt_len=_TGT_LEN.value, hidden=_HIDDEN.value,
-                               embed=_EMBED.value, vocab=_VOCAB.value, warmup=_WARMUP.value, steps=_STEPS.value)))
+    sizes = dict(impl=_IMPL.value, cell=_CELL.value, decoder=_DECODER.value, batch=_BATCH.value,
+                 src_len=_SRC_LEN.value, tgt_len=_TGT_LEN.value, hidden=_HIDDEN.value, embed=_EMBED.value,
+                 vocab=_VOCAB.value, remat=_REMAT.value)
+    if _MEASURE.value == "memory":
+        print(json.dumps(memory(**sizes)))
+    else:
+        print(json.dumps(benchmark(**sizes, warmup=_WARMUP.value, steps=_STEPS.value)))
 
 
 if __name__ == "__main__":

@@ -65,9 +65,52 @@ def git_commit(directory: str) -> dict:
 
 def machine() -> dict:
     """What this process runs on, as strings and numbers (studies record them per run as ``machine/<key>``;
-    the benchmarks beside their timings)."""
+    the benchmarks beside their timings), the CPU's model, cores, vector extensions and clock included."""
     return {"platform": platform.platform(), "cpu_count": os.cpu_count() or 0, "jax_backend": jax.default_backend(),
-            "device": jax.devices()[0].device_kind, "device_count": jax.device_count(), "jax_version": jax.__version__}
+            "device": jax.devices()[0].device_kind, "device_count": jax.device_count(), "jax_version": jax.__version__,
+            **cpu()}
+
+
+# The CPU flags that say how wide its vector arithmetic is (x86: /proc/cpuinfo "flags"; Arm: "Features").
+VECTOR_EXTENSIONS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+                     "avx512_bf16", "amx_tile", "amx_bf16", "asimd", "sve", "sve2")
+
+
+def cpu(cpuinfo: str | None = None, lscpu: str | None = None) -> dict:
+    """``cpu_model``, ``cpu_cores`` (physical: distinct (physical id, core id) pairs, else ``os.cpu_count()``),
+    ``cpu_vector_extensions`` (those of ``VECTOR_EXTENSIONS`` the CPU has, space-separated), ``cpu_mhz`` and
+    ``cpu_mhz_source``: lscpu's "CPU max MHz", else /proc/cpuinfo's "cpu MHz" (what a VM usually shows), else
+    0.0 and "unknown". Reads /proc/cpuinfo and ``lscpu`` unless their text is given (the tests). Scalars only,
+    never None: a study records them as metrics."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                cpuinfo = f.read()
+        except OSError:
+            cpuinfo = ""
+    if lscpu is None:
+        try:
+            lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10, check=True,
+                                   env={**os.environ, "LC_ALL": "C"}).stdout
+        except (OSError, subprocess.SubprocessError):
+            lscpu = ""
+    processors = [dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
+                  for block in cpuinfo.split("\n\n") if block.strip()]
+    processors = [{k.strip(): v.strip() for k, v in p.items()} for p in processors]
+    first = processors[0] if processors else {}
+    flags = set((first.get("flags") or first.get("Features") or "").split())
+    cores = {(p.get("physical id"), p.get("core id")) for p in processors if "core id" in p}
+    mhz, source = 0.0, "unknown"
+    for line in lscpu.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "CPU max MHz" and value.strip():
+            mhz, source = float(value), "lscpu CPU max MHz"
+    if not mhz and first.get("cpu MHz"):
+        mhz, source = float(first["cpu MHz"]), "/proc/cpuinfo cpu MHz"
+    return {"cpu_model": first.get("model name") or platform.processor() or platform.machine(),
+            "cpu_cores": len(cores) or os.cpu_count() or 0,
+            "cpu_vector_extensions": " ".join(x for x in VECTOR_EXTENSIONS if x in flags),
+            "cpu_mhz": mhz, "cpu_mhz_source": source}
 
 
 def record_start(workdir: str) -> dict:

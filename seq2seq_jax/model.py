@@ -75,6 +75,10 @@ class ModelConfig:
     # The encoder's recurrence: 'scan' (jax.lax.scan, every backend) | 'cudnn' (LSTM only, CUDA GPUs, float32:
     # jax.experimental.rnn's cuDNN kernel on the same parameters; not yet verified on a GPU).
     recurrent_impl: str = "scan"
+    # Recompute each encoder and decoder step's activations in the backward pass instead of storing them for
+    # every step (jax.checkpoint on the scan bodies): less memory for long sentences, more compute; the same
+    # loss and gradients. Only the carries are stored (the cuDNN encoder keeps its own scheme).
+    remat: bool = False
 
     @classmethod
     def from_config(cls, model_config, *, source_vocab_size: int, target_vocab_size: int) -> "ModelConfig":
@@ -184,7 +188,7 @@ class Encoder(nn.Module):
             cell=c.cell, hidden_size=c.hidden_size, num_layers=c.num_layers,
             bidirectional=c.bidirectional, dropout_rate=c.dropout, init_scheme=c.init,
             init_scale=c.init_scale, forget_bias=c.forget_bias, dtype=DTYPES[c.dtype], impl=c.recurrent_impl,
-            name="rnn",
+            remat=c.remat, name="rnn",
         )(x, lengths, train=train)
         if c.reverse_source:
             annotations = reverse_sequences(annotations, lengths)  # back to source order for attention
@@ -250,13 +254,20 @@ def _decoder_scan_body(cell, state, y_embedded, memory, train):
     return cell(state, y_embedded, memory, train)
 
 
-_decoder_scan = nn.scan(
-    _decoder_scan_body,
-    variable_broadcast="params",
-    split_rngs={"params": False, "dropout": True},
-    in_axes=(1, nn.broadcast, nn.broadcast),
-    out_axes=1,
-)
+def _make_decoder_scan(remat: bool):
+    """Teacher forcing's scan of ``DecoderCell`` over the target; with ``remat`` each step's activations are
+    recomputed in the backward pass from its state (``train``, argument 4, stays a Python bool)."""
+    body = nn.remat(_decoder_scan_body, prevent_cse=False, static_argnums=(4,)) if remat else _decoder_scan_body
+    return nn.scan(
+        body,
+        variable_broadcast="params",
+        split_rngs={"params": False, "dropout": True},
+        in_axes=(1, nn.broadcast, nn.broadcast),
+        out_axes=1,
+    )
+
+
+_DECODER_SCANS = {remat: _make_decoder_scan(remat) for remat in (False, True)}
 
 
 class Seq2Seq(nn.Module):
@@ -309,7 +320,7 @@ class Seq2Seq(nn.Module):
         memory, state = self.init_decoding(encoded)
         y = self.target_embed(decoder_inputs)  # [batch, tgt_len, embedding]
         y = self.dropout(y, deterministic=not train)
-        _, (outputs, weights) = _decoder_scan(self.decoder_cell, state, y, memory, train)
+        _, (outputs, weights) = _DECODER_SCANS[self.config.remat](self.decoder_cell, state, y, memory, train)
         self.sow("intermediates", "attention_weights", weights)  # [batch, tgt_len, src_len]
         outputs = self.dropout(outputs, deterministic=not train)  # [batch, tgt_len, hidden]
         return self.output_projection(outputs).astype(jnp.float32)  # [batch, tgt_len, vocab]

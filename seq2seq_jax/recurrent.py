@@ -41,9 +41,10 @@ def check_impl(impl: str, cell: str) -> None:
         raise ValueError(f"model.recurrent_impl='cudnn' runs LSTMs only, not model.cell={cell!r}")
 
 
-def masked_scan(cell: str, p: cells.Projections, carry, x, is_real):
+def masked_scan(cell: str, p: cells.Projections, carry, x, is_real, remat: bool = False):
     """``x [batch, time, in]``, ``is_real [batch, time]`` -> ``(final_carry, outputs [batch, time, hidden])``;
-    rows past their length keep their carry and output zeros."""
+    rows past their length keep their carry and output zeros. ``remat``: the backward pass recomputes each
+    step's activations (gates, nonlinearities) from its carry instead of storing them for every step."""
 
     def body(carry, xs):
         x_t, real = xs  # [batch, in], [batch]
@@ -52,6 +53,8 @@ def masked_scan(cell: str, p: cells.Projections, carry, x, is_real):
         new_carry = jax.tree_util.tree_map(lambda new, old: jnp.where(keep, new, old), new_carry, carry)
         return new_carry, jnp.where(keep, y, jnp.zeros_like(y))
 
+    if remat:  # saves only the body's inputs (the carry; x_t is stored anyway); prevent_cse is moot in a scan
+        body = jax.checkpoint(body, prevent_cse=False)
     # Time-major for the scan: [time, batch, ...].
     final, outputs = jax.lax.scan(body, carry, (jnp.swapaxes(x, 0, 1), jnp.swapaxes(is_real, 0, 1)))
     return final, jnp.swapaxes(outputs, 0, 1)
@@ -131,6 +134,7 @@ class StackedRNN(nn.Module):
     forget_bias: float = 0.0
     dtype: Any = None
     impl: str = "scan"
+    remat: bool = False  # impl='scan' only: see `masked_scan`
     cudnn_lstm: Any = jax_rnn.lstm  # impl='cudnn' only; the tests pass `cudnn_reference`
 
     def _direction(self, name, x, lengths, is_real, reverse):
@@ -138,7 +142,7 @@ class StackedRNN(nn.Module):
             x = reverse_sequences(x, lengths)
         p = self._params(name, x.shape[-1])
         final, outputs = masked_scan(self.cell, p, cells.zero_carry(self.cell, x.shape[:1], self.hidden_size),
-                                     x, is_real)
+                                     x, is_real, self.remat)
         if reverse:
             outputs = reverse_sequences(outputs, lengths)
         return outputs, final

@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import common, report, run
+from benchmarks import common, report, run, train_step
+from seq2seq_jax import logger
 
 ROW_FIELDS = {"benchmark", "variant", "impl", "ms_median", "ms_min", "ms_max", "tokens_per_s", "ratio_vs_torch"}
 
@@ -32,6 +33,9 @@ def test_quick_run_writes_every_row_with_its_fields_and_the_report_renders_it(tm
     with_torch = result["torch_rows"]
     for r in result["rows"]:
         assert ROW_FIELDS <= set(r), r
+        if r["benchmark"] == "train_step_memory":
+            assert r["ms_median"] is None and r["ratio_vs_torch"] is None
+            continue
         assert 0 < r["ms_min"] <= r["ms_median"] <= r["ms_max"]
         assert (r["ratio_vs_torch"] is not None) == (with_torch and not r["impl"].startswith("torch")
                                                      and r["benchmark"] in ("train_step", "search"))
@@ -41,6 +45,20 @@ def test_quick_run_writes_every_row_with_its_fields_and_the_report_renders_it(tm
         assert (model, "ours") in train and ((model, "torch") in train) == with_torch
         assert ((model, "flax_rnn") in train) == model.endswith("bottleneck")
     assert all(r["tokens_per_s"] > 0 and r["params"] > 0 for r in _rows(result, "train_step"))
+    steps = {(r["variant"], r["impl"]): r for r in _rows(result, "train_step")}
+    for (variant, impl), r in steps.items():  # FLOPs: ours counted, the peer's = ours
+        assert r["flops"] > 0 and r["flops_per_s"] > 0 and (r["peak_share"] is None) == (result["peak_flops"] is None)
+        if impl == "torch":
+            assert r["flops"] == steps[variant, "ours"]["flops"] and r["flops_from"].startswith("ours")
+    memory = {(r["variant"], r["impl"]): r for r in _rows(result, "train_step_memory")}
+    impls = ["ours", "ours remat"] + ["torch"] * with_torch
+    assert len(memory) == len(quick["memory_models"]) * len(quick["memory_lengths"]) * len(impls)
+    for (variant, impl), r in memory.items():
+        assert r["peak_bytes"] == r["persistent_bytes"] + r["step_bytes"]
+        assert r["max_rss_bytes"] > r["peak_bytes"] > 0
+        assert (r.get("peak_ratio_vs_torch") is not None) == (with_torch and impl != "torch")
+        if impl == "ours remat":
+            assert r["xla_bytes"]["temp"] < memory[variant, "ours"]["xla_bytes"]["temp"]
     lengths = _rows(result, "train_step_length")
     assert [r["settings"]["src_len"] for r in lengths] == list(quick["lengths"])
     assert all(r["compile_s"] is not None for r in lengths)
@@ -53,7 +71,7 @@ def test_quick_run_writes_every_row_with_its_fields_and_the_report_renders_it(tm
     assert [r["impl"] for r in translations] == ["ours greedy", "ours beam 5"]
     assert all(r["sentences_per_s"] > 0 for r in translations)
     text = report.markdown(result)
-    assert report.RETRACTION in text and "## Train step" in text and "## Decoding" in text
+    assert report.RETRACTION in text and "## Train step" in text and "## Decoding" in text and "## Memory" in text
     assert all(r["variant"] in text for r in result["rows"])
 
 
@@ -83,6 +101,148 @@ def test_plan_times_each_implementation_in_its_own_process_and_skips_torch_witho
     assert sizes == {"B 64, S 32, T 32, E 128, H 256, V 1000", "B 64, S 40, T 40, E 256, H 512, V 8000"}
     lengths = [job.variant for job in without if job.benchmark == "train_step_length"]
     assert [v.split(", S ")[1].split(",")[0] for v in lengths] == ["20", "40", "80", "160"]
+    memory = [job for job in with_torch if job.benchmark == "train_step_memory"]
+    assert {(job.variant.split(",")[0], job.variant.split(", S ")[1].split(",")[0]) for job in memory} == {
+        (model, length) for model in ("lstm/attention", "lstm/bottleneck") for length in ("40", "80", "160", "320")}
+    assert all("--measure=memory" in job.args for job in memory)
+    assert {(job.impl, "--remat=True" in job.args) for job in memory} == {
+        ("ours", False), ("ours remat", True), ("torch", False)}
+    assert {job.impl for job in without if job.benchmark == "train_step_memory"} == {"ours", "ours remat"}
+
+
+# --- Memory and FLOPs -------------------------------------------------------------------------------------
+
+TINY = dict(cell="lstm", batch=4, hidden=8, embed=4, vocab=20, unmap_freed=False)  # pytest goes on: glibc as it was
+
+
+def test_our_memory_is_xla_s_analysis_and_remat_needs_less_of_it_for_long_sentences():
+    plain, remat = (train_step.memory(impl="ours", decoder="attention", src_len=48, tgt_len=48, remat=remat, **TINY)
+                    for remat in (False, True))
+    for r in (plain, remat):
+        m, xla = r["memory"], r["memory"]["xla_bytes"]
+        assert all(isinstance(v, int) and v >= 0 for v in xla.values()) and xla["argument"] > 0 and xla["temp"] > 0
+        assert m["peak_bytes"] == xla["argument"] + xla["output"] - xla["alias"] + xla["temp"]
+        assert m["persistent_bytes"] == xla["argument"] and m["max_rss_bytes"] > m["peak_bytes"]
+        assert r["params"] == plain["params"] and r["settings"]["remat"] == (r is remat)
+    assert remat["memory"]["xla_bytes"]["temp"] < plain["memory"]["xla_bytes"]["temp"]
+    assert remat["memory"]["xla_bytes"]["argument"] == plain["memory"]["xla_bytes"]["argument"]
+    assert remat["flops"] > plain["flops"] > 0  # the recomputed forward steps
+
+
+def test_peer_memory_counts_its_state_and_the_step_s_peak_allocation():
+    torch = pytest.importorskip("torch")
+    from benchmarks import torch_seq2seq
+
+    r = train_step.memory(impl="torch", decoder="attention", src_len=16, tgt_len=16, **TINY)
+    m = r["memory"]
+    assert all(isinstance(m[k], int) and m[k] > 0 for k in ("peak_bytes", "persistent_bytes", "step_bytes"))
+    assert m["peak_bytes"] == m["persistent_bytes"] + m["step_bytes"] and r["flops"] is None
+    assert m["max_rss_bytes"] > m["peak_bytes"]
+    state = 3 * 4 * r["params"]  # parameters and Adam's two moments, float32
+    assert state < m["persistent_bytes"] < state + 4096  # + the int64 batch and Adam's step counts
+    held = []  # the allocator's peak, on a step whose allocations are known: 4 MB, then 4 more, 4 freed, 2 more
+    def step():
+        b = torch.ones(1000, 1000)
+        c = b + 1
+        del b
+        held.append(torch.ones(500, 1000))
+        del c
+    assert 8_000_000 <= torch_seq2seq.peak_allocated_bytes(step) < 8_001_000
+
+
+def test_memory_ratio_is_our_peak_over_the_peer_s_and_the_peer_s_flops_are_ours():
+    def memory(impl, peak):
+        return dict(benchmark="train_step_memory", variant="v", impl=impl, ms_median=None, ratio_vs_torch=None,
+                    peak_bytes=peak, flops=None if impl == "torch" else 10)
+
+    rows = run.with_ratios([memory("ours", 30), memory("ours remat", 15), memory("torch", 60)])
+    assert [r.get("peak_ratio_vs_torch") for r in rows] == [0.5, 0.25, None]
+    timed = [dict(benchmark="train_step", variant="v", impl=impl, ms_median=ms, ratio_vs_torch=None, flops=flops)
+             for impl, ms, flops in [("ours", 100.0, 4e9), ("torch", 200.0, None)]]
+    rows = run.with_flops(timed + rows, {"flops_per_s": 80e9})
+    assert [r["flops"] for r in rows[:2]] == [4e9, 4e9] and rows[1]["flops_from"].startswith("ours")
+    assert [r["flops_per_s"] for r in rows[:2]] == [40e9, 20e9] and [r["peak_share"] for r in rows[:2]] == [0.5, 0.25]
+    assert rows[4]["flops"] == 10 and "flops_per_s" not in rows[4]  # memory rows: no time, no rate
+
+
+def test_a_merged_run_replaces_only_its_own_benchmarks_rows_and_the_report_names_it():
+    earlier = {"rows": [dict(benchmark="train_step", impl="ours"), dict(benchmark="train_step_memory", impl="x")],
+               "command": "first"}
+    later = {"benchmarks": ["train_step_memory"], "command": "python -m benchmarks.run --only=train_step_memory",
+             "date": "d", "machine": {"platform": "p", "cpu_count": 2, "jax_version": "j", "torch": None},
+             "load_before": [0, 0, 0], "busy_warning": None, "peak_flops": None,
+             "rows": [memory_row := dict(benchmark="train_step_memory", variant="lstm/attention, S 320", impl="ours",
+                                         peak_bytes=3 * 2**20, persistent_bytes=2**20, step_bytes=2 * 2**20,
+                                         max_rss_bytes=2**30, flops=2e9)]}
+    merged = run.merge(earlier, later)
+    assert merged["rows"] == [earlier["rows"][0], memory_row] and merged["command"] == "first"
+    assert merged["merged"][0]["command"] == later["command"] and "rows" not in merged["merged"][0]
+    assert run.merge(merged, later)["merged"] == merged["merged"]  # a rerun replaces its own record
+    lines = report._merged_note(merged, "train_step_memory") + report._memory_table(merged["rows"][1:])
+    assert later["command"] in lines[0] and report._merged_note(merged, "train_step") == []
+    assert "| lstm/attention, S 320 | ours | 3.0 | 1.0 | 2.0 | – | 2.0 | 1,024.0 |" in lines
+
+
+CPUINFO = """processor	: 0
+model name	: Some CPU 9000
+physical id	: 0
+core id		: 0
+cpu MHz		: 2445.404
+flags		: fpu sse4_2 avx fma avx2 avx512f
+
+processor	: 1
+model name	: Some CPU 9000
+physical id	: 0
+core id		: 0
+cpu MHz		: 2445.404
+flags		: fpu sse4_2 avx fma avx2 avx512f
+
+processor	: 2
+model name	: Some CPU 9000
+physical id	: 0
+core id		: 1
+cpu MHz		: 2445.404
+flags		: fpu sse4_2 avx fma avx2 avx512f
+"""
+
+
+def test_machine_records_the_cpu_model_its_physical_cores_vector_extensions_and_clock():
+    cpu = logger.cpu(CPUINFO, lscpu="Model name:  Some CPU 9000\nCPU max MHz:  3500.0000\n")
+    assert cpu == {"cpu_model": "Some CPU 9000", "cpu_cores": 2, "cpu_vector_extensions": "sse4_2 avx avx2 fma avx512f",
+                   "cpu_mhz": 3500.0, "cpu_mhz_source": "lscpu CPU max MHz"}  # 3 threads on 2 cores
+    assert logger.cpu(CPUINFO, lscpu="")["cpu_mhz"] == 2445.404  # a VM: no max clock, the current one
+    assert logger.cpu("", lscpu="")["cpu_mhz_source"] == "unknown"
+    here = logger.machine()
+    assert here["cpu_cores"] >= 1 and all(v is not None for v in here.values())  # studies record them as metrics
+
+
+def test_peak_flops_is_cores_fma_units_lanes_two_and_the_clock():
+    info = lambda ext: dict(cpu_cores=2, cpu_mhz=2500.0, cpu_mhz_source="s", cpu_vector_extensions=ext)  # noqa: E731
+    assert common.peak_flops(info("avx avx2 fma"))["flops_per_s"] == 2 * 2 * 8 * 2 * 2500e6
+    assert common.peak_flops(info("avx2 fma avx512f"))["flops_per_s"] == 2 * 2 * 16 * 2 * 2500e6
+    assert "2 FMA units (assumed)" in common.peak_flops(info("avx2 fma"))["formula"]
+    assert common.peak_flops(info("avx")) is None and common.peak_flops({**info("avx2 fma"), "cpu_mhz": 0.0}) is None
+
+
+def test_matmul_flops_count_every_step_of_a_scan_unlike_xla_s_cost_analysis():
+    w, x = jnp.ones((16, 32)), jnp.ones((8, 16))
+    step = 2 * 8 * 16 * 32  # one [8, 16] @ [16, 32]
+
+    def f(w, x, n=5, unroll=1):
+        return jax.lax.scan(lambda c, _: ((c @ w)[:, :16], None), x, None, length=n, unroll=unroll)[0].sum()
+
+    assert common.matmul_flops(f, w, x) == 5 * step
+    assert common.matmul_flops(jax.jit(functools.partial(f, n=7)), w, x) == 7 * step  # through jit
+    assert common.matmul_flops(jax.grad(f), w, x) == 3 * 5 * step  # forward, and 2 matmuls back per step
+    assert common.matmul_flops(jax.grad(jax.checkpoint(f)), w, x) == 4 * 5 * step  # + the recomputed forward
+    def xla_flops(**options):
+        cost = jax.jit(functools.partial(f, **options)).lower(w, x).compile().cost_analysis()
+        return (cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"]  # a list of dicts in older JAX
+
+    assert 5 * step <= xla_flops(unroll=True) <= 5 * step + 8 * 16  # no loop: XLA agrees (+ the sum's adds)
+    assert xla_flops(n=5) == xla_flops(n=50) < 2 * step  # a loop: XLA counts its body once (why we count)
+    with pytest.raises(ValueError, match="trip count"):
+        common.matmul_flops(lambda x: jax.lax.while_loop(lambda c: c.sum() < 9, lambda c: c @ w[:, :16], x), x)
 
 
 @pytest.mark.slow

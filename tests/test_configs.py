@@ -99,7 +99,9 @@ def test_resume_and_sweeps_compare_configs_by_one_rule():
     current.train.num_steps += 1  # another budget: a different result, but it can resume
     current.train.max_grad_norm = 1.0  # clipping still on: same optimizer state
     current.data.data_dir = "/elsewhere"  # a machine field: never compared
-    assert compare.differences(saved, current) == ["train.max_grad_norm: 5.0 -> 1.0", "train.num_steps: 5000 -> 5001"]
+    current.model.remat = True  # the same loss and gradients, computed with less memory
+    assert compare.differences(saved, current) == ["model.remat: False -> True", "train.max_grad_norm: 5.0 -> 1.0",
+                                                   "train.num_steps: 5000 -> 5001"]
     assert compare.differences(saved, current, resume=True) == []
     current.train.max_grad_norm = 0.0  # clipping off: the checkpoint's optimizer state has another shape
     current.model.hidden_size += 1

@@ -9,6 +9,9 @@ import ml_collections
 from seq2seq_jax.configs import default
 
 MACHINE_FIELDS = ("data.data_dir",)  # where this machine keeps things, not what the run is: never compared
+# How the same function is computed (the same parameters, loss and gradients, tested): a run may resume with
+# either value, e.g. with model.remat on a device with less memory.
+COMPUTATION_FIELDS = ("model.remat", "model.recurrent_impl")
 
 
 def _identity(value):
@@ -19,6 +22,8 @@ def resume_rule(key: str):
     """What of field ``key`` a checkpoint can only resume with, as a function of its value; None if it may
     change on resume (the step budget, logging, decoding). The sections that define the run, and what shapes
     the optimizer state the checkpoint holds (clipping adds a state only when it is on)."""
+    if key in COMPUTATION_FIELDS:
+        return None
     if key.startswith(("model.", "data.")) or key in ("train.optimizer", "train.skip_nonfinite_updates"):
         return _identity
     if key == "train.max_grad_norm":
