@@ -69,7 +69,7 @@ SETTINGS = {
         train_models=[(cell, decoder) for cell in ("lstm", "gru") for decoder in ("bottleneck", "attention")],
         train_sizes=[dict(batch=64, src_len=32, tgt_len=32, embed=128, hidden=256, vocab=1000),
                      dict(batch=64, src_len=40, tgt_len=40, embed=256, hidden=512, vocab=8000)],
-        train_steps=dict(warmup=3, steps=10), lengths=(20, 40, 80, 160), out_lens=(20, 80),
+        train_steps=dict(warmup=3, timed_steps=10), lengths=(20, 40, 80, 160), out_lens=(20, 80),
         memory_models=[("lstm", "attention"), ("lstm", "bottleneck")], memory_lengths=(40, 80, 160, 320),
         search_sizes=dict(batch=64, embed=128, hidden=256, vocab=1000), search_steps=dict(warmup=1, steps=5),
         # The G2P model of issue 9 (JoeyNMT 2.3: 1,893 target tokens/s training it, 8.5 s greedy and 24.6 s
@@ -81,7 +81,7 @@ SETTINGS = {
     True: dict(
         train_models=[("lstm", "bottleneck"), ("gru", "attention")],  # fewer processes: the tests run this
         train_sizes=[dict(batch=4, src_len=6, tgt_len=6, embed=4, hidden=8, vocab=20)],
-        train_steps=dict(warmup=1, steps=2), lengths=(4,), out_lens=(4,),
+        train_steps=dict(warmup=1, timed_steps=2), lengths=(4,), out_lens=(4,),
         memory_models=[("lstm", "attention")], memory_lengths=(16,),
         search_sizes=dict(batch=4, embed=4, hidden=8, vocab=20), search_steps=dict(warmup=0, steps=2),
         trainer=dict(config="tiny.py", name="tiny (reverse strings)", overrides={}),

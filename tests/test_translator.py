@@ -310,10 +310,11 @@ def readme_block(marker: str) -> str:
 @pytest.mark.slow
 def test_the_readmes_python_example_runs_on_a_trained_run(tiny_workdir):
     code = readme_block("Translator.from_workdir")
-    line = 'workdir = "runs/tiny"'
-    assert code.count(line) == 1
+    line, seeds = 'workdir = "runs/tiny"', 'seeds = ["runs/tiny", "runs/tiny_seed1"]'
+    assert code.count(line) == 1 and code.count(seeds) == 1
+    code = code.replace(line, f"workdir = {tiny_workdir!r}").replace(seeds, f"seeds = {[tiny_workdir] * 2!r}")
     namespace = {}
-    exec(compile(code.replace(line, f"workdir = {tiny_workdir!r}"), "README.md", "exec"), namespace)
+    exec(compile(code, "README.md", "exec"), namespace)
     sources = namespace["sources"]
     assert len(namespace["hypotheses"]) == len(sources) and all(isinstance(h, str) for h in namespace["hypotheses"])
     assert [len(b) for b in namespace["best"]] == [3] * len(sources)
@@ -321,6 +322,9 @@ def test_the_readmes_python_example_runs_on_a_trained_run(tiny_workdir):
     assert [set(row) for row in namespace["scores"]] == [{"logprob", "tokens", "perplexity"}] * len(sources)
     attention = namespace["attention"]
     assert attention.weights.shape == (len(attention.target_tokens), 3) and attention.source_tokens == ["a", "b", "c"]
+    assert namespace["ensembled"] == namespace["hypotheses"]  # a run twice is the run: (l + l) / 2 = l
+    np.testing.assert_allclose([s["logprob"] for s in namespace["ensemble_scores"]],
+                               [s["logprob"] for s in namespace["scores"]], rtol=1e-5)
 
 
 
