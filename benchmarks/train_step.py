@@ -61,7 +61,8 @@ _HIDDEN = flags.DEFINE_integer("hidden", 256, "Hidden size (and attention size).
 _EMBED = flags.DEFINE_integer("embed", 128, "Embedding size.")
 _VOCAB = flags.DEFINE_integer("vocab", 1000, "Source and target vocabulary size.")
 _WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps after the first one.")
-_STEPS = flags.DEFINE_integer("timed_steps", 10, "Timed steps (not --steps: seq2seq_jax.average defines that flag).")
+# Not --steps: seq2seq_jax.average defines that flag, and the tests import both modules into one process.
+_STEPS = flags.DEFINE_integer("timed_steps", 10, "Timed steps.")
 _REMAT = flags.DEFINE_bool("remat", False, "Ours: model.remat (recompute the scans' per-step activations).")
 
 

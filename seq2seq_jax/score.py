@@ -13,12 +13,12 @@ number, and ``exp(-logprob / tokens)`` (``seq2seq_jax.Translator.score``). A sum
 end: pairs, target tokens, total log-probability and the overall perplexity ``exp(-sum logprob / sum
 tokens)``, then the same by source length (``by_length``: the run's ``eval.length_unit``, ``eval.length_edges``
 or ``eval.num_length_buckets``, as ``evaluate`` buckets its metrics), the probe of Bahdanau et al. (2014)'s
-fig. 2 on references: does the fixed vector find long references less likely than attention does? Both files are read whole; an ``--output`` file is written to ``OUTPUT.tmp`` and renamed at the end.
+fig. 2 on references: does the fixed vector find long references less likely than attention does? Both files
+are read whole; an ``--output`` file is written to ``OUTPUT.tmp`` and renamed at the end.
 
 A bad request (a missing input, files of different line counts, no pair, an output that is an input or in
-a missing folder, no run or checkpoint in the workdir, runs of an ensemble that tokenise differently) is one
-``error:`` line and exit status 1, before
-anything is written.
+a missing folder, no run or checkpoint in the workdir, a damaged run, runs of an ensemble that tokenise
+differently) is one ``error:`` line and exit status 1, before anything is written.
 """
 
 import json
@@ -66,7 +66,8 @@ def read_lines(flag: flags.FlagHolder) -> list[str]:
 def source_lengths(sources: list[str], translator: Translator) -> list[int]:
     """Each source's length in the run's ``eval.length_unit`` (``inference.source_length``): its tokens, cut to
     the model's longest source as ``Translator.score`` cuts them, or its words."""
-    return [inference.source_length(source, min(len(translator.source_vocab.encode(source)), translator.max_source_len),
+    cut = translator.max_source_len
+    return [inference.source_length(source, min(len(translator.source_vocab.encode(source)), cut),
                                     translator.config.eval) for source in sources]
 
 
@@ -89,7 +90,8 @@ def format_by_length(buckets: list[dict], unit: str) -> str:
     lines = [f"by source length ({unit}):", "  source length   pairs   tokens   log-probability   perplexity"]
     for b in buckets:
         span = f"{b['lo']:g}+" if math.isinf(b["hi"]) else f"{b['lo']:g}-{b['hi'] - 1:g}"
-        lines.append(f"  {span:>13s}   {b['pairs']:5d}   {b['tokens']:6d}   {b['logprob']:15.4f}   {b['perplexity']:10.4f}")
+        lines.append(f"  {span:>13s}   {b['pairs']:5d}   {b['tokens']:6d}   {b['logprob']:15.4f}   "
+                     f"{b['perplexity']:10.4f}")
     return "\n".join(lines)
 
 

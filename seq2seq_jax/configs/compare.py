@@ -34,6 +34,7 @@ def resume_rule(key: str):
         return _identity
     return None
 
+
 def flat(config: ml_collections.ConfigDict | Mapping) -> dict:
     """``{"section.field": value}`` as JSON values (a mapping already flat is returned as it is), without
     ``MACHINE_FIELDS``."""
