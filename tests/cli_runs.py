@@ -19,17 +19,11 @@ SMALL = (  # the tiny config, smaller: mechanics, not learning; beam search so b
     "--config.train.eval_every=0", "--config.train.checkpoint_every=8", "--config.eval.beam_size=2")
 
 
-# JAX's persistent compilation cache, shared by this session's processes: most of a small run's time is
-# compiling programs that an earlier run compiled already.
-_JIT_CACHE = tempfile.TemporaryDirectory(prefix="seq2seq_jax_test_jit_cache_")
-
-
 def start(module: str, *flags: str, devices: int = 1, env: dict | None = None) -> subprocess.Popen:
-    """``python -m seq2seq_jax.<module> flags`` in a fresh process that sees ``devices`` CPU devices."""
+    """``python -m seq2seq_jax.<module> flags`` in a fresh process that sees ``devices`` CPU devices (and the
+    session's compilation cache, from the environment: conftest.py)."""
     xla_flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
-    env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": xla_flags,
-           "JAX_COMPILATION_CACHE_DIR": _JIT_CACHE.name, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-           "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1", **(env or {})}
+    env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": xla_flags, **(env or {})}
     out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")  # pipes could fill up and block
     process = subprocess.Popen([sys.executable, "-m", f"seq2seq_jax.{module}", *flags], cwd=REPO, env=env,
                                stdout=out, stderr=err, text=True)

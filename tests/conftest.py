@@ -1,5 +1,5 @@
-"""Shared test settings: silent broadcasting fails, every test runs on CPU in float32, no compilation cache, no
-dataset prepared outside a temporary directory."""
+"""Shared test settings: silent broadcasting fails, every test runs on CPU in float32, one JAX compilation cache
+for the session, no dataset prepared outside a temporary directory."""
 
 import os
 import tempfile
@@ -12,6 +12,16 @@ os.environ.setdefault("SEQ2SEQ_JAX_CACHE_DIR", "off")
 # the subprocesses the tests start), never to the user's ~/.cache/seq2seq_jax.
 _DATA_DIR = tempfile.TemporaryDirectory(prefix="seq2seq_jax_test_data_")
 os.environ["SEQ2SEQ_JAX_DATA_DIR"] = _DATA_DIR.name
+# JAX's persistent compilation cache, one directory for the session: its xdist workers and every subprocess a
+# test starts inherit it. Most of a small run's time is compiling, and the tests train the same small configs
+# again and again (a resumed run, a second tool on the same run), so a program compiled once is loaded after.
+# Set before JAX is imported, so JAX reads it as its default; a worker inherits the controller's directory.
+if "SEQ2SEQ_JAX_TEST_JIT_CACHE" not in os.environ:
+    _JIT_CACHE = tempfile.TemporaryDirectory(prefix="seq2seq_jax_test_jit_cache_")
+    os.environ["SEQ2SEQ_JAX_TEST_JIT_CACHE"] = _JIT_CACHE.name
+os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["SEQ2SEQ_JAX_TEST_JIT_CACHE"]
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "-1"
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

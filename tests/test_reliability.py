@@ -24,7 +24,6 @@ import pytest
 from absl import flags
 from etils import epath
 from flax.training import train_state
-from jax.experimental.compilation_cache import compilation_cache as compilation_cache_lib
 
 from seq2seq_jax import checkpointing, files, logger, train
 from seq2seq_jax import main as train_main
@@ -57,32 +56,10 @@ def data_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("tfds"))
 
 
-@pytest.fixture(scope="module")
-def compilation_cache(tmp_path_factory):
-    """JAX's persistent compilation cache, shared by this module's runs (in this process and in CLI
-    subprocesses): a restart loads its compiled steps instead of compiling them again."""
-    return str(tmp_path_factory.mktemp("jax_cache"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _cached_compilation_in_this_process(compilation_cache):
-    options = {"jax_compilation_cache_dir": compilation_cache, "jax_persistent_cache_min_compile_time_secs": 0,
-               "jax_persistent_cache_min_entry_size_bytes": 0}
-    saved = {name: getattr(jax.config, name) for name in options}
-    for name, value in options.items():
-        jax.config.update(name, value)
-    compilation_cache_lib.reset_cache()  # the process may have decided "no cache" at an earlier compile
-    yield
-    for name, value in saved.items():
-        jax.config.update(name, value)
-    compilation_cache_lib.reset_cache()
-
-
-def cli(workdir, data_dir, cache, *, fault=None, **overrides) -> subprocess.CompletedProcess:
+def cli(workdir, data_dir, *, fault=None, **overrides) -> subprocess.CompletedProcess:
     """The training CLI on the SMALL config (plus ``overrides``), optionally with a fault injected."""
     flags = [f"--config.{k}={v}" for k, v in {**SMALL, "data.data_dir": data_dir, **overrides}.items()]
-    env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": cache,
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+    env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"}  # with the session's compilation cache
     env.pop(checkpointing.FAULT_ENV, None)
     if fault:
         env[checkpointing.FAULT_ENV] = fault
@@ -130,12 +107,12 @@ def assert_same_params(a, b):
 
 @pytest.mark.slow
 def test_run_killed_and_preempted_at_every_point_ends_bit_identical_to_an_uninterrupted_one(
-        tmp_path, data_dir, compilation_cache):
-    straight = cli(tmp_path / "straight", data_dir, compilation_cache)
+        tmp_path, data_dir):
+    straight = cli(tmp_path / "straight", data_dir)
     assert straight.returncode == 0, straight.stderr[-2000:]
     resumed = tmp_path / "resumed"
     for fault, status, resume_step in KILL_POINTS:
-        killed = cli(resumed, data_dir, compilation_cache, fault=fault)
+        killed = cli(resumed, data_dir, fault=fault)
         assert killed.returncode == status, (fault, killed.stderr[-2000:])
         if status == train.EXIT_PREEMPTED:  # one line saying what happened, and the step saved
             assert killed.stderr.splitlines()[-1].startswith("preempted: SIGTERM received: stopped after step 3")
@@ -145,7 +122,7 @@ def test_run_killed_and_preempted_at_every_point_ends_bit_identical_to_an_uninte
             assert restarted_from <= resume_step, fault  # (an asynchronous one may not have finished)
         else:
             assert restarted_from == resume_step, fault
-    final = cli(resumed, data_dir, compilation_cache)
+    final = cli(resumed, data_dir)
     assert final.returncode == 0, final.stderr[-2000:]
     assert final_metrics(final) == final_metrics(straight)
     assert train_losses(resumed) == train_losses(tmp_path / "straight")  # exact floats, each log step once
@@ -178,9 +155,9 @@ def test_second_signal_stops_at_once(tmp_path):
 
 
 @pytest.mark.slow
-def test_busy_workdir_is_refused_naming_the_process_that_holds_it(tmp_path, data_dir, compilation_cache):
+def test_busy_workdir_is_refused_naming_the_process_that_holds_it(tmp_path, data_dir):
     with files.file_lock(str(tmp_path / workdir_lib.LOCK_FILE), blocking=False):
-        refused = cli(tmp_path, data_dir, compilation_cache)
+        refused = cli(tmp_path, data_dir)
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines()[-1].startswith(
         f"error: workdir {tmp_path} is in use by pid {os.getpid()} on host ")

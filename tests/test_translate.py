@@ -284,6 +284,7 @@ def read_line(stream, timeout: float) -> str:
 def test_a_pipe_is_answered_line_by_line_and_a_second_call_compiles_nothing(workdir, tmp_path):
     """Two calls on one workdir and cache; the second one's reader also goes away after the first line."""
     env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu", "SEQ2SEQ_JAX_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("JAX_COMPILATION_CACHE_DIR")  # the tool's own cache, not the session's (conftest.py)
     compilations = []
     for call in range(2):
         process = subprocess.Popen([sys.executable, "-c", COUNTING, f"--workdir={workdir}", "--beam_size=2"],
