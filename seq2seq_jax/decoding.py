@@ -17,8 +17,10 @@ reordered: ``step_fn`` is mapped (``jax.vmap``) over the beams, the memory broad
 Step ``i`` (0-based) is fed ``y_{i-1}`` (``BOS`` at step 0) and its output ``y_i`` is written at position
 ``i``: sequences hold no ``BOS`` and end with the ``EOS`` they emitted, then ``PAD``.
 
-The attention weights of the chosen hypotheses (``[batch, max_len, src_len]``, e.g. for heatmaps) are
-kept only with ``with_attention=True``: beam search would otherwise copy that history at every step.
+Beam search keeps each step's choices (token and parent beam of every live beam) and reads the hypotheses
+back once at the end (`backtrack`), so no step copies their prefixes. The attention weights of the chosen
+hypotheses (``[batch, max_len, src_len]``, e.g. for heatmaps) are kept only with ``with_attention=True``:
+their history, ``[max_len, batch * beam, src_len]``, is otherwise never stored.
 
 Both searches run a ``jax.lax.while_loop`` that stops as soon as the result is decided (every greedy
 sequence has ended; no live beam can beat the finished hypotheses kept) or ``max_len`` steps have run.
@@ -203,21 +205,53 @@ def greedy_search(step_fn: StepFn, memory, init_state, *, batch_size: int, max_l
                         attention=s.attention)
 
 
+def backtrack(tokens, parents, beams, lengths, ended, *, eos_id, attention=None):
+    """Reads hypotheses back from a beam search's history (as fairseq and OpenNMT do), so that no step copies
+    the hypotheses' whole prefixes.
+
+    History, row ``i`` written by step ``i``: ``tokens [max_len, batch, beam]`` int32, the token live beam
+    ``j`` emitted; ``parents [max_len, batch, beam]`` int32, the live beam of step ``i - 1`` it extends (at
+    ``i = 0``: one of the initial copies); ``attention [max_len, batch, beam, src_len]`` (optional), the
+    weights of step ``i`` of the beams it was fed, indexed like ``parents``' values. The hypotheses,
+    ``[batch, k]``: ``lengths`` (>= 1) tokens; ``ended`` False: live beam ``beams`` of step ``lengths - 1``;
+    True: it ends in an EOS emitted at step ``lengths - 1`` after beam ``beams`` of the step before.
+
+    Returns ``(tokens [batch, k, max_len], attention [batch, k, max_len, src_len] | None)``, ``PAD`` and
+    zeros after each hypothesis's end. Rows past a hypothesis's last step are never read."""
+    last = lengths - 1  # [batch, k]
+
+    def step(beam, i):  # beam [batch, k]: the hypothesis's live beam of step i (i <= last)
+        own = i <= last
+        closing = ended & (i == last)  # an EOS here: `beam` is already the beam it extends
+        parent = jnp.where(closing, beam, jnp.take_along_axis(parents[i], beam, axis=1))
+        token = jnp.where(closing, eos_id, jnp.take_along_axis(tokens[i], beam, axis=1))
+        weights = None
+        if attention is not None:
+            weights = jnp.where(own[..., None], jnp.take_along_axis(attention[i], parent[..., None], axis=1), 0.0)
+        return jnp.where(own, parent, beam), (jnp.where(own, token, PAD_ID), weights)
+
+    _, (out_tokens, out_attention) = jax.lax.scan(step, beams, jnp.arange(tokens.shape[0]), reverse=True)
+    out_tokens = jnp.moveaxis(out_tokens, 0, -1)  # [max_len, batch, k] -> [batch, k, max_len]
+    return out_tokens, None if attention is None else jnp.moveaxis(out_attention, 0, 2)
+
+
 class _Finished(NamedTuple):
-    """The best finished hypotheses of each example, ``[batch, keep, ...]``, best first."""
+    """The best finished hypotheses of each example, ``[batch, keep]``, best first; their tokens and
+    attention are read back from the history at the end (`backtrack`)."""
 
     scores: jax.Array  # [batch, keep] float32: log p(Y|X) / lp(Y); -inf: an empty slot
     log_probs: jax.Array  # [batch, keep] float32
-    lengths: jax.Array  # [batch, keep] int32
-    tokens: jax.Array  # [batch, keep, max_len] int32
-    attention: jax.Array | None  # [batch, keep, max_len, src_len] float32, with_attention only
+    lengths: jax.Array  # [batch, keep] int32, the EOS included
+    beams: jax.Array  # [batch, keep] int32: the live beam (of step lengths - 2) that EOS ended
 
 
 class _BeamState(NamedTuple):
     step: jax.Array  # [] int32: steps run = length of every live hypothesis
     live_log_probs: jax.Array  # [batch, beam] float32, sorted best first; -inf: no hypothesis
-    live_tokens: jax.Array  # [batch * beam, max_len] int32
-    live_attention: jax.Array | None  # [batch * beam, max_len, src_len] float32, with_attention only
+    last: jax.Array  # [batch * beam] int32: each live beam's last token, y_{i-1}
+    tokens: jax.Array  # [max_len, batch, beam] int32: `backtrack`'s history, row i written by step i
+    parents: jax.Array  # [max_len, batch, beam] int32
+    attention: jax.Array | None  # [max_len, batch, beam, src_len] float32, with_attention only
     model: Any  # decoder state, leaves [batch * beam, ...]
     finished: _Finished
 
@@ -259,7 +293,6 @@ def beam_search(step_fn: StepFn, memory, init_state, *, batch_size: int, beam_si
         raise ValueError(f"beam search needs vocab >= 2, got {vocab_size}")
     beam_step = _per_beam(step_fn, batch_size, beam_size)
     limits = _limits(max_lengths, batch_size, max_len)  # [batch]
-    by_example = lambda x: x.reshape(batch_size, -1, *x.shape[1:])  # [batch * k, ...] -> [batch, k, ...]
 
     def cond(s):
         # The largest lp a live hypothesis can still get (lengths step+1..limit; lp is monotone).
@@ -269,8 +302,7 @@ def beam_search(step_fn: StepFn, memory, init_state, *, batch_size: int, beam_si
         return (s.step < max_len) & ~jnp.all(done)
 
     def body(s):
-        last = s.live_tokens[:, jnp.maximum(s.step - 1, 0)]
-        logits, model, attention = beam_step(memory, s.model, jnp.where(s.step == 0, bos_id, last))
+        logits, model, attention = beam_step(memory, s.model, s.last)
         log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))  # [batch * beam, vocab]
         # [batch * beam, vocab] -> [batch, beam * vocab]: every one-token extension of every live beam.
         candidates = (s.live_log_probs[:, :, None] + log_probs.reshape(batch_size, beam_size, vocab_size))
@@ -279,66 +311,64 @@ def beam_search(step_fn: StepFn, memory, init_state, *, batch_size: int, beam_si
         top_log_probs, top_indices = jax.lax.optimization_barrier(
             jax.lax.top_k(candidates.reshape(batch_size, -1), keep))  # [batch, 2*beam]
         top_beams, top_tokens = top_indices // vocab_size, (top_indices % vocab_size).astype(jnp.int32)
-        live_attention = None
-        if with_attention:  # histories up to this step, this step's attention included
-            live_attention = s.live_attention.at[:, s.step].set(attention.astype(jnp.float32))
 
         # Finished: EOS among the first `beam` candidates; their k best compete with the k kept so far.
         ended = (top_tokens[:, :beam_size] == eos_id) & (top_log_probs[:, :beam_size] > -jnp.inf)
         ended_scores = jnp.where(ended, top_log_probs[:, :beam_size] / length_penalty(s.step + 1, alpha),
                                  -jnp.inf)  # [batch, beam]
         new_scores, j = jax.lax.top_k(ended_scores, num_kept)  # [batch, k]
-        parents = jnp.take_along_axis(top_beams, j, axis=1)  # [batch, k]
         new = _Finished(
             scores=new_scores,
             log_probs=jnp.take_along_axis(top_log_probs, j, axis=1),
             lengths=jnp.broadcast_to(s.step + 1, new_scores.shape),
-            tokens=by_example(gather_beams(s.live_tokens, parents).at[:, s.step].set(eos_id)),
-            attention=by_example(gather_beams(live_attention, parents)) if with_attention else None,
+            beams=jnp.take_along_axis(top_beams, j, axis=1),
         )
         # Kept ones first: on equal scores top_k keeps the earlier (shorter) hypothesis.
         pooled = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b], axis=1), s.finished, new)
         order = jax.lax.top_k(pooled.scores, num_kept)[1]  # [batch, k]
-        finished = jax.tree_util.tree_map(
-            lambda x: jnp.take_along_axis(x, order.reshape(order.shape + (1,) * (x.ndim - 2)), axis=1), pooled)
+        finished = jax.tree_util.tree_map(lambda x: jnp.take_along_axis(x, order, axis=1), pooled)
 
         # Live: the best `beam` candidates that did not end, sorted best first.
         not_ended = jnp.where(top_tokens == eos_id, -jnp.inf, top_log_probs)  # [batch, 2*beam]
         live_log_probs, picked = jax.lax.top_k(not_ended, beam_size)  # [batch, beam]
         parents = jnp.take_along_axis(top_beams, picked, axis=1)  # [batch, beam]
-        tokens = jnp.take_along_axis(top_tokens, picked, axis=1).reshape(flat_size)  # [batch * beam]
-        # Only the per-hypothesis state moves with its beam; the memory stays per example.
-        live_tokens, live_attention, model = gather_beams((s.live_tokens, live_attention, model), parents)
-        live_tokens = live_tokens.at[:, s.step].set(tokens)
+        tokens = jnp.take_along_axis(top_tokens, picked, axis=1)  # [batch, beam]
 
-        # An example past its limit keeps its hypotheses as they were (its decoder state is not read again).
+        # An example past its limit keeps its hypotheses as they were: what its later steps write in the
+        # history and its decoder state are never read again.
         active = s.step < limits  # [batch]
-        flat_active = jnp.repeat(active, beam_size)  # [batch * beam]
-        unless_done = lambda on: lambda new, old: jnp.where(on.reshape(on.shape + (1,) * (new.ndim - 1)), new, old)
+        unless_done = lambda new, old: jnp.where(active.reshape(active.shape + (1,) * (new.ndim - 1)), new, old)
         return _BeamState(
             step=s.step + 1,
-            live_log_probs=unless_done(active)(live_log_probs, s.live_log_probs),
-            live_tokens=unless_done(flat_active)(live_tokens, s.live_tokens),
-            live_attention=jax.tree_util.tree_map(unless_done(flat_active), live_attention, s.live_attention),
-            model=model,
-            finished=jax.tree_util.tree_map(unless_done(active), finished, s.finished),
+            live_log_probs=unless_done(live_log_probs, s.live_log_probs),
+            last=tokens.reshape(flat_size),
+            # Only the step's row of the history is written; only the per-hypothesis state moves with its
+            # beam, the memory stays per example.
+            tokens=s.tokens.at[s.step].set(tokens),
+            parents=s.parents.at[s.step].set(parents),
+            attention=s.attention.at[s.step].set(
+                attention.astype(jnp.float32).reshape(batch_size, beam_size, src_len)) if with_attention else None,
+            model=gather_beams(model, parents),
+            finished=jax.tree_util.tree_map(unless_done, finished, s.finished),
         )
 
     # [batch, beam]: beam 0 of each example at log p = 0, the copies at -inf until step 0 spreads them.
     first_only = jnp.where(jnp.arange(beam_size) == 0, 0.0, -jnp.inf).astype(jnp.float32)
     pool_shape = (batch_size, num_kept)
+    history_shape = (max_len, batch_size, beam_size)
     s = jax.lax.while_loop(cond, body, _BeamState(
         step=jnp.array(0, jnp.int32),
         live_log_probs=jnp.broadcast_to(first_only, (batch_size, beam_size)),
-        live_tokens=jnp.full((flat_size, max_len), PAD_ID, jnp.int32),
-        live_attention=jnp.zeros((flat_size, max_len, src_len), jnp.float32) if with_attention else None,
+        last=jnp.full((flat_size,), bos_id, jnp.int32),
+        tokens=jnp.full(history_shape, PAD_ID, jnp.int32),
+        parents=jnp.zeros(history_shape, jnp.int32),
+        attention=jnp.zeros((*history_shape, src_len), jnp.float32) if with_attention else None,
         model=tile_beams(init_state, beam_size),
         finished=_Finished(
             scores=jnp.full(pool_shape, -jnp.inf, jnp.float32),
             log_probs=jnp.full(pool_shape, -jnp.inf, jnp.float32),
             lengths=jnp.zeros(pool_shape, jnp.int32),
-            tokens=jnp.full((*pool_shape, max_len), PAD_ID, jnp.int32),
-            attention=jnp.zeros((*pool_shape, max_len, src_len), jnp.float32) if with_attention else None,
+            beams=jnp.zeros(pool_shape, jnp.int32),
         ),
     ))
 
@@ -350,13 +380,14 @@ def beam_search(step_fn: StepFn, memory, init_state, *, batch_size: int, beam_si
     beams = jnp.clip(place - num_finished, 0, beam_size - 1)  # [batch, k]
     live_log_probs = jnp.take_along_axis(s.live_log_probs, beams, axis=1)  # [batch, k]
     live_lengths = jnp.minimum(s.step, limits)[:, None]  # [batch, 1]
-    live_tokens, live_attention = jax.tree_util.tree_map(
-        by_example, gather_beams((s.live_tokens, s.live_attention), beams))  # [batch, k, ...]
+    lengths = jnp.where(found, f.lengths, live_lengths)  # [batch, k]
+    tokens, attention = backtrack(s.tokens, s.parents, jnp.where(found, f.beams, beams), lengths, found,
+                                  eos_id=eos_id, attention=s.attention)
     out = DecodeOutput(
-        tokens=jnp.where(found[..., None], f.tokens, live_tokens),
-        lengths=jnp.where(found, f.lengths, live_lengths),
+        tokens=tokens,
+        lengths=lengths,
         scores=jnp.where(found, f.log_probs, live_log_probs),
         normalized_scores=jnp.where(found, f.scores, live_log_probs / length_penalty(live_lengths, alpha)),
-        attention=jnp.where(found[..., None, None], f.attention, live_attention) if with_attention else None,
+        attention=attention,
     )
     return out if nbest else jax.tree_util.tree_map(lambda x: x[:, 0], out)

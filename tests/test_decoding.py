@@ -467,3 +467,45 @@ def test_beam_search_compiles_its_top_k_without_a_full_sort():
                                        src_len=src_len))
     compiled = search.lower(jnp.zeros((batch, src_len, hidden)), jnp.zeros((batch, hidden))).compile().as_text()
     assert " sort(" not in compiled
+
+
+def test_backtrack_reads_back_the_hypotheses_a_search_would_carry():
+    """Random histories: backtracking from the backpointers gives the tokens and attention that carrying every
+    live beam's whole prefix, reordered at each step, gives, for live hypotheses and EOS-ended ones of every
+    length (PAD and zeros after their end)."""
+    rng = np.random.default_rng(0)
+    steps, batch, beam, src_len, k = 7, 3, 4, 5, 40
+    tokens = rng.integers(3, 50, (steps, batch, beam))
+    parents = rng.integers(0, beam, (steps, batch, beam))
+    attention = rng.random((steps, batch, beam, src_len)).astype(np.float32)
+    rows = np.arange(batch)[:, None]
+    # carried[i]: every beam's (tokens [batch, beam, steps], attention [batch, beam, steps, src_len]) after step i.
+    carried = []
+    live_tokens, live_attention = np.full((batch, beam, steps), PAD), np.zeros((batch, beam, steps, src_len))
+    for i in range(steps):
+        before = (live_tokens, live_attention)  # the beams step i was fed
+        live_tokens, live_attention = live_tokens[rows, parents[i]], live_attention[rows, parents[i]]
+        live_tokens[:, :, i], live_attention[:, :, i] = tokens[i], attention[i][rows, parents[i]]
+        carried.append((before, (live_tokens, live_attention)))
+    lengths = rng.integers(1, steps + 1, (batch, k))
+    ended = rng.random((batch, k)) < 0.5
+    beams = rng.integers(0, beam, (batch, k))
+
+    got_tokens, got_attention = decoding.backtrack(
+        jnp.asarray(tokens), jnp.asarray(parents), jnp.asarray(beams), jnp.asarray(lengths), jnp.asarray(ended),
+        eos_id=EOS, attention=jnp.asarray(attention))
+    assert got_tokens.shape == (batch, k, steps) and got_attention.shape == (batch, k, steps, src_len)
+    for b, r in itertools.product(range(batch), range(k)):
+        last = lengths[b, r] - 1
+        before, after = carried[last]
+        if ended[b, r]:  # beam `beams` of step last - 1, extended by EOS at step `last`
+            want_tokens, want_attention = before[0][b, beams[b, r]].copy(), before[1][b, beams[b, r]].copy()
+            want_tokens[last], want_attention[last] = EOS, attention[last, b, beams[b, r]]
+        else:
+            want_tokens, want_attention = after[0][b, beams[b, r]], after[1][b, beams[b, r]]
+        np.testing.assert_array_equal(got_tokens[b, r], want_tokens)
+        np.testing.assert_array_equal(got_attention[b, r], want_attention)
+    without = decoding.backtrack(jnp.asarray(tokens), jnp.asarray(parents), jnp.asarray(beams), jnp.asarray(lengths),
+                                 jnp.asarray(ended), eos_id=EOS)
+    np.testing.assert_array_equal(without[0], got_tokens)
+    assert without[1] is None
