@@ -85,18 +85,43 @@ def fused_backward_scan(cell: str, p: cells.Projections, carry, x, is_real, rema
     return final, jnp.swapaxes(outputs, 0, 1)
 
 
+def _projections(static, weights, carry, x_t):
+    """A step's input and recurrent projections, as ``cells.step`` computes them."""
+    cell, dtype, _ = static
+    input_kernel, input_bias, recurrent_kernel, recurrent_bias = weights
+    return (cells.dense(x_t, input_kernel, input_bias, dtype),
+            cells.dense(cells.hidden_of(carry), recurrent_kernel, recurrent_bias, dtype))
+
+
+def _reads_the_sum(cell: str) -> bool:
+    """LSTM and RNN read only the sum of the two projections, the pre-activation (GRU's reset gate multiplies
+    the recurrent one): the backward pass stores that one array, and its gradient is both projections'."""
+    return cell != "gru"
+
+
+def _pre_activations(cell, projected_inputs, projected_hidden) -> tuple:
+    """What the backward pass keeps of a step's projections: the pre-activation, or both for the GRU."""
+    # The sum in the order cells.pointwise adds it, so re-reading it as `0 + pre` gives the same floats.
+    return (projected_hidden + projected_inputs,) if _reads_the_sum(cell) else (projected_inputs, projected_hidden)
+
+
+def _masked_from(cell, real, carry, *pre_activations):
+    """``_masked`` of a step from ``_pre_activations``."""
+    if _reads_the_sum(cell):
+        return _masked(cell, carry, pre_activations[0], 0.0, real)
+    return _masked(cell, carry, *pre_activations, real)
+
+
 def _forward(static, weights, carry, xs, real, residuals: bool):
     """The masked scan over time-major ``xs [time, batch, in]``: ``(final, ys)``, and with ``residuals`` what
-    the backward pass reads, per step: the carry it started from and, unless remat, both projections."""
-    cell, dtype, remat = static
-    input_kernel, input_bias, recurrent_kernel, recurrent_bias = weights
+    the backward pass reads, per step: the carry it started from and, unless remat, its pre-activations."""
+    cell, _, remat = static
 
     def body(carry, step_inputs):
         x_t, real_t = step_inputs  # [batch, in], [batch]
-        projected_inputs = cells.dense(x_t, input_kernel, input_bias, dtype)
-        projected_hidden = cells.dense(cells.hidden_of(carry), recurrent_kernel, recurrent_bias, dtype)
-        new_carry, y = _masked(cell, carry, projected_inputs, projected_hidden, real_t)
-        saved = (carry,) if remat else (carry, projected_inputs, projected_hidden)
+        projected = _projections(static, weights, carry, x_t)
+        new_carry, y = _masked(cell, carry, *projected, real_t)
+        saved = (carry,) if remat else (carry, *_pre_activations(cell, *projected))
         return new_carry, (y, saved if residuals else ())
 
     final, (ys, saved) = jax.lax.scan(body, carry, (xs, real))
@@ -128,26 +153,21 @@ def _fused_bwd(static, residuals, cotangents):
     # What the forward's dense() multiplied, in the same compute dtype.
     xs_c, input_kernel_c = cells.promote(dtype, xs, input_kernel, input_bias)[:2]
     recurrent_kernel_c = cells.promote(dtype, recurrent_kernel, recurrent_bias)[0]
-    # LSTM and RNN read only the sum of the two projections, so their gradients are one and the same array.
-    same_gradient = cell != "gru"
 
     def body(d_carry, step):
         x_t, real_t, saved_t, d_y = step
-        carry = saved_t[0]
+        carry, *pre_activations = saved_t
         if remat:
-            projected = (cells.dense(x_t, input_kernel, input_bias, dtype),
-                         cells.dense(cells.hidden_of(carry), recurrent_kernel, recurrent_bias, dtype))
-        else:
-            projected = saved_t[1:]
-        _, pullback = jax.vjp(functools.partial(_masked, cell, real=real_t), carry, *projected)
-        d_prev, d_inputs, d_hidden = pullback((d_carry, d_y))
+            pre_activations = _pre_activations(cell, *_projections(static, weights, carry, x_t))
+        _, pullback = jax.vjp(functools.partial(_masked_from, cell, real_t), carry, *pre_activations)
+        d_prev, *d_pre = pullback((d_carry, d_y))
+        d_hidden = d_pre[-1]  # dA^h_t (for the LSTM and RNN, dA^x_t too)
         d_h = jnp.dot(d_hidden, recurrent_kernel_c.T).astype(cells.hidden_of(d_prev).dtype)
         d_prev = (d_prev[0], d_prev[1] + d_h) if cell == "lstm" else d_prev + d_h
-        return d_prev, (d_inputs, () if same_gradient else d_hidden)
+        return d_prev, tuple(d_pre)
 
-    d_carry, (d_inputs, d_hidden) = jax.lax.scan(body, d_final, (xs, real, saved, d_ys), reverse=True)
-    if same_gradient:
-        d_hidden = d_inputs
+    d_carry, d_pre = jax.lax.scan(body, d_final, (xs, real, saved, d_ys), reverse=True)
+    d_inputs, d_hidden = d_pre[0], d_pre[-1]  # [time, batch, gates * hidden] each
     h_prev = cells.promote(dtype, cells.hidden_of(saved[0]), recurrent_kernel)[0]  # [time, batch, hidden]
 
     def weight_gradient(a, d, like):  # sum over time and batch of a_t^T d_t, accumulated in like's dtype
