@@ -20,7 +20,13 @@ weights' ``h_{t-1}^T dA_t`` and ``x_t^T dA_t``, each added into a running ``[in 
 sum. Here the reverse scan does only the first, the one the recurrence needs, and keeps each step's
 pre-activation gradients ``dA_t``; after it ``dW_h``, ``dW_i`` and ``dX`` are one matmul each over
 ``time * batch`` rows, the biases' gradients one sum. Every cell (LSTM, GRU, RNN); ``remat`` stores only the
-carries and recomputes the projections in the reverse scan.
+carries and recomputes the projections in the reverse scan. Measured on a shared 2-core AMD EPYC (AVX2,
+load 5 to 7) at batch 64, time 32, input 128, hidden 256, one layer alone: the LSTM's forward + backward
+took a median 86 ms against the scan's 116 (forward alone 28 ms both); the GRU's was slower (119 against
+100: it keeps both projections a step, and both their gradients). In the whole LSTM train step, where the
+decoder's scans are untouched, the gain was within that load's noise (bottleneck -4 % and -9 %, attention
++3 % and -2 %, paired runs). Projecting the inputs before the scan here too made no clear difference
+(about -4 %, within noise), so the forward pass stays ``masked_scan``'s step for step. Not the default.
 
 ``impl='cudnn'`` runs each LSTM layer (both directions at once) through ``jax.experimental.rnn.lstm``, the
 cuDNN kernel, on the same parameters: cuDNN's ``W_ih`` is our input kernel transposed, its ``W_hh`` the
@@ -87,7 +93,7 @@ def fused_backward_scan(cell: str, p: cells.Projections, carry, x, is_real, rema
 
 def _projections(static, weights, carry, x_t):
     """A step's input and recurrent projections, as ``cells.step`` computes them."""
-    cell, dtype, _ = static
+    _, dtype, _ = static
     input_kernel, input_bias, recurrent_kernel, recurrent_bias = weights
     return (cells.dense(x_t, input_kernel, input_bias, dtype),
             cells.dense(cells.hidden_of(carry), recurrent_kernel, recurrent_bias, dtype))
@@ -101,7 +107,7 @@ def _reads_the_sum(cell: str) -> bool:
 
 def _pre_activations(cell, projected_inputs, projected_hidden) -> tuple:
     """What the backward pass keeps of a step's projections: the pre-activation, or both for the GRU."""
-    # The sum in the order cells.pointwise adds it, so re-reading it as `0 + pre` gives the same floats.
+    # Float addition is commutative: this is the very sum cells.pointwise forms, and `0 + pre` is `pre`.
     return (projected_hidden + projected_inputs,) if _reads_the_sum(cell) else (projected_inputs, projected_hidden)
 
 
