@@ -46,6 +46,7 @@ from benchmarks.common import (matmul_flops, max_rss_bytes, model_config, num_pa
                                unmap_freed_memory)
 from seq2seq_jax import model as model_lib
 from seq2seq_jax import optim
+from seq2seq_jax import recurrent
 from seq2seq_jax import train
 from seq2seq_jax.model import shift_right
 
@@ -64,6 +65,8 @@ _WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps after the first one."
 # Not --steps: seq2seq_jax.average defines that flag, and the tests import both modules into one process.
 _STEPS = flags.DEFINE_integer("timed_steps", 10, "Timed steps.")
 _REMAT = flags.DEFINE_bool("remat", False, "Ours: model.remat (recompute the scans' per-step activations).")
+_RECURRENT_IMPL = flags.DEFINE_enum("recurrent_impl", "scan", list(recurrent.IMPLS),
+                                    "Ours: model.recurrent_impl (the encoder's recurrence).")
 
 
 def torch_extra_params(cell: str, hidden: int) -> int:
@@ -168,23 +171,27 @@ class TorchSide:
                 "method": "tensors before the step + torch.profiler's peak of the step's allocations"}
 
 
-def _side(impl, cell, decoder, batch, src_len, tgt_len, hidden, embed, vocab, remat):
+def _side(impl, cell, decoder, batch, src_len, tgt_len, hidden, embed, vocab, remat, recurrent_impl):
     if impl == "flax_rnn" and decoder != "bottleneck":
         raise ValueError("--impl=flax_rnn is the bottleneck model; use --decoder=bottleneck")
     if remat and impl != "ours":
         raise ValueError("--remat is ours (model.remat); use --impl=ours")
+    if recurrent_impl != "scan" and impl != "ours":
+        raise ValueError("--recurrent_impl is ours (model.recurrent_impl); use --impl=ours")
     config = model_config(cell, decoder, hidden, embed, remat=remat)
+    config.model.recurrent_impl = recurrent_impl
     data = synthetic_batch(batch, src_len, tgt_len, vocab)
     side = TorchSide(config, vocab, data) if impl == "torch" else JaxSide(config, vocab, data, impl == "flax_rnn")
     settings = dict(cell=cell, decoder=decoder, batch=batch, src_len=src_len, tgt_len=tgt_len, hidden=hidden,
-                    embed=embed, vocab=vocab, remat=remat)
+                    embed=embed, vocab=vocab, remat=remat, recurrent_impl=recurrent_impl)
     return side, data, settings
 
 
 def benchmark(*, impl="ours", cell="lstm", decoder="attention", batch=64, src_len=32, tgt_len=32, hidden=256,
-              embed=128, vocab=1000, warmup=3, steps=10, remat=False) -> dict:
+              embed=128, vocab=1000, warmup=3, steps=10, remat=False, recurrent_impl="scan") -> dict:
     """Times ``impl`` alone (see the module docstring); returns a JSON-able dict."""
-    side, data, settings = _side(impl, cell, decoder, batch, src_len, tgt_len, hidden, embed, vocab, remat)
+    side, data, settings = _side(impl, cell, decoder, batch, src_len, tgt_len, hidden, embed, vocab, remat,
+                                 recurrent_impl)
     first = timed(side.step)  # ours: trace + compile + one step
     for _ in range(warmup):
         side.step()
@@ -198,13 +205,14 @@ def benchmark(*, impl="ours", cell="lstm", decoder="attention", batch=64, src_le
 
 
 def memory(*, impl="ours", cell="lstm", decoder="attention", batch=64, src_len=32, tgt_len=32, hidden=256,
-           embed=128, vocab=1000, remat=False, unmap_freed=True) -> dict:
+           embed=128, vocab=1000, remat=False, recurrent_impl="scan", unmap_freed=True) -> dict:
     """One step's memory of ``impl`` alone (see the module docstring); returns a JSON-able dict.
     ``unmap_freed=False`` leaves glibc's allocation settings (in a process that goes on: the tests)."""
     if impl == "flax_rnn":
         raise ValueError("--measure=memory compares ours and the peer: use --impl=ours or --impl=torch")
     unmapped = unmap_freed and unmap_freed_memory()  # before any large allocation
-    side, _, settings = _side(impl, cell, decoder, batch, src_len, tgt_len, hidden, embed, vocab, remat)
+    side, _, settings = _side(impl, cell, decoder, batch, src_len, tgt_len, hidden, embed, vocab, remat,
+                              recurrent_impl)
     return {"benchmark": "train_step_memory", "impl": impl, "settings": settings, "params": side.params,
             "memory": {**side.memory(), "unmap_freed_memory": unmapped},
             "flops": None if impl == "torch" else side.flops(), "threads": threads(impl)}
@@ -214,7 +222,7 @@ def main(argv):
     del argv
     sizes = dict(impl=_IMPL.value, cell=_CELL.value, decoder=_DECODER.value, batch=_BATCH.value,
                  src_len=_SRC_LEN.value, tgt_len=_TGT_LEN.value, hidden=_HIDDEN.value, embed=_EMBED.value,
-                 vocab=_VOCAB.value, remat=_REMAT.value)
+                 vocab=_VOCAB.value, remat=_REMAT.value, recurrent_impl=_RECURRENT_IMPL.value)
     if _MEASURE.value == "memory":
         print(json.dumps(memory(**sizes)))
     else:

@@ -4,8 +4,8 @@ Each name computes a flax.linen cell (``CELLS``: ``SimpleCell``, ``GRUCell``, ``
 the same parameters (names, shapes, initialisers) and equations, through ``FusedCell``: its projections
 concatenated gate by gate, one input and one recurrent matmul a step (Flax's ``GRUCell`` does six).
 Tested equal to Flax's cells, values and gradients. Cells keep Flax's cell contract:
-``initialize_carry(rng, input_shape)`` and ``__call__(carry, x) -> (carry, y)``; ``declare_projections``
-and ``step`` serve the scans of ``recurrent.py``.
+``initialize_carry(rng, input_shape)`` and ``__call__(carry, x) -> (carry, y)``; ``declare_projections``,
+``step`` and its elementwise part ``pointwise`` serve the scans of ``recurrent.py``.
 
 Initialisation schemes (``model.init``):
   * ``'uniform'``: every weight and bias drawn from U(-s, s), s = ``model.init_scale`` (Sutskever et al.
@@ -59,9 +59,14 @@ def initializers(scheme: str, scale: float) -> dict:
     raise ValueError(f"model.init={scheme!r} is not a known scheme; allowed: {list(INIT_SCHEMES)}")
 
 
-def _dense(x, kernel, bias, dtype):
+def promote(dtype, *arrays):
+    """``arrays`` in the dtype ``dense`` computes in: ``dtype``, or their common one if None (Nones stay)."""
+    return promote_dtype(*arrays, dtype=dtype)
+
+
+def dense(x, kernel, bias, dtype):
     """``x @ kernel (+ bias)`` over the last axis, computed in ``dtype`` as ``nn.Dense`` does."""
-    x, kernel, bias = promote_dtype(x, kernel, bias, dtype=dtype)
+    x, kernel, bias = promote(dtype, x, kernel, bias)
     y = jnp.dot(x, kernel)  # [..., in] x [in, gates * features]
     return y if bias is None else y + jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
 
@@ -77,10 +82,10 @@ class Projections(NamedTuple):
 
     def inputs(self, x):
         """``x [..., in]`` -> the input projections ``[..., gates * features]``."""
-        return _dense(x, self.input_kernel, self.input_bias, self.dtype)
+        return dense(x, self.input_kernel, self.input_bias, self.dtype)
 
     def recurrent(self, h):
-        return _dense(h, self.recurrent_kernel, self.recurrent_bias, self.dtype)
+        return dense(h, self.recurrent_kernel, self.recurrent_bias, self.dtype)
 
 
 def declare_projections(cell: str, features: int, in_features: int, *, kernel_init, recurrent_kernel_init,
@@ -108,18 +113,33 @@ def declare_projections(cell: str, features: int, in_features: int, *, kernel_in
 
 def step(cell: str, p: Projections, carry, projected_inputs):
     """One step of Flax's ``cell`` from its input projection ``p.inputs(x)``: ``(carry', y)``."""
+    return pointwise(cell, carry, projected_inputs, p.recurrent(hidden_of(carry)))
+
+
+def pointwise(cell: str, carry, projected_inputs, projected_hidden):
+    """The elementwise rest of a step, given both projections (``p.inputs(x)``, ``p.recurrent(h)``):
+    ``(carry', y)``. Flax's equations:
+
+      * LSTM (``OptimizedLSTMCell``; Hochreiter & Schmidhuber 1997, with a forget gate): ``i, f, g, o`` =
+        the four quarters of ``W_i x + W_h h + b``; ``c' = sigmoid(f) c + sigmoid(i) tanh(g)``,
+        ``h' = sigmoid(o) tanh(c')``.
+      * RNN (``SimpleCell``): ``h' = tanh(W_i x + b + W_h h)``.
+      * GRU (``GRUCell``; Cho et al. 2014): ``r = sigmoid(W_ir x + b_ir + W_hr h)``, ``z`` alike,
+        ``n = tanh(W_in x + b_in + r (W_hn h + b_hn))``, ``h' = (1 - z) n + z h``: the reset gate multiplies
+        the recurrent projection of ``n``, so that projection is needed gate by gate, not only summed.
+    """
     if cell == "lstm":  # OptimizedLSTMCell
         c, h = carry
-        i, f, g, o = jnp.split(p.recurrent(h) + projected_inputs, 4, axis=-1)
+        i, f, g, o = jnp.split(projected_hidden + projected_inputs, 4, axis=-1)
         new_c = nn.sigmoid(f) * c + nn.sigmoid(i) * jnp.tanh(g)
         new_h = nn.sigmoid(o) * jnp.tanh(new_c)
         return (new_c, new_h), new_h
     h = carry
-    if cell == "rnn":  # SimpleCell: tanh(W_i x + b + W_h h)
-        new_h = jnp.tanh(projected_inputs + p.recurrent(h))
+    if cell == "rnn":  # SimpleCell
+        new_h = jnp.tanh(projected_inputs + projected_hidden)
         return new_h, new_h
     xr, xz, xn = jnp.split(projected_inputs, 3, axis=-1)  # GRUCell
-    hr, hz, hn = jnp.split(p.recurrent(h), 3, axis=-1)
+    hr, hz, hn = jnp.split(projected_hidden, 3, axis=-1)
     r, z = nn.sigmoid(xr + hr), nn.sigmoid(xz + hz)
     n = jnp.tanh(xn + r * hn)
     new_h = (1.0 - z) * n + z * h

@@ -72,8 +72,10 @@ class ModelConfig:
     forget_bias: float = 0.0
     # Compute dtype: 'float32' | 'bfloat16' (parameters stay float32).
     dtype: str = "float32"
-    # The encoder's recurrence: 'scan' (jax.lax.scan, every backend) | 'cudnn' (LSTM only, CUDA GPUs, float32:
-    # jax.experimental.rnn's cuDNN kernel on the same parameters; not yet verified on a GPU).
+    # The encoder's recurrence: 'scan' (jax.lax.scan, every backend) | 'fused_backward' (the same scan, its
+    # backward pass written out: each weight gradient one matmul after the reverse scan; see recurrent.py) |
+    # 'cudnn' (LSTM only, CUDA GPUs, float32: jax.experimental.rnn's cuDNN kernel on the same parameters; not
+    # yet verified on a GPU).
     recurrent_impl: str = "scan"
     # Recompute each encoder and decoder step's activations in the backward pass instead of storing them for
     # every step (jax.checkpoint on the scan bodies): less memory for long sentences, more compute; the same

@@ -244,7 +244,7 @@ def test_covering_combinations_give_finite_logits_with_and_without_jit(options):
     ("num_layers", -1, r"model.num_layers=-1 must be a positive integer"),
     ("dropout", 1.0, r"model.dropout=1.0 must be in \[0, 1\)"),
     ("input_feeding", True, r"model.input_feeding=True needs model.decoder='attention'"),
-    ("recurrent_impl", "pallas", r"model.recurrent_impl='pallas' is not allowed; allowed: \['scan', 'cudnn'\]"),
+    ("recurrent_impl", "pallas", r"model.recurrent_impl='pallas' is not allowed; allowed: \['scan', 'fused_backward', 'cudnn'\]"),
 ])
 def test_bad_options_raise_one_clear_error_before_compiling(field, value, message):
     overrides = {field: value}
