@@ -17,16 +17,17 @@ Benchmarks: ``train_step`` (ours, the PyTorch peer and, for the bottleneck, Flax
 lstm/gru x bottleneck/attention at two sizes), ``train_step_length`` (our compile and step time as the
 sequences grow), ``train_step_memory`` (the most memory one step holds, ours with and without ``model.remat``
 and the peer's, as the sequences grow to 320 tokens: bytes, no timing, one process each, not repeated; see
-``benchmarks/train_step.py``), ``search`` (our greedy and beam 5 against the peer's greedy decoding, two output lengths)
-``train_run`` (the trainer itself, ``python -m seq2seq_jax.main`` on CMUdict with the G2P model that
+``benchmarks/train_step.py``), ``search`` (our greedy and beam 5 against the peer's greedy decoding, two output
+lengths), ``train_run`` (the trainer itself, ``python -m seq2seq_jax.main`` on CMUdict with the G2P model that
 JoeyNMT was compared with: target tokens/s and ms per step of its ``metrics.jsonl`` windows, the first
 window, which compiles, left out; and, in a process of its own alternating with the trainer's,
 ``benchmarks.trainer_overhead``: the trainer's jitted step alone over the same batches, prepared on the device
 in advance, timed in the same windows; the row's ``outside_step_share`` = 1 - that / the trainer's ms per step
-is the share of the trainer's step time spent outside the jitted step; see ``with_step_only``) and ``translate`` (``python -m seq2seq_jax.translate`` end to end,
-process start included, on CMUdict's test words with a G2P model this script trains first; JAX's
-persistent compilation cache starts empty, so the first repetition compiles and later ones read it). The PyTorch rows need the optional extra 'bench';
-without it they are skipped and ``ratio_vs_torch`` (our time / PyTorch's, < 1 = faster) is null.
+is the share of the trainer's step time spent outside the jitted step; see ``with_step_only``) and
+``translate`` (``python -m seq2seq_jax.translate`` end to end, process start included, on CMUdict's test words
+with a G2P model this script trains first; JAX's persistent compilation cache starts empty, so the first
+repetition compiles and later ones read it). The PyTorch rows need the optional extra 'bench'; without it
+they are skipped and ``ratio_vs_torch`` (our time / PyTorch's, < 1 = faster) is null.
 
 Train-step rows carry the step's matmul FLOPs (``flops``, counted on our step's jaxpr: ``common.matmul_flops``;
 the peer's row gets ours, the same model's), the FLOP/s they achieved and that rate's share of the CPU's peak

@@ -98,12 +98,12 @@ def measure(config: ml_collections.ConfigDict, *, return_state: bool = False) ->
         jax.block_until_ready(batches)
         input_s = (time.perf_counter() - start) / len(batches)
 
-        shapes = {}  # shape -> the first step of it
+        shapes = {}  # shape -> the index of its first batch
         for i, batch in enumerate(batches):
-            shapes.setdefault(_shapes(batch), i // t.accumulate_steps + 1)
-        for shape, i in shapes.items():  # compile each shape on a copy: the donated copies are consumed
+            shapes.setdefault(_shapes(batch), i)
+        for i in shapes.values():  # compile each shape on a copy: the donated copies are consumed
             copies = jax.tree.map(jnp.copy, (state, first_bad))
-            jax.block_until_ready(p_train_step(*copies, batches[(i - 1) * t.accumulate_steps]))
+            jax.block_until_ready(p_train_step(*copies, batches[i]))
 
         windows = _windows(t.num_steps, t.log_every)
         times_s = []
@@ -131,7 +131,8 @@ def measure(config: ml_collections.ConfigDict, *, return_state: bool = False) ->
         "bucket_shapes": [list(s) for s in data.bucket_shapes],
         "batch_shapes": sorted({tuple(dict(s)["inputs"]) + tuple(dict(s)["targets"]) for s in shapes}),
         # Shapes the trainer met only in a timed window: it compiled them there (this process did before).
-        "shapes_first_met_after_first_window": sum(step > first_window for step in shapes.values()),
+        "shapes_first_met_after_first_window": sum(i // t.accumulate_steps + 1 > first_window
+                                                   for i in shapes.values()),
         "threads": threads("ours"),
     }
     return {**result, "state": state} if return_state else result

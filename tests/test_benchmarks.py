@@ -114,7 +114,8 @@ def test_step_only_row_is_folded_into_the_trainer_s_row_as_its_share_outside_the
     assert r["outside_step_share"] == pytest.approx(0.08) and r["input_ms"] == 1.5
     assert r["checkpoint_ms_per_step"] == pytest.approx(0.2) and r["step_only_command"] == "c"
     table = "\n".join(report._trainer_table(folded[:1]))
-    assert "| g2p | ours | 100.00 | 99.00–101.00 | 5,000 | 92.00 | 8.0% | 1.50 | 0.50 | 0.200 (every 2,500) |" in table
+    assert "| g2p | ours | 100.00 | 99.00–101.00 | 5,000 | 92.00 | 8.0% | 1.50 | 0.50 | 0.200 (every 2,500) |" \
+        in table
     older = "\n".join(report._trainer_table([timed("ours", 100.0, tokens_per_s=5000.0)]))  # before step_only_ms
     assert "| 5,000 | – | – | – | – | – |" in older
 
