@@ -44,7 +44,15 @@ TITLES = {
                "our greedy search's."),
     "train_run": ("The trainer end to end", "`python -m seq2seq_jax.main` on real data, input pipeline, bucketing "
                   "and logging included: ms per step and target tokens/s of its `metrics.jsonl` windows (the "
-                  "first window, which compiles, left out); the command is in `results.json`."),
+                  "first window, which compiles, left out); the command is in `results.json`. Jitted step alone: "
+                  "`benchmarks.trainer_overhead`, in a process of its own alternating with the trainer's, runs the "
+                  "trainer's jitted step (the trainer's code builds the data, state and step) over the same batches "
+                  "in the same order, put on the device in advance with every shape compiled, timed in the same "
+                  "windows; outside the step = 1 − that / the trainer's median: the share of the trainer's step "
+                  "time spent on everything else (input pipeline, transfer, dispatch, metrics, logging). Input "
+                  "alone: a batch drawn from the trainer's iterator and put on the device, with no step running. "
+                  "The trainer's windows leave checkpoint saves out: one save of the state (waited for) is "
+                  "shown spread over the setting's `train.checkpoint_every` steps."),
     "translate": ("`python -m seq2seq_jax.translate` end to end", "whole process, start included, on CMUdict's test "
                   "words with the trainer benchmark's model (trained 600 steps by the benchmark); the median is over "
                   "the processes that found JAX's persistent compilation cache filled by the first one, whose time "
@@ -91,6 +99,21 @@ def _memory_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _trainer_table(rows: list[dict]) -> list[str]:
+    """The trainer's rows; runs from before the jitted step was timed alone show '–' in its columns."""
+    lines = ["| variant | impl | median (ms) | min–max (ms) | tokens/s | jitted step alone (ms) | outside the step | "
+             "input alone (ms/batch) | checkpoint save (s) | save per step (ms) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        share = r.get("outside_step_share")
+        every = f" (every {r['checkpoint_every']:,})" if r.get("checkpoint_every") else ""
+        lines.append(f"| {r['variant']} | {r['impl']} | {_number(r['ms_median'])} | {_number(r['ms_min'])}–"
+                     f"{_number(r['ms_max'])} | {_number(r['tokens_per_s'], 0)} | {_number(r.get('step_only_ms'))} | "
+                     f"{'–' if share is None else f'{100 * share:.1f}%'} | {_number(r.get('input_ms'))} | "
+                     f"{_number(r.get('checkpoint_s'))} | {_number(r.get('checkpoint_ms_per_step'), 3)}{every} |")
+    return lines
+
+
 def _merged_note(result: dict, benchmark: str) -> list[str]:
     """The run that replaced this section's rows (``benchmarks.run --merge_into``), if one did."""
     for m in reversed(result.get("merged", [])):
@@ -129,6 +152,9 @@ def markdown(result: dict) -> str:
             continue
         if benchmark == "train_step_memory":
             lines += [f"## {title}", "", note, "", *_merged_note(result, benchmark), *_memory_table(rows), ""]
+            continue
+        if benchmark == "train_run":
+            lines += [f"## {title}", "", note, "", *_merged_note(result, benchmark), *_trainer_table(rows), ""]
             continue
         flops = any(r.get("flops") for r in rows)  # runs before FLOPs were counted: no such columns
         rate = "tokens/s" if benchmark.startswith("train") else "sentences/s"

@@ -1,7 +1,7 @@
 """Every speed benchmark, each implementation timed alone in its own fresh process.
 
   python -m benchmarks.run --json=benchmarks/results.json      # published settings, on an idle machine
-  python -m benchmarks.run --quick --json=/tmp/quick.json      # tiny sizes, fewer rows, 1 repetition: runs?
+  python -m benchmarks.run --quick --json=/tmp/quick.json      # tiny sizes, 1 repetition, each kind of row once
   python -m benchmarks.report --results=benchmarks/results.json > benchmarks/RESULTS.md
   python -m benchmarks.run --only=train_step_memory --merge_into=benchmarks/results.json   # redo some rows
 
@@ -17,13 +17,17 @@ Benchmarks: ``train_step`` (ours, the PyTorch peer and, for the bottleneck, Flax
 lstm/gru x bottleneck/attention at two sizes), ``train_step_length`` (our compile and step time as the
 sequences grow), ``train_step_memory`` (the most memory one step holds, ours with and without ``model.remat``
 and the peer's, as the sequences grow to 320 tokens: bytes, no timing, one process each, not repeated; see
-``benchmarks/train_step.py``), ``search`` (our greedy and beam 5 against the peer's greedy decoding, two output lengths)
-``train_run`` (the trainer itself, ``python -m seq2seq_jax.main`` on CMUdict with the G2P model that
+``benchmarks/train_step.py``), ``search`` (our greedy and beam 5 against the peer's greedy decoding, two output
+lengths), ``train_run`` (the trainer itself, ``python -m seq2seq_jax.main`` on CMUdict with the G2P model that
 JoeyNMT was compared with: target tokens/s and ms per step of its ``metrics.jsonl`` windows, the first
-window, which compiles, left out) and ``translate`` (``python -m seq2seq_jax.translate`` end to end,
-process start included, on CMUdict's test words with a G2P model this script trains first; JAX's
-persistent compilation cache starts empty, so the first repetition compiles and later ones read it). The PyTorch rows need the optional extra 'bench';
-without it they are skipped and ``ratio_vs_torch`` (our time / PyTorch's, < 1 = faster) is null.
+window, which compiles, left out; and, in a process of its own alternating with the trainer's,
+``benchmarks.trainer_overhead``: the trainer's jitted step alone over the same batches, prepared on the device
+in advance, timed in the same windows; the row's ``outside_step_share`` = 1 - that / the trainer's ms per step
+is the share of the trainer's step time spent outside the jitted step; see ``with_step_only``) and
+``translate`` (``python -m seq2seq_jax.translate`` end to end, process start included, on CMUdict's test words
+with a G2P model this script trains first; JAX's persistent compilation cache starts empty, so the first
+repetition compiles and later ones read it). The PyTorch rows need the optional extra 'bench'; without it
+they are skipped and ``ratio_vs_torch`` (our time / PyTorch's, < 1 = faster) is null.
 
 Train-step rows carry the step's matmul FLOPs (``flops``, counted on our step's jaxpr: ``common.matmul_flops``;
 the peer's row gets ours, the same model's), the FLOP/s they achieved and that rate's share of the CPU's peak
@@ -32,6 +36,7 @@ the peer's row gets ours, the same model's), the FLOP/s they achieved and that r
 
 import dataclasses
 import datetime
+import importlib
 import json
 import os
 import random
@@ -64,6 +69,9 @@ BENCHMARKS = ("train_step", "train_step_length", "train_step_memory", "search", 
 ONCE = ("train_step_memory",)  # deterministic: one process a job, whatever --reps
 BUSY_LOAD_PER_CPU = 0.5  # 1-minute load average per CPU above which the machine counts as busy
 
+SEARCHES = [("ours", 1), ("ours", 5), ("torch", 1)]
+MEMORY_IMPLS = [("ours", False), ("ours remat", True), ("torch", False)]  # (row's impl, --remat)
+STEP_ONLY = "ours, jitted step only"  # train_run: benchmarks.trainer_overhead's job, folded into the trainer's row
 SETTINGS = {
     False: dict(
         train_models=[(cell, decoder) for cell in ("lstm", "gru") for decoder in ("bottleneck", "attention")],
@@ -77,19 +85,22 @@ SETTINGS = {
         trainer=dict(config="g2p.py:cpu", name="g2p (CMUdict), bi-LSTM 256, E 128, attention 256, B 128",
                      overrides={"model.hidden_size": 256, "model.embedding_size": 128, "model.attention_size": 256,
                                 "train.batch_size": 128, "eval.max_validation_examples": 200}),
-        train_run_steps=dict(num_steps=300, log_every=50), translate_train_steps=600, reps=3, timeout_s=1800),
+        train_run_steps=dict(num_steps=300, log_every=50), translate_train_steps=600, reps=3, timeout_s=1800,
+        train_impls=("ours", "torch", "flax_rnn"), memory_impls=MEMORY_IMPLS, searches=SEARCHES,
+        translate_beams=(1, 5)),
+    # The tests run this: one variant of each benchmark, ours (and the PyTorch peer's where it is installed), so
+    # every kind of row is made once in as few processes as that takes.
     True: dict(
-        train_models=[("lstm", "bottleneck"), ("gru", "attention")],  # fewer processes: the tests run this
+        train_models=[("lstm", "attention")],
         train_sizes=[dict(batch=4, src_len=6, tgt_len=6, embed=4, hidden=8, vocab=20)],
         train_steps=dict(warmup=1, timed_steps=2), lengths=(4,), out_lens=(4,),
         memory_models=[("lstm", "attention")], memory_lengths=(16,),
         search_sizes=dict(batch=4, embed=4, hidden=8, vocab=20), search_steps=dict(warmup=0, steps=2),
         trainer=dict(config="tiny.py", name="tiny (reverse strings)", overrides={}),
-        train_run_steps=dict(num_steps=4, log_every=2), translate_train_steps=2, translate_lines=100,
-        reps=1, timeout_s=300),
+        train_run_steps=dict(num_steps=6, log_every=2), translate_train_steps=2, translate_lines=100,
+        reps=1, timeout_s=300, train_impls=("ours", "torch"), memory_impls=[("ours", False), ("torch", False)],
+        searches=[("ours", 1), ("torch", 1)], translate_beams=(1,)),
 }
-SEARCHES = [("ours", 1), ("ours", 5), ("torch", 1)]
-MEMORY_IMPLS = [("ours", False), ("ours remat", True), ("torch", False)]  # (row's impl, --remat)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +134,8 @@ def plan(quick: bool, use_torch: bool, only=BENCHMARKS, translate_files=None, fo
     if "train_step" in only:
         for size in s["train_sizes"]:
             for cell, decoder in s["train_models"]:
-                impls = ["ours"] + ["torch"] * use_torch + ["flax_rnn"] * (decoder == "bottleneck")
+                impls = [impl for impl in s["train_impls"] if (impl != "torch" or use_torch)
+                         and (impl != "flax_rnn" or decoder == "bottleneck")]
                 for impl in impls:
                     args = _flags(impl=impl, cell=cell, decoder=decoder, **size, **s["train_steps"])
                     jobs.append(Job("train_step", f"{cell}/{decoder}, {_size_name(size)}", impl,
@@ -139,7 +151,7 @@ def plan(quick: bool, use_torch: bool, only=BENCHMARKS, translate_files=None, fo
         for cell, decoder in s["memory_models"]:
             for length in s["memory_lengths"]:
                 sized = dict(size, src_len=length, tgt_len=length)
-                for name, remat in MEMORY_IMPLS:
+                for name, remat in s["memory_impls"]:
                     impl = name.split()[0]
                     if impl == "torch" and not use_torch:
                         continue
@@ -148,7 +160,7 @@ def plan(quick: bool, use_torch: bool, only=BENCHMARKS, translate_files=None, fo
                                                                   decoder=decoder, remat=remat, **sized)))
     if "search" in only:
         for out_len in s["out_lens"]:
-            for impl, beam in SEARCHES:
+            for impl, beam in s["searches"]:
                 if impl == "torch" and not use_torch:
                     continue
                 variant = f"lstm/attention, out_len {out_len}, B {s['search_sizes']['batch']}"
@@ -159,9 +171,11 @@ def plan(quick: bool, use_torch: bool, only=BENCHMARKS, translate_files=None, fo
         workdir = os.path.join(folder, "train_run")
         jobs.append(Job("train_run", s["trainer"]["name"], "ours",
                         trainer_command(quick, workdir, **s["train_run_steps"]), workdir))
+        jobs.append(Job("train_run", s["trainer"]["name"], STEP_ONLY,
+                        worker("trainer_overhead") + trainer_config_flags(quick, **s["train_run_steps"])))
     if "translate" in only:
         workdir, source, lines = translate_files
-        for beam in (1, 5):
+        for beam in s["translate_beams"]:
             jobs.append(Job("translate", f"{lines} lines, {s['trainer']['name']}",
                             f"ours {'greedy' if beam == 1 else f'beam {beam}'}",
                             (sys.executable, "-m", "seq2seq_jax.translate", f"--workdir={workdir}",
@@ -169,16 +183,29 @@ def plan(quick: bool, use_torch: bool, only=BENCHMARKS, translate_files=None, fo
     return jobs
 
 
-def trainer_command(quick: bool, workdir: str, *, num_steps: int, log_every: int) -> tuple[str, ...]:
-    """``python -m seq2seq_jax.main`` with the setting's trainer config, ``num_steps`` steps, no validation
-    before the end."""
+def trainer_config_flags(quick: bool, *, num_steps: int, log_every: int) -> tuple[str, ...]:
+    """The trainer's ``--config`` and ``--config.x.y=v`` flags: the setting's trainer config, ``num_steps``
+    steps, a log every ``log_every``, no validation and no checkpoint before the end."""
     t = SETTINGS[quick]["trainer"]
     name, _, setting = t["config"].partition(":")
     config = os.path.join(os.path.dirname(configs.__file__), name) + (f":{setting}" if setting else "")
     overrides = {**t["overrides"], "train.num_steps": num_steps, "train.log_every": log_every,
                  "train.eval_every": 0, "train.checkpoint_every": num_steps}
-    return (sys.executable, "-m", "seq2seq_jax.main", f"--config={config}", f"--workdir={workdir}",
-            *(f"--config.{k}={v}" for k, v in overrides.items()))
+    return (f"--config={config}", *(f"--config.{k}={v}" for k, v in overrides.items()))
+
+
+def trainer_command(quick: bool, workdir: str, *, num_steps: int, log_every: int) -> tuple[str, ...]:
+    """``python -m seq2seq_jax.main`` in ``workdir`` with ``trainer_config_flags``."""
+    flags_ = trainer_config_flags(quick, num_steps=num_steps, log_every=log_every)
+    return (sys.executable, "-m", "seq2seq_jax.main", flags_[0], f"--workdir={workdir}", *flags_[1:])
+
+
+def setting_checkpoint_every(quick: bool) -> int:
+    """``train.checkpoint_every`` of the setting's trainer config as published (the benchmark saves once, at
+    its end): the steps over which a run spreads one checkpoint save."""
+    name, _, setting = SETTINGS[quick]["trainer"]["config"].partition(":")
+    module = importlib.import_module(f"seq2seq_jax.configs.{name.removesuffix('.py')}")
+    return module.get_config(*([setting] if setting else [])).train.checkpoint_every
 
 
 def prepare_translate(quick: bool, folder: str) -> tuple[str, str, int]:
@@ -210,8 +237,8 @@ def _with_cache(cache_dir: str) -> dict:
 
 
 def run_job(job: Job, timeout_s: float, cache_dir: str = "off") -> dict:
-    """Runs the job's process: a worker's JSON result, the ``metrics.jsonl`` windows of a ``train_run``, or
-    the wall time of a whole ``translate``."""
+    """Runs the job's process: a worker's JSON result, the ``metrics.jsonl`` windows of a ``train_run``'s
+    trainer, or the wall time of a whole ``translate``."""
     if job.workdir:
         shutil.rmtree(job.workdir, ignore_errors=True)
     start = time.perf_counter()
@@ -222,7 +249,7 @@ def run_job(job: Job, timeout_s: float, cache_dir: str = "off") -> dict:
         raise RuntimeError(f"{' '.join(job.args)} failed ({out.returncode}):\n{out.stderr[-3000:]}")
     if job.benchmark == "translate":
         return {"times_s": [wall], "first_s": None}
-    if job.benchmark == "train_run":
+    if job.benchmark == "train_run" and job.impl != STEP_ONLY:
         windows = [r for r in read_metrics(job.workdir) if "steps_per_sec" in r][1:]  # the first one compiles
         return {"times_s": [1 / r["steps_per_sec"] for r in windows], "first_s": None,
                 "tokens_per_s": [r["tokens_per_sec"] for r in windows]}
@@ -259,6 +286,11 @@ def row(job: Job, samples: list[dict], lines: int) -> dict:
     if job.benchmark.startswith("train_step"):
         r.update(tokens_per_s=first["tokens"] / median, params=first["params"], settings=first["settings"],
                  flops=first.get("flops"))
+    elif job.benchmark == "train_run" and job.impl == STEP_ONLY:
+        r.update(input_ms=1e3 * statistics.median(s["input_s"] for s in samples),
+                 checkpoint_s=statistics.median(s["checkpoint_s"] for s in samples),
+                 shapes_first_met_after_first_window=first["shapes_first_met_after_first_window"],
+                 batch_shapes=first["batch_shapes"], command=" ".join(job.args[1:]))
     elif job.benchmark == "train_run":
         rates = [x for s in samples for x in s["tokens_per_s"]]
         r.update(tokens_per_s=statistics.median(rates), tokens_per_s_min=min(rates), tokens_per_s_max=max(rates),
@@ -308,6 +340,34 @@ def with_flops(rows: list[dict], peak: dict | None) -> list[dict]:
     return rows
 
 
+def with_step_only(rows: list[dict], checkpoint_every: int | None = None) -> list[dict]:
+    """Folds each ``train_run`` step-only row (``benchmarks.trainer_overhead``) into the trainer's row of the
+    same variant, as columns: ``step_only_ms`` (median; ``_min``, ``_max``) of the jitted step alone over the
+    trainer's batches, ``outside_step_share`` = 1 - step_only_ms / the trainer's median ms per step (the share
+    of the trainer's step time spent outside the jitted step: input pipeline, transfer, dispatch, metrics,
+    logging), ``input_ms`` (a batch drawn from the trainer's iterator and put on the device, alone),
+    ``checkpoint_s`` (one save of the state, waited for: the trainer's windows leave saves out) and, given the
+    setting's ``checkpoint_every``, ``checkpoint_ms_per_step`` (that save spread over its steps)."""
+    step_only = {r["variant"]: r for r in rows if r["benchmark"] == "train_run" and r["impl"] == STEP_ONLY}
+    out = []
+    for r in rows:
+        if r["benchmark"] == "train_run" and r["impl"] == STEP_ONLY:
+            continue
+        alone = step_only.get(r["variant"]) if r["benchmark"] == "train_run" else None
+        if alone is not None:
+            r = {**r, "step_only_ms": alone["ms_median"], "step_only_ms_min": alone["ms_min"],
+                 "step_only_ms_max": alone["ms_max"], "step_only_processes": alone["processes"],
+                 "step_only_timed_calls": alone["timed_calls"],
+                 "outside_step_share": 1 - alone["ms_median"] / r["ms_median"], "input_ms": alone["input_ms"],
+                 "checkpoint_s": alone["checkpoint_s"], "checkpoint_every": checkpoint_every,
+                 "checkpoint_ms_per_step": None if not checkpoint_every else 1e3 * alone["checkpoint_s"]
+                 / checkpoint_every, "batch_shapes": alone["batch_shapes"],
+                 "shapes_first_met_after_first_window": alone["shapes_first_met_after_first_window"],
+                 "step_only_command": alone["command"]}
+        out.append(r)
+    return out
+
+
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -334,6 +394,7 @@ def benchmark(*, quick: bool, use_torch: bool, reps: int, only=BENCHMARKS, cpu_m
                 samples[job.key].append(run_job(job, s["timeout_s"], os.path.join(folder, "jax_cache")))
     lines = files[2] if files else None
     rows = with_flops(with_ratios([row(job, samples[job.key], lines) for job in jobs]), peak)
+    rows = with_step_only(rows, setting_checkpoint_every(quick) if "train_run" in only else None)
     load_after = load_average()  # recorded only: it counts this benchmark's own processes, which just ran
     return {"command": " ".join(["python -m benchmarks.run"] + sys.argv[1:]), "quick": quick, "reps": reps,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "machine": info,
@@ -377,6 +438,8 @@ def main(argv):
                   f"peak{ratio}")
             continue
         ratio = "" if r["ratio_vs_torch"] is None else f"  ours/torch {r['ratio_vs_torch']:.2f}"
+        if r.get("outside_step_share") is not None:
+            ratio += f"  jitted step alone {r['step_only_ms']:.2f} ms, {r['outside_step_share']:.1%} outside it"
         print(f"{r['benchmark']:18s} {r['variant']:55s} {r['impl']:12s} {r['ms_median']:10.2f} ms "
               f"[{r['ms_min']:.2f}, {r['ms_max']:.2f}]{ratio}")
     if result["busy_warning"]:

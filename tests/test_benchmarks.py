@@ -23,6 +23,7 @@ def _rows(result, benchmark):
 
 @pytest.mark.slow
 def test_quick_run_writes_every_row_with_its_fields_and_the_report_renders_it(tmp_path):
+    """Each benchmark once (``--quick``: one variant of each, ours and the peer's where torch is installed)."""
     path = tmp_path / "results.json"
     subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", f"--json={path}"], check=True,
                    capture_output=True, timeout=600)
@@ -31,6 +32,7 @@ def test_quick_run_writes_every_row_with_its_fields_and_the_report_renders_it(tm
     assert len(result["load_before"]) == len(result["load_after"]) == 3
     assert result["machine"]["cpu_count"] >= 1 and result["machine"]["jax_version"] == jax.__version__
     with_torch = result["torch_rows"]
+    assert {r["benchmark"] for r in result["rows"]} == set(run.BENCHMARKS)
     for r in result["rows"]:
         assert ROW_FIELDS <= set(r), r
         if r["benchmark"] == "train_step_memory":
@@ -40,39 +42,102 @@ def test_quick_run_writes_every_row_with_its_fields_and_the_report_renders_it(tm
         assert (r["ratio_vs_torch"] is not None) == (with_torch and not r["impl"].startswith("torch")
                                                      and r["benchmark"] in ("train_step", "search"))
     quick = run.SETTINGS[True]
-    train = {(r["variant"].split(",")[0], r["impl"]) for r in _rows(result, "train_step")}
-    for model in (f"{cell}/{decoder}" for cell, decoder in quick["train_models"]):
-        assert (model, "ours") in train and ((model, "torch") in train) == with_torch
-        assert ((model, "flax_rnn") in train) == model.endswith("bottleneck")
-    assert all(r["tokens_per_s"] > 0 and r["params"] > 0 for r in _rows(result, "train_step"))
+    impls = ["ours"] + ["torch"] * with_torch
     steps = {(r["variant"], r["impl"]): r for r in _rows(result, "train_step")}
+    assert sorted(impl for _, impl in steps) == impls
     for (variant, impl), r in steps.items():  # FLOPs: ours counted, the peer's = ours
+        assert r["tokens_per_s"] > 0 and r["params"] > 0
         assert r["flops"] > 0 and r["flops_per_s"] > 0 and (r["peak_share"] is None) == (result["peak_flops"] is None)
         if impl == "torch":
             assert r["flops"] == steps[variant, "ours"]["flops"] and r["flops_from"].startswith("ours")
     memory = {(r["variant"], r["impl"]): r for r in _rows(result, "train_step_memory")}
-    impls = ["ours", "ours remat"] + ["torch"] * with_torch
-    assert len(memory) == len(quick["memory_models"]) * len(quick["memory_lengths"]) * len(impls)
+    assert sorted(impl for _, impl in memory) == impls
     for (variant, impl), r in memory.items():
         assert r["peak_bytes"] == r["persistent_bytes"] + r["step_bytes"]
         assert r["max_rss_bytes"] > r["peak_bytes"] > 0
         assert (r.get("peak_ratio_vs_torch") is not None) == (with_torch and impl != "torch")
-        if impl == "ours remat":
-            assert r["xla_bytes"]["temp"] < memory[variant, "ours"]["xla_bytes"]["temp"]
     lengths = _rows(result, "train_step_length")
     assert [r["settings"]["src_len"] for r in lengths] == list(quick["lengths"])
     assert all(r["compile_s"] is not None for r in lengths)
     searches = {(r["settings"]["out_len"], r["impl"]) for r in _rows(result, "search")}
-    for out_len in quick["out_lens"]:
-        assert {(out_len, "ours greedy"), (out_len, "ours beam 5")} <= searches
-    runs = _rows(result, "train_run")
+    assert searches == {(out_len, f"{impl} greedy") for out_len in quick["out_lens"] for impl in impls}
+    runs = _rows(result, "train_run")  # the trainer's row, the jitted step alone folded into it
     assert len(runs) == 1 and runs[0]["tokens_per_s"] > 0 and "seq2seq_jax.main" in runs[0]["command"]
+    r = runs[0]
+    assert "benchmarks.trainer_overhead" in r["step_only_command"] and r["step_only_ms"] > 0
+    assert r["outside_step_share"] == 1 - r["step_only_ms"] / r["ms_median"]
+    assert r["input_ms"] > 0 and r["checkpoint_s"] > 0 and r["checkpoint_every"] == 300  # the tiny config's
+    assert r["timed_calls"] == r["step_only_timed_calls"] == quick["train_run_steps"]["num_steps"] // 2 - 1
     translations = _rows(result, "translate")
-    assert [r["impl"] for r in translations] == ["ours greedy", "ours beam 5"]
-    assert all(r["sentences_per_s"] > 0 for r in translations)
+    assert [r["impl"] for r in translations] == ["ours greedy"] and translations[0]["sentences_per_s"] > 0
     text = report.markdown(result)
     assert report.RETRACTION in text and "## Train step" in text and "## Decoding" in text and "## Memory" in text
     assert all(r["variant"] in text for r in result["rows"])
+    assert f"| {report._number(r['step_only_ms'])} | {100 * r['outside_step_share']:.1f}% |" in text
+
+
+def test_quick_plan_makes_each_kind_of_row_once_and_the_full_plan_more():
+    files = ("/w", "/s.txt", 10)
+    quick = run.plan(quick=True, use_torch=False, translate_files=files)
+    kinds = [job.benchmark for job in quick]
+    assert sorted(kinds) == sorted([*run.BENCHMARKS, "train_run"])  # the trainer, and its step alone
+    assert [job.impl for job in quick if job.benchmark == "train_run"] == ["ours", run.STEP_ONLY]
+    with_torch = run.plan(quick=True, use_torch=True, translate_files=files)
+    assert {job.benchmark for job in with_torch if job.impl.startswith("torch")} == {
+        "train_step", "train_step_memory", "search"}
+    assert len(run.plan(quick=False, use_torch=False, translate_files=files)) > 3 * len(quick)
+
+
+def test_step_only_job_gets_the_trainer_s_config_flags():
+    jobs = {job.impl: job for job in run.plan(quick=False, use_torch=False, only=("train_run",), folder="/f")}
+    trainer, alone = jobs["ours"].args, jobs[run.STEP_ONLY].args
+    assert trainer[1:3] == ("-m", "seq2seq_jax.main") and alone[1:3] == ("-m", "benchmarks.trainer_overhead")
+    assert [a for a in trainer[3:] if not a.startswith("--workdir=")] == list(alone[3:])
+    assert "--config.train.num_steps=300" in alone and any(a.endswith("g2p.py:cpu") for a in alone)
+    assert run.setting_checkpoint_every(quick=False) == 2500
+
+
+def test_step_only_row_is_folded_into_the_trainer_s_row_as_its_share_outside_the_step():
+    def timed(impl, ms, **extra):
+        return {"benchmark": "train_run", "variant": "g2p", "impl": impl, "ms_median": ms, "ms_min": ms - 1,
+                "ms_max": ms + 1, "tokens_per_s": None, "ratio_vs_torch": None, "processes": 3, "timed_calls": 15,
+                "command": "c", **extra}
+
+    rows = [timed("ours", 100.0, tokens_per_s=5000.0),
+            timed(run.STEP_ONLY, 92.0, input_ms=1.5, checkpoint_s=0.5, batch_shapes=[[128, 8, 128, 8]],
+                  shapes_first_met_after_first_window=0),
+            dict(benchmark="search", variant="g2p", impl="ours greedy", ms_median=3.0)]
+    folded = run.with_step_only(rows, checkpoint_every=2500)
+    assert [r["impl"] for r in folded] == ["ours", "ours greedy"]  # the search row of the same name untouched
+    r = folded[0]
+    assert r["step_only_ms"] == 92.0 and (r["step_only_ms_min"], r["step_only_ms_max"]) == (91.0, 93.0)
+    assert r["outside_step_share"] == pytest.approx(0.08) and r["input_ms"] == 1.5
+    assert r["checkpoint_ms_per_step"] == pytest.approx(0.2) and r["step_only_command"] == "c"
+    table = "\n".join(report._trainer_table(folded[:1]))
+    assert "| g2p | ours | 100.00 | 99.00–101.00 | 5,000 | 92.00 | 8.0% | 1.50 | 0.50 | 0.200 (every 2,500) |" \
+        in table
+    older = "\n".join(report._trainer_table([timed("ours", 100.0, tokens_per_s=5000.0)]))  # before step_only_ms
+    assert "| 5,000 | – | – | – | – | – |" in older
+
+
+def test_the_step_alone_runs_the_trainer_s_steps_on_the_trainer_s_batches(tiny_workdir, load_trained_once):
+    """``trainer_overhead.measure``, given a finished run's config, ends where the trainer ended: the same
+    parameters bit for bit, so what it times is the trainer's own step on the trainer's batches in the
+    trainer's order (the tiny run of conftest: 30 steps, logged every 10, one bucket shape)."""
+    from benchmarks import trainer_overhead
+    from seq2seq_jax import workdir as workdir_lib
+
+    config = workdir_lib.load_run(tiny_workdir)[0]
+    result = trainer_overhead.measure(config, return_state=True)
+    _, _, params, _, _ = load_trained_once(tiny_workdir, "latest")
+    assert int(result["state"].step) == config.train.num_steps == 30
+    jax.tree_util.tree_map(np.testing.assert_array_equal, result["state"].params, params)
+    assert len(result["times_s"]) == 2 and all(t > 0 for t in result["times_s"])  # steps 11-20, 21-30; 1-10 compile
+    assert result["timed_steps"] == 20 and result["input_s"] > 0 and result["checkpoint_s"] > 0
+    for batch, source, _, target in result["batch_shapes"]:  # [batch, src_len] inputs, [batch, tgt_len] targets
+        assert batch == config.train.batch_size and [source, target] in result["bucket_shapes"]
+    assert result["shapes_first_met_after_first_window"] == 0
+    json.dumps({k: v for k, v in result.items() if k != "state"})  # the rest is the worker's JSON
 
 
 def test_ratio_is_our_time_over_the_torch_time_of_the_same_variant():
