@@ -232,8 +232,11 @@ def prepare_translate(quick: bool, folder: str) -> tuple[str, str, int]:
 
 
 def _with_cache(cache_dir: str) -> dict:
-    """This process's environment with JAX's persistent compilation cache in ``cache_dir`` ('off': none)."""
-    return {**os.environ, "SEQ2SEQ_JAX_CACHE_DIR": cache_dir}
+    """This process's environment with JAX's persistent compilation cache in ``cache_dir`` ('off': none): JAX's
+    own ``$JAX_COMPILATION_CACHE_DIR`` (which the tools would keep) is dropped, so every job compiles cold."""
+    env = {**os.environ, "SEQ2SEQ_JAX_CACHE_DIR": cache_dir}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    return env
 
 
 def run_job(job: Job, timeout_s: float, cache_dir: str = "off") -> dict:

@@ -8,8 +8,7 @@ It takes the trainer's own flags (``--config`` and its ``--config.x.y=v`` overri
 the ``train_run`` command's) and builds what ``train.train_and_evaluate`` builds, with the trainer's code: the
 data (``pipeline.get_data``, the same batch size and seed, so the same batches in the same order, bucket
 shapes included), the model and state (``optim.create_train_state``, replicated on ``parallel.data_mesh``) and
-the step (``train.checked_train_step`` jitted with the state donated, bound as the trainer binds it:
-``step_function``). Then:
+the step (``train.jitted_train_step``, the trainer's own). Then:
 
 1. Every batch of the run (``train.num_steps`` x ``train.accumulate_steps``) is drawn from the trainer's
    iterator and put on the device (``parallel.shard_batch``) in advance; the time that takes per batch is
@@ -29,7 +28,6 @@ same steps, bit for bit (tests/test_benchmarks.py checks it on the tiny config).
 """
 
 import contextlib
-import functools
 import json
 import os
 import sys
@@ -52,16 +50,6 @@ from seq2seq_jax.configs import default as default_config
 from seq2seq_jax.data import pipeline
 from seq2seq_jax.model import create_model
 from seq2seq_jax.parallel import data_mesh, shard_batch
-
-
-def step_function(config: ml_collections.ConfigDict):
-    """``train.checked_train_step`` jitted as ``train.train_and_evaluate`` jits it: the same static settings
-    from ``config.train``, the state and ``first_bad`` donated."""
-    t = config.train
-    return jax.jit(functools.partial(
-        train.checked_train_step, max_loss=float(t.max_loss), max_grad_norm_abort=float(t.max_grad_norm_abort),
-        skip_nonfinite=t.skip_nonfinite_updates, dropout_key=jax.random.PRNGKey(t.seed + 1),
-        label_smoothing=t.label_smoothing), donate_argnums=(0, 1))
 
 
 def _windows(num_steps: int, log_every: int) -> list[range]:
@@ -90,7 +78,7 @@ def measure(config: ml_collections.ConfigDict, *, return_state: bool = False) ->
         replicated = NamedSharding(mesh, PartitionSpec())
         state = jax.device_put(optim.create_train_state(model, config), replicated)
         first_bad = jax.device_put(jnp.int32(-1), replicated)
-        p_train_step = step_function(config)
+        p_train_step = train.jitted_train_step(t)
 
         iterator = data.train_iterator()
         start = time.perf_counter()

@@ -164,6 +164,15 @@ class _StopSignals:
             signal.signal(s, handler)
 
 
+def jitted_train_step(t: ml_collections.ConfigDict):
+    """``checked_train_step`` bound to ``config.train`` ``t``'s settings and jitted, the state and
+    ``first_bad`` donated: ``(state, first_bad, batch) -> (state, first_bad, metrics)``, the trainer's step."""
+    return jax.jit(functools.partial(
+        checked_train_step, max_loss=float(t.max_loss), max_grad_norm_abort=float(t.max_grad_norm_abort),
+        skip_nonfinite=t.skip_nonfinite_updates, dropout_key=jax.random.PRNGKey(t.seed + 1),
+        label_smoothing=t.label_smoothing), donate_argnums=(0, 1))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains ``config`` in ``workdir`` (resuming from its checkpoints), then evaluates validation and test.
 
@@ -209,10 +218,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, signals
         workdir_lib.save_config(workdir, config)
         record_start(workdir)
 
-    p_train_step = jax.jit(functools.partial(
-        checked_train_step, max_loss=float(t.max_loss), max_grad_norm_abort=float(t.max_grad_norm_abort),
-        skip_nonfinite=t.skip_nonfinite_updates, dropout_key=jax.random.PRNGKey(t.seed + 1),
-        label_smoothing=t.label_smoothing), donate_argnums=(0, 1))
+    p_train_step = jitted_train_step(t)
     p_eval_step = jax.jit(functools.partial(eval_step, model=model))
     schedule = jax.jit(optim.make_schedule(t))
     logger = MetricsLogger(workdir, start_step=start, hparams=json.loads(config.to_json_best_effort()),
