@@ -2,7 +2,6 @@
 file, blank pairs counted, and validation/test lines sharing a source scored as one multi-reference example."""
 
 import logging
-import os
 
 import hypothesis
 import pytest
