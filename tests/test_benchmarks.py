@@ -393,3 +393,15 @@ def test_torch_peer_greedy_decoding_emits_our_greedy_tokens(decoder):
                                        max_len=6, bos_id=BOS, eos_id=EOS).numpy()
     for row, length in enumerate(np.asarray(ours.lengths)):  # ours pads after EOS; the peer runs on
         np.testing.assert_array_equal(peer[row, :length], np.asarray(ours.tokens)[row, :length])
+
+
+def test_search_profile_times_greedy_beam_and_the_step_alone_at_both_row_counts():
+    command = [sys.executable, "-m", "benchmarks.search", "--profile", "--beam_size=2", "--batch=2", "--out_len=3",
+               "--hidden=4", "--embed=4", "--vocab=10", "--warmup=0", "--steps=1"]
+    r = json.loads(subprocess.run(command, check=True, capture_output=True, text=True, timeout=300).stdout)
+    names = {"greedy", "beam 2", "step alone, batch rows", "step alone, batch * 2 rows"}
+    assert set(r["wall_ms"]) == set(r["cpu_ms"]) == set(r["cpu_vs_greedy"]) == names
+    assert r["wall_vs_greedy"]["greedy"] == r["cpu_vs_greedy"]["greedy"] == 1.0
+    assert all(t > 0 for t in r["wall_ms"].values())
+    refused = subprocess.run(command[:4] + ["--beam_size=1"], capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "--profile times our searches" in refused.stderr
