@@ -57,6 +57,15 @@ TITLES = {
                   "words with the trainer benchmark's model (trained 600 steps by the benchmark); the median is over "
                   "the processes that found JAX's persistent compilation cache filled by the first one, whose time "
                   "is the last column."),
+    "data_startup": ("Start-up as the corpus grows", "`pipeline.get_data` on generated parallel text (word "
+                     "vocabularies; 1–40 words a sentence, ~20 on average; 2,000 validation and test pairs), one "
+                     "process a row, run in this order on the same data: `prepare` (TFDS writes the corpus's "
+                     "array_record files, once), `first start` (a new run: vocabularies built from the training "
+                     "split, which is encoded into the data directory's cache), `later start` (a resumed run, or "
+                     "any later one with those vocabularies: the encoded split memory-mapped), each with its first "
+                     "training batch. `before`: the same starts with the pipeline of the commit named, which read "
+                     "and encoded every split at every start. Peak RSS: the process's `ru_maxrss`; imports: its "
+                     "resident memory before the phase (interpreter and libraries)."),
 }
 
 FLOPS = (
@@ -114,6 +123,17 @@ def _trainer_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _data_table(rows: list[dict]) -> list[str]:
+    lines = ["| corpus | phase | seconds | first batch (ms) | peak RSS (MiB) | above imports (MiB) | corpus (MiB) | "
+             "cache (MiB) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['variant']} | {r['impl']} | {_number(r['ms_median'] / 1e3)} | "
+                     f"{_number(r.get('first_batch_ms'))} | {_mib(r['peak_rss_bytes'])} | "
+                     f"{_mib(r['peak_rss_bytes'] - r['imports_rss_bytes'])} | {_mib(r['corpus_bytes'])} | "
+                     f"{'–' if r['cache_bytes'] is None else _mib(r['cache_bytes'])} |")
+    return lines
+
+
 def _merged_note(result: dict, benchmark: str) -> list[str]:
     """The run that replaced this section's rows (``benchmarks.run --merge_into``), if one did."""
     for m in reversed(result.get("merged", [])):
@@ -155,6 +175,9 @@ def markdown(result: dict) -> str:
             continue
         if benchmark == "train_run":
             lines += [f"## {title}", "", note, "", *_merged_note(result, benchmark), *_trainer_table(rows), ""]
+            continue
+        if benchmark == "data_startup":
+            lines += [f"## {title}", "", note, "", *_merged_note(result, benchmark), *_data_table(rows), ""]
             continue
         flops = any(r.get("flops") for r in rows)  # runs before FLOPs were counted: no such columns
         rate = "tokens/s" if benchmark.startswith("train") else "sentences/s"

@@ -26,7 +26,10 @@ in advance, timed in the same windows; the row's ``outside_step_share`` = 1 - th
 is the share of the trainer's step time spent outside the jitted step; see ``with_step_only``) and
 ``translate`` (``python -m seq2seq_jax.translate`` end to end, process start included, on CMUdict's test words
 with a G2P model this script trains first; JAX's persistent compilation cache starts empty, so the first
-repetition compiles and later ones read it). The PyTorch rows need the optional extra 'bench'; without it
+repetition compiles and later ones read it) and ``data_startup`` (``benchmarks.data_startup``: TFDS
+preparing generated parallel text of 100k, 1M and 5M pairs, then a new run's start on it, which encodes the
+training split into the cache, then a later start, which maps it: seconds and peak resident memory, one
+process each; with ``--baseline_checkout=DIR`` also that checkout's starts on the same data). The PyTorch rows need the optional extra 'bench'; without it
 they are skipped and ``ratio_vs_torch`` (our time / PyTorch's, < 1 = faster) is null.
 
 Train-step rows carry the step's matmul FLOPs (``flops``, counted on our step's jaxpr: ``common.matmul_flops``;
@@ -57,16 +60,24 @@ _QUICK = flags.DEFINE_bool("quick", False, "Tiny sizes and 1 repetition (for tes
 _JSON = flags.DEFINE_string("json", None, "Write the results here (one object: machine, load, rows).")
 _REPS = flags.DEFINE_integer("reps", None, "Repetitions (processes per job); default 3, with --quick 1.")
 _ONLY = flags.DEFINE_list("only", [], "Run only these benchmarks (train_step, train_step_length, "
-                          "train_step_memory, search, train_run, translate); default all.")
+                          "train_step_memory, search, train_run, translate, data_startup); default all.")
 _NO_TORCH = flags.DEFINE_bool("no_torch", False, "Skip the PyTorch rows even if torch is installed.")
 _MERGE_INTO = flags.DEFINE_string(
     "merge_into", None, "An earlier run's JSON: replace its rows of the benchmarks run now with this run's, "
     "keep its other rows, and record this run (command, date, machine, load) in its `merged` list.")
+_BASELINE = flags.DEFINE_string(
+    "baseline_checkout", None, "data_startup: also time this checkout's pipeline (e.g. `git worktree add /tmp/old "
+    "<commit>`) on the same data, as rows 'before (<commit>)'.")
+_DATA_PAIRS = flags.DEFINE_list("data_pairs", [], "data_startup: corpus sizes in pairs, instead of the setting's "
+                                "(100k, 1M, 5M; --quick: 2k).")
 _CPU_MHZ = flags.DEFINE_float("cpu_mhz", None, "Clock (MHz) of the peak FLOP/s, instead of the machine's own "
                               "(lscpu's max, else /proc/cpuinfo's: a VM shows the nominal clock, not the boost).")
 
-BENCHMARKS = ("train_step", "train_step_length", "train_step_memory", "search", "train_run", "translate")
-ONCE = ("train_step_memory",)  # deterministic: one process a job, whatever --reps
+BENCHMARKS = ("train_step", "train_step_length", "train_step_memory", "search", "train_run", "translate",
+              "data_startup")
+# One process a job, whatever --reps: deterministic (memory), or each job's state is the next one's (data).
+ONCE = ("train_step_memory", "data_startup")
+DATA_PHASES = ("prepare", "first_start", "later_start")
 BUSY_LOAD_PER_CPU = 0.5  # 1-minute load average per CPU above which the machine counts as busy
 
 SEARCHES = [("ours", 1), ("ours", 5), ("torch", 1)]
@@ -87,7 +98,7 @@ SETTINGS = {
                                 "train.batch_size": 128, "eval.max_validation_examples": 200}),
         train_run_steps=dict(num_steps=300, log_every=50), translate_train_steps=600, reps=3, timeout_s=1800,
         train_impls=("ours", "torch", "flax_rnn"), memory_impls=MEMORY_IMPLS, searches=SEARCHES,
-        translate_beams=(1, 5)),
+        translate_beams=(1, 5), data_pairs=(100_000, 1_000_000, 5_000_000)),
     # The tests run this: one variant of each benchmark, ours (and the PyTorch peer's where it is installed), so
     # every kind of row is made once in as few processes as that takes.
     True: dict(
@@ -99,7 +110,7 @@ SETTINGS = {
         trainer=dict(config="tiny.py", name="tiny (reverse strings)", overrides={}),
         train_run_steps=dict(num_steps=6, log_every=2), translate_train_steps=2, translate_lines=100,
         reps=1, timeout_s=300, train_impls=("ours", "torch"), memory_impls=[("ours", False), ("torch", False)],
-        searches=[("ours", 1), ("torch", 1)], translate_beams=(1,)),
+        searches=[("ours", 1), ("torch", 1)], translate_beams=(1,), data_pairs=(2_000,)),
 }
 
 
@@ -126,7 +137,8 @@ def _size_name(s: dict) -> str:
     return f"B {s['batch']}, S {s['src_len']}, T {s['tgt_len']}, E {s['embed']}, H {s['hidden']}, V {s['vocab']}"
 
 
-def plan(quick: bool, use_torch: bool, only=BENCHMARKS, translate_files=None, folder="") -> list[Job]:
+def plan(quick: bool, use_torch: bool, only=BENCHMARKS, translate_files=None, folder="",
+         baseline: str | None = None, data_pairs=()) -> list[Job]:
     """Every job of one repetition, the implementations of a variant next to each other."""
     s = SETTINGS[quick]
     worker = lambda name: (sys.executable, "-m", f"benchmarks.{name}")  # noqa: E731
@@ -180,6 +192,17 @@ def plan(quick: bool, use_torch: bool, only=BENCHMARKS, translate_files=None, fo
                             f"ours {'greedy' if beam == 1 else f'beam {beam}'}",
                             (sys.executable, "-m", "seq2seq_jax.translate", f"--workdir={workdir}",
                              f"--input={source}", f"--output={workdir}/out_beam{beam}.txt", f"--beam_size={beam}")))
+    if "data_startup" in only:
+        for pairs in data_pairs or s["data_pairs"]:
+            common = _flags(pairs=pairs, folder=os.path.join(folder, "data_startup"))
+            for phase in DATA_PHASES:
+                jobs.append(Job("data_startup", f"{pairs:,} pairs", phase.replace("_", " "),
+                                worker("data_startup") + common + _flags(phase=phase)))
+            for phase in DATA_PHASES[1:] if baseline else ():
+                commit = subprocess.run(["git", "-C", baseline, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                        text=True, check=True).stdout.strip()
+                jobs.append(Job("data_startup", f"{pairs:,} pairs", f"{phase.replace('_', ' ')}, before ({commit})",
+                                worker("data_startup") + common + _flags(phase=phase, checkout=baseline)))
     return jobs
 
 
@@ -270,10 +293,24 @@ def memory_row(job: Job, sample: dict) -> dict:
             "memory_method": m["method"]}
 
 
+def data_row(job: Job, sample: dict) -> dict:
+    """A ``data_startup`` job's seconds and the process's peak resident memory."""
+    ms = 1e3 * sample["times_s"][0]
+    return {"benchmark": job.benchmark, "variant": job.variant, "impl": job.impl, "ms_median": ms, "ms_min": ms,
+            "ms_max": ms, "tokens_per_s": None, "sentences_per_s": None, "ratio_vs_torch": None, "processes": 1,
+            "timed_calls": 1, "threads": None, "pairs": sample["pairs"],
+            "first_batch_ms": None if sample["first_batch_s"] is None else 1e3 * sample["first_batch_s"],
+            "peak_rss_bytes": sample["peak_rss_bytes"], "imports_rss_bytes": sample["imports_rss_bytes"],
+            "corpus_bytes": sample["corpus_bytes"], "cache_bytes": sample["cache_bytes"],
+            "package": sample["package"]}
+
+
 def row(job: Job, samples: list[dict], lines: int) -> dict:
     """Pools the timed steps of every repetition of ``job``."""
     if job.benchmark == "train_step_memory":
         return memory_row(job, samples[0])
+    if job.benchmark == "data_startup":
+        return data_row(job, samples[0])
     cold = None
     if job.benchmark == "translate" and len(samples) > 1:  # the first process filled the compilation cache
         cold, samples = samples[0]["times_s"][0], samples[1:]
@@ -375,19 +412,20 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def benchmark(*, quick: bool, use_torch: bool, reps: int, only=BENCHMARKS, cpu_mhz: float | None = None) -> dict:
+def benchmark(*, quick: bool, use_torch: bool, reps: int, only=BENCHMARKS, cpu_mhz: float | None = None,
+              baseline: str | None = None, data_pairs=()) -> dict:
     s = SETTINGS[quick]
     info = machine()
     peak = peak_flops(info if cpu_mhz is None else {**info, "cpu_mhz": cpu_mhz, "cpu_mhz_source": "--cpu_mhz"})
     load_before = load_average()
     # Only timings suffer from a busy machine: the memory rows count bytes (their RSS column is for reference).
-    busy = bool(set(only) - set(ONCE)) and load_before[0] > BUSY_LOAD_PER_CPU * info["cpu_count"]
+    busy = bool(set(only) - {"train_step_memory"}) and load_before[0] > BUSY_LOAD_PER_CPU * info["cpu_count"]
     if busy:
         logging.warning("the machine is busy (1-minute load %.2f on %d CPUs): the timings will be unreliable, "
                         "PyTorch's more than ours", load_before[0], info["cpu_count"])
     with tempfile.TemporaryDirectory() as folder:
         files = prepare_translate(quick, folder) if "translate" in only else None
-        jobs = plan(quick, use_torch, only, files, folder)
+        jobs = plan(quick, use_torch, only, files, folder, baseline, data_pairs)
         samples = {job.key: [] for job in jobs}
         for rep in range(reps):
             for job in jobs:
@@ -425,7 +463,8 @@ def main(argv):
     reps = _REPS.value or SETTINGS[_QUICK.value]["reps"]
     use_torch = machine()["torch"] is not None and not _NO_TORCH.value
     result = benchmark(quick=_QUICK.value, use_torch=use_torch, reps=reps, only=tuple(_ONLY.value) or BENCHMARKS,
-                       cpu_mhz=_CPU_MHZ.value)
+                       cpu_mhz=_CPU_MHZ.value, baseline=_BASELINE.value,
+                       data_pairs=[int(p) for p in _DATA_PAIRS.value])
     if _JSON.value:
         with open(_JSON.value, "w") as f:
             json.dump(result, f, indent=1)

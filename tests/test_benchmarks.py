@@ -3,6 +3,7 @@ PyTorch peer computes our loss, and decodes our tokens, when given our weights."
 
 import functools
 import json
+import os
 import subprocess
 import sys
 
@@ -70,8 +71,15 @@ def test_quick_run_writes_every_row_with_its_fields_and_the_report_renders_it(tm
     assert r["timed_calls"] == r["step_only_timed_calls"] == quick["train_run_steps"]["num_steps"] // 2 - 1
     translations = _rows(result, "translate")
     assert [r["impl"] for r in translations] == ["ours greedy"] and translations[0]["sentences_per_s"] > 0
+    starts = _rows(result, "data_startup")
+    assert [r["impl"] for r in starts] == ["prepare", "first start", "later start"]
+    assert all(r["pairs"] == quick["data_pairs"][0] and r["peak_rss_bytes"] >= r["imports_rss_bytes"] > 0
+               for r in starts)
+    assert starts[0]["first_batch_ms"] is None and starts[0]["cache_bytes"] == 0
+    assert all(r["first_batch_ms"] > 0 and r["cache_bytes"] > 0 for r in starts[1:])
     text = report.markdown(result)
     assert report.RETRACTION in text and "## Train step" in text and "## Decoding" in text and "## Memory" in text
+    assert "## Start-up as the corpus grows" in text
     assert all(r["variant"] in text for r in result["rows"])
     assert f"| {report._number(r['step_only_ms'])} | {100 * r['outside_step_share']:.1f}% |" in text
 
@@ -80,12 +88,26 @@ def test_quick_plan_makes_each_kind_of_row_once_and_the_full_plan_more():
     files = ("/w", "/s.txt", 10)
     quick = run.plan(quick=True, use_torch=False, translate_files=files)
     kinds = [job.benchmark for job in quick]
-    assert sorted(kinds) == sorted([*run.BENCHMARKS, "train_run"])  # the trainer, and its step alone
+    # The trainer and its step alone; data_startup's phases, each the next one's data.
+    assert sorted(kinds) == sorted([*run.BENCHMARKS, "train_run", *["data_startup"] * (len(run.DATA_PHASES) - 1)])
     assert [job.impl for job in quick if job.benchmark == "train_run"] == ["ours", run.STEP_ONLY]
     with_torch = run.plan(quick=True, use_torch=True, translate_files=files)
     assert {job.benchmark for job in with_torch if job.impl.startswith("torch")} == {
         "train_step", "train_step_memory", "search"}
     assert len(run.plan(quick=False, use_torch=False, translate_files=files)) > 3 * len(quick)
+
+
+def test_data_startup_times_each_phase_in_its_own_process_and_a_baseline_checkout_s_starts_after_them():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    jobs = run.plan(quick=False, use_torch=False, only=("data_startup",), folder="/f", baseline=root,
+                    data_pairs=[10, 20])
+    commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    phases = ["prepare", "first start", "later start", f"first start, before ({commit})",
+              f"later start, before ({commit})"]
+    assert [(job.variant, job.impl) for job in jobs] == [(v, p) for v in ("10 pairs", "20 pairs") for p in phases]
+    assert all("-m" in job.args and "benchmarks.data_startup" in job.args for job in jobs)
+    assert [("--checkout=" + root) in job.args for job in jobs[:5]] == [False] * 3 + [True] * 2
 
 
 def test_step_only_job_gets_the_trainer_s_config_flags():

@@ -1,6 +1,7 @@
 """Input pipeline: TFDS array_record data source → encoded, length-bucketed, padded numpy batches (grain).
 
-Each split is read and encoded once, into flat token arrays held in memory; a batch is a vectorised gather
+Each split is encoded into flat token arrays (`encoded.py`): the evaluation splits in memory at every start,
+the training split once, into a cache that every later start memory-maps; a batch is a vectorised gather
 from them. Batches come in a few fixed `(src_len, tgt_len)` shapes (`bucket_shapes`), so a model compiles
 one step function per shape.
 
@@ -21,9 +22,8 @@ the training batches do not depend on the number of processes. Evaluation splits
 """
 
 import contextlib
-import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import grain
 import ml_collections
@@ -33,33 +33,15 @@ from absl import logging
 from seq2seq_jax import files
 from seq2seq_jax.data import config as config_lib
 from seq2seq_jax.data import datasets
+from seq2seq_jax.data import encoded as encoded_lib
 from seq2seq_jax.data import vocab as vocab_lib
 from seq2seq_jax.data.datasets._common import SPLITS
-from seq2seq_jax.data.vocab import EOS, PAD
+from seq2seq_jax.data.vocab import PAD
 
 # Bucket lengths derived from quantiles are rounded up to a multiple of this.
 LENGTH_MULTIPLE = 8
-
-
-@dataclasses.dataclass
-class _EncodedSplit:
-    """One split's examples, encoded and stored ragged: row i is `flat[offsets[i]:offsets[i] + lengths[i]]`."""
-
-    examples: list[dict]
-    src_flat: np.ndarray
-    src_offsets: np.ndarray
-    src_lengths: np.ndarray
-    tgt_flat: np.ndarray  # Targets include their EOS.
-    tgt_offsets: np.ndarray
-    tgt_lengths: np.ndarray
-    bucket: np.ndarray | None = None  # [num_examples] index into bucket_shapes.
-
-
-def _ragged(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    lengths = np.array([len(r) for r in rows], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    flat = np.fromiter((t for r in rows for t in r), dtype=np.int32, count=int(lengths.sum()))
-    return flat, offsets, lengths
+# Under `data_dir`: the training splits' encodings, one directory per key (`encoded.cached`).
+ENCODED_DIR = "encoded"
 
 
 def _gather(flat: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
@@ -74,27 +56,6 @@ def _round_up(x: int, multiple: int = LENGTH_MULTIPLE) -> int:
     return max(multiple, -(-int(x) // multiple) * multiple)
 
 
-def _text(value) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-def _read_split(source, keys: tuple[str, str] | None, reverse: bool) -> list[dict]:
-    """All records of a data source as `{'source', 'target', 'references'}` dicts of str."""
-    records = source.__getitems__(range(len(source))) if len(source) else []
-    out = []
-    for r in records:
-        if keys is None:
-            src, tgt = _text(r["source"]), _text(r["target"])
-            refs = [_text(x) for x in r["references"]]
-        else:
-            src, tgt = _text(r[keys[0]]), _text(r[keys[1]])
-            refs = [tgt]
-        if reverse:
-            src, tgt, refs = tgt, src, [src]
-        out.append({"source": src, "target": tgt, "references": refs})
-    return out
-
-
 def _builder_kwargs(c: ml_collections.ConfigDict) -> dict:
     """The config fields that parametrise the chosen dataset's builder (unset fields left out)."""
     fields = {
@@ -107,38 +68,60 @@ def _builder_kwargs(c: ml_collections.ConfigDict) -> dict:
     return {kwarg: c.get(field) for field, kwarg in fields.items() if c.get(field) is not None}  # get: older runs' configs
 
 
-def _vocab(kind: str, name: str, texts, vocab_dir: str, vocab_size: int, reuse: bool) -> vocab_lib.Vocab:
+def _vocab(kind: str, name: str, texts, vocab_dir: str, vocab_size: int,
+           reuse: bool) -> tuple[vocab_lib.Vocab, str]:
     """Loads `vocab_dir/<name>.{json,model}` if present and `reuse`, else builds it from `texts` and saves it
-    there (atomically)."""
+    there (atomically); returns it and its file."""
     path = os.path.join(vocab_dir, vocab_lib.vocab_filename(kind, name))
     if reuse and os.path.exists(path):
         vocab = vocab_lib.load_vocab(path)
         if vocab.kind != kind:
             raise ValueError(f"data.{name}: {path} holds a {vocab.kind!r} vocabulary, but the config asks for {kind!r}.")
         logging.info("Loaded %s vocabulary (%d ids) from %s.", kind, vocab.size, path)
-        return vocab
+        return vocab, path
     vocab = vocab_lib.build_vocab(kind, texts, vocab_size=vocab_size if kind == "sentencepiece" else None)
     os.makedirs(vocab_dir, exist_ok=True)
     vocab.save(path)
     logging.info("Built %s vocabulary (%d ids) from the training split; saved to %s.", kind, vocab.size, path)
-    return vocab
+    return vocab, path
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 class Data:
-    """Encoded splits, vocabularies and batch iterators for one dataset; make it with `get_data`."""
+    """Encoded splits, vocabularies and batch iterators for one dataset; make it with `get_data`.
 
-    def __init__(self, c: ml_collections.ConfigDict, raw: dict[str, list[dict]], *, batch_size: int, seed: int,
-                 vocab_dir: str, reuse_vocab: bool = True):
+    `raw` maps each split to its examples (`{'source', 'target', 'references'}` dicts, any sequence). With
+    `cache_dir` (and `prepared`, the prepared data's identity), the training split is encoded once into
+    `cache_dir` and memory-mapped from there on every later start (`encoded.cached`); without, it is
+    encoded in memory like the other splits.
+    """
+
+    def __init__(self, c: ml_collections.ConfigDict, raw: dict[str, Sequence[dict]], *, batch_size: int,
+                 seed: int, vocab_dir: str, reuse_vocab: bool = True, cache_dir: str | None = None,
+                 prepared: str = ""):
         self.batch_size = batch_size
         self.seed = seed
         self._config = c
-        self.source_vocab = _vocab(c.source_vocab, "source_vocab", (e["source"] for e in raw["train"]), vocab_dir,
-                                   c.vocab_size, reuse_vocab)
-        self.target_vocab = _vocab(c.target_vocab, "target_vocab", (e["target"] for e in raw["train"]), vocab_dir,
-                                   c.vocab_size, reuse_vocab)
-        self.num_filtered: dict[str, int] = {}
-        self.num_truncated: dict[str, int] = {}
-        self._splits = {split: self._encode(split, examples) for split, examples in raw.items()}
+        self.source_vocab, source_file = _vocab(c.source_vocab, "source_vocab",
+                                                encoded_lib.texts(raw["train"], "source"), vocab_dir,
+                                                c.vocab_size, reuse_vocab)
+        self.target_vocab, target_file = _vocab(c.target_vocab, "target_vocab",
+                                                encoded_lib.texts(raw["train"], "target"), vocab_dir,
+                                                c.vocab_size, reuse_vocab)
+        self._splits = {}
+        for split, examples in raw.items():
+            if split == "train" and cache_dir is not None:
+                key = encoded_lib.cache_key(prepared, _read_bytes(source_file), _read_bytes(target_file), c)
+                self._splits[split] = encoded_lib.cached(split, examples, self.source_vocab, self.target_vocab, c,
+                                                         os.path.join(cache_dir, key))
+            else:
+                self._splits[split] = encoded_lib.encode(split, examples, self.source_vocab, self.target_vocab, c)
+        self.num_filtered = {split: s.num_filtered for split, s in self._splits.items()}
+        self.num_truncated = {split: s.num_truncated for split, s in self._splits.items()}
         self.bucket_shapes = self._bucket_shapes()
         for split in self._splits.values():
             split.bucket = self._assign_buckets(split.src_lengths, split.tgt_lengths)
@@ -148,36 +131,6 @@ class Data:
         self._plans: dict[int, list[tuple[int, np.ndarray]]] = {}
         logging.info("Buckets (src_len, tgt_len): %s; train examples per bucket: %s.", self.bucket_shapes,
                      np.bincount(self._splits["train"].bucket, minlength=len(self.bucket_shapes)).tolist())
-
-    # --- Encoding and length policy ---
-
-    def _encode(self, split: str, examples: list[dict]) -> _EncodedSplit:
-        c = self._config
-        max_src = c.max_source_length or np.inf
-        max_tgt = c.max_target_length or np.inf
-        kept, sources, targets, filtered, truncated = [], [], [], 0, 0
-        for ex in examples:
-            src, tgt = self.source_vocab.encode(ex["source"]), self.target_vocab.encode(ex["target"])
-            if len(src) > max_src or len(tgt) > max_tgt:
-                if c.length_policy == "filter":
-                    filtered += 1
-                    continue
-                truncated += 1
-                src, tgt = src[:c.max_source_length], tgt[:c.max_target_length]
-            kept.append(ex)
-            sources.append(src)
-            targets.append(tgt + [EOS])
-        self.num_filtered[split], self.num_truncated[split] = filtered, truncated
-        if filtered or truncated:
-            logging.info("%s split: %d of %d examples %s by the length limits (source %s, target %s).", split,
-                         filtered or truncated, len(examples), "filtered" if filtered else "truncated",
-                         c.max_source_length, c.max_target_length)
-        if not kept:
-            raise ValueError(
-                f"The {split} split of dataset {c.dataset!r} is empty after length filtering with "
-                f"data.max_source_length={c.max_source_length}, data.max_target_length={c.max_target_length} "
-                f"({len(examples)} examples before); raise the limits or use data.length_policy='truncate'.")
-        return _EncodedSplit(kept, *_ragged(sources), *_ragged(targets))
 
     # --- Buckets ---
 
@@ -204,12 +157,12 @@ class Data:
 
     def _assign_buckets(self, src_lengths: np.ndarray, tgt_lengths: np.ndarray) -> np.ndarray:
         """Index of the smallest bucket fitting both lengths, per example."""
-        bucket = np.full(len(src_lengths), -1, dtype=np.int64)
+        bucket = np.full(len(src_lengths), -1, dtype=np.int16)
         for b, (s, t) in reversed(list(enumerate(self.bucket_shapes))):
             bucket[(src_lengths <= s) & (tgt_lengths <= t)] = b
         return bucket
 
-    def _batch(self, split: _EncodedSplit, rows: np.ndarray, bucket: int) -> dict[str, np.ndarray]:
+    def _batch(self, split: encoded_lib.EncodedSplit, rows: np.ndarray, bucket: int) -> dict[str, np.ndarray]:
         """A padded batch of `rows` (-1 = padding row) in `bucket_shapes[bucket]`."""
         src_len, tgt_len = self.bucket_shapes[bucket]
         real = rows >= 0
@@ -283,7 +236,7 @@ class Data:
 
     # --- Evaluation ---
 
-    def _split(self, split: str) -> _EncodedSplit:
+    def _split(self, split: str) -> encoded_lib.EncodedSplit:
         if split not in self._splits:
             raise ValueError(f"Dataset {self._config.dataset!r} has no {split!r} split (has {sorted(self._splits)}); "
                              f"for parallel_text set data.{split}_file.")
@@ -326,7 +279,9 @@ def get_data(data_config: ml_collections.ConfigDict, *, batch_size: int, seed: i
     Vocabularies are built from the training split on first use and saved under `vocab_dir` (normally the
     run's workdir); later calls reload them (unless `reuse_vocab=False`: a new run rebuilds what a failed
     start left), so ids mean the same thing for the whole life of a run. Preparation holds a file lock in
-    `data_dir`, so processes started together on a fresh data directory prepare each dataset once.
+    `data_dir`, so processes started together on a fresh data directory prepare each dataset once. The
+    training split is encoded once into `data_dir/encoded/` and memory-mapped by every later start with the
+    same vocabularies (a local `data_dir` only; on cloud storage it is encoded in memory at each start).
     """
     config_lib.validate(data_config)
     if batch_size < 1:
@@ -339,8 +294,25 @@ def get_data(data_config: ml_collections.ConfigDict, *, batch_size: int, seed: i
     features = builder.info.features
     keys = None if "source" in features else builder.info.supervised_keys
     available = [s for s in SPLITS if s in builder.info.splits] or list(SPLITS)
-    raw = {split: _read_split(builder.as_data_source(split=split), keys, data_config.reverse_pair)
+    raw = {split: encoded_lib.RecordExamples(builder.as_data_source(split=split), keys, data_config.reverse_pair)
            for split in available}
     if "train" not in raw:
         raise ValueError(f"Dataset {data_config.dataset!r} has no train split.")
-    return Data(data_config, raw, batch_size=batch_size, seed=seed, vocab_dir=vocab_dir, reuse_vocab=reuse_vocab)
+    # The training split is read a chunk at a time, when encoded; the evaluation splits (small) once, here.
+    raw = {split: examples if split == "train" else examples[:] for split, examples in raw.items()}
+    cache = local and os.path.isdir(builder.data_dir)  # (not so for tfds.testing.mock_data)
+    return Data(data_config, raw, batch_size=batch_size, seed=seed, vocab_dir=vocab_dir, reuse_vocab=reuse_vocab,
+                cache_dir=os.path.join(data_config.data_dir, ENCODED_DIR) if cache else None,
+                prepared=_prepared_identity(builder) if cache else "")
+
+
+def _prepared_identity(builder) -> str:
+    """The prepared training split's identity: the dataset, its directory, and each of the split's files'
+    name, size and modification time (a dataset prepared again gets new ones)."""
+    directory = builder.data_dir
+    parts = [builder.info.full_name, os.path.abspath(directory)]
+    for name in sorted(os.listdir(directory)):
+        if "-train." in name:
+            stat = os.stat(os.path.join(directory, name))
+            parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return "\n".join(parts)

@@ -145,13 +145,17 @@ class ParallelText(tfds.core.GeneratorBasedBuilder):
             files = {split: spec for split, spec in specs.items() if spec}
             if "train" not in files:
                 raise ValueError("data.train_file: parallel_text needs a training file ('path.tsv' or 'src,tgt').")
-        else:
-            files, merge_references = config.files, config.merge_references
-        self._examples = {split: self._read_split(spec, split, merge_references) for split, spec in files.items()}
-        if config is None:  # after reading: every file exists
+            for split, spec in files.items():
+                for path in (p.strip() for p in spec.split(",")):
+                    if not os.path.isfile(path):
+                        read_lines(path, split)  # raises the error naming it
             name = f"files-{files_fingerprint(files)}" + ("" if merge_references else "-unmerged")
             config = ParallelTextConfig(name=name, files=files, merge_references=merge_references)
         super().__init__(config=config, **kwargs)
+        # The files are read (and checked) only to prepare them: their name holds their sizes and times, so a
+        # prepared dataset of that name is of these very files, and a later start reads none of their text.
+        self._examples = None if self.is_prepared() else {
+            split: self._read_split(spec, split, config.merge_references) for split, spec in config.files.items()}
 
     @staticmethod
     def _read_split(spec: str, split: str, merge: bool) -> list[dict]:

@@ -1,0 +1,243 @@
+"""Encoded splits: each example's token ids stored ragged, and the training split's encoding cache on disk.
+
+Row i of a split is `src_flat[src_offsets[i]:src_offsets[i] + src_lengths[i]]` (targets likewise, with their
+EOS). Evaluation splits are small and are encoded in memory at every start. The training split is encoded
+once, a chunk of records at a time, into `<cache_dir>/<key>/`; every later start (a resumed run, another
+seed or variant with the same vocabularies, `evaluate`) maps those files with `np.memmap` instead of reading
+and encoding the split again, as fairseq's memory-mapped indexed datasets do. So a start reads 8 bytes per
+training example (the lengths, for the buckets) and pages in only the token ids its batches use: start-up
+time and host memory no longer grow with the corpus's text. `key` hashes everything the ids depend on (the
+prepared split's files, both vocabularies, the length limits and the pair's direction), so a changed input
+makes a new cache instead of reusing a stale one. Writes go to a temporary directory renamed into place,
+under a file lock: processes started together encode once, and an interrupted write leaves nothing behind.
+"""
+
+from collections.abc import Iterator, Sequence
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+
+import ml_collections
+import numpy as np
+from absl import logging
+
+from seq2seq_jax import files
+from seq2seq_jax.data import vocab as vocab_lib
+
+FORMAT = 1  # Bump when the files' layout or meaning changes: old caches are then ignored.
+CHUNK = 10_000  # Records read and encoded at a time.
+_ARRAYS = {"src_flat": np.int32, "src_lengths": np.int32, "tgt_flat": np.int32, "tgt_lengths": np.int32,
+           "record_index": np.int64}
+
+
+class RecordExamples(Sequence):
+    """A TFDS data source's records as `{'source', 'target', 'references'}` str dicts, read when indexed.
+
+    `keys` names the source and target features of a dataset without `source`/`references` features (its
+    `supervised_keys`); `reverse` swaps source and target (the target becomes the only reference).
+    """
+
+    def __init__(self, source, keys: tuple[str, str] | None = None, reverse: bool = False):
+        self._source, self._keys, self._reverse = source, keys, reverse
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            indices = range(len(self))[i]
+            return [self._example(r) for r in self._source.__getitems__(indices)] if len(indices) else []
+        return self._example(self._source[range(len(self))[i]])
+
+    def _example(self, record) -> dict:
+        if self._keys is None:
+            src, tgt = _text(record["source"]), _text(record["target"])
+            refs = [_text(x) for x in record["references"]]
+        else:
+            src, tgt = _text(record[self._keys[0]]), _text(record[self._keys[1]])
+            refs = [tgt]
+        if self._reverse:
+            src, tgt, refs = tgt, src, [src]
+        return {"source": src, "target": tgt, "references": refs}
+
+
+class Kept(Sequence):
+    """The examples of `examples` at `index` (those the length limits kept), in order, read when indexed."""
+
+    def __init__(self, examples: Sequence[dict], index: np.ndarray):
+        self._examples, self._index = examples, index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self._examples[int(j)] for j in self._index[i]]
+        return self._examples[int(self._index[i])]
+
+
+def _text(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def texts(examples: Sequence[dict], field: str) -> Iterator[str]:
+    """`example[field]` of every example, read `CHUNK` at a time (a vocabulary's training text)."""
+    for start in range(0, len(examples), CHUNK):
+        for example in examples[start:start + CHUNK]:
+            yield example[field]
+
+
+@dataclasses.dataclass
+class EncodedSplit:
+    """One split's kept examples and their ids, ragged; arrays may be memory-mapped (read-only)."""
+
+    examples: Sequence[dict]
+    src_flat: np.ndarray
+    src_offsets: np.ndarray
+    src_lengths: np.ndarray
+    tgt_flat: np.ndarray  # Targets include their EOS.
+    tgt_offsets: np.ndarray
+    tgt_lengths: np.ndarray
+    num_filtered: int
+    num_truncated: int
+    bucket: np.ndarray | None = None  # [num_examples] index into the bucket shapes.
+
+
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    return (np.cumsum(lengths, dtype=np.int64) - lengths).astype(np.int64)
+
+
+def _encode_chunks(examples: Sequence[dict], source_vocab: vocab_lib.Vocab, target_vocab: vocab_lib.Vocab,
+                   c: ml_collections.ConfigDict, counts: dict) -> Iterator[dict[str, np.ndarray]]:
+    """The kept examples' arrays (`_ARRAYS`), `CHUNK` records at a time; counts filtered/truncated ones."""
+    max_src, max_tgt = c.max_source_length or np.inf, c.max_target_length or np.inf
+    for start in range(0, len(examples), CHUNK):
+        kept, sources, targets = [], [], []
+        for i, ex in enumerate(examples[start:start + CHUNK], start=start):
+            src, tgt = source_vocab.encode(ex["source"]), target_vocab.encode(ex["target"])
+            if len(src) > max_src or len(tgt) > max_tgt:
+                if c.length_policy == "filter":
+                    counts["filtered"] += 1
+                    continue
+                counts["truncated"] += 1
+                src, tgt = src[:c.max_source_length], tgt[:c.max_target_length]
+            kept.append(i)
+            sources.append(src)
+            targets.append(tgt + [vocab_lib.EOS])
+        yield {"src_flat": np.fromiter((t for s in sources for t in s), np.int32),
+               "src_lengths": np.array([len(s) for s in sources], np.int32),
+               "tgt_flat": np.fromiter((t for s in targets for t in s), np.int32),
+               "tgt_lengths": np.array([len(s) for s in targets], np.int32),
+               "record_index": np.array(kept, np.int64)}
+
+
+def _check_not_empty(split: str, c: ml_collections.ConfigDict, num_kept: int, num_examples: int) -> None:
+    if not num_kept:
+        raise ValueError(
+            f"The {split} split of dataset {c.dataset!r} is empty after length filtering with "
+            f"data.max_source_length={c.max_source_length}, data.max_target_length={c.max_target_length} "
+            f"({num_examples} examples before); raise the limits or use data.length_policy='truncate'.")
+
+
+def _log_counts(split: str, c: ml_collections.ConfigDict, counts: dict, num_examples: int) -> None:
+    if counts["filtered"] or counts["truncated"]:
+        logging.info("%s split: %d of %d examples %s by the length limits (source %s, target %s).", split,
+                     counts["filtered"] or counts["truncated"], num_examples,
+                     "filtered" if counts["filtered"] else "truncated", c.max_source_length, c.max_target_length)
+
+
+def encode(split: str, examples: Sequence[dict], source_vocab: vocab_lib.Vocab, target_vocab: vocab_lib.Vocab,
+           c: ml_collections.ConfigDict) -> EncodedSplit:
+    """`examples` encoded in memory, with the length policy of data config `c` applied."""
+    counts = {"filtered": 0, "truncated": 0}
+    chunks = list(_encode_chunks(examples, source_vocab, target_vocab, c, counts))
+    arrays = {name: np.concatenate([chunk[name] for chunk in chunks]) if chunks else np.zeros(0, dtype)
+              for name, dtype in _ARRAYS.items()}
+    _log_counts(split, c, counts, len(examples))
+    _check_not_empty(split, c, len(arrays["record_index"]), len(examples))
+    return _split(examples, arrays, counts["filtered"], counts["truncated"])
+
+
+def _split(examples: Sequence[dict], arrays: dict[str, np.ndarray], filtered: int, truncated: int) -> EncodedSplit:
+    kept = examples if len(arrays["record_index"]) == len(examples) else Kept(examples, arrays["record_index"])
+    return EncodedSplit(kept, arrays["src_flat"], _offsets(arrays["src_lengths"]), arrays["src_lengths"],
+                        arrays["tgt_flat"], _offsets(arrays["tgt_lengths"]), arrays["tgt_lengths"], filtered,
+                        truncated)
+
+
+def cache_key(prepared: str, source_vocab: bytes, target_vocab: bytes, c: ml_collections.ConfigDict) -> str:
+    """A hash of what the training split's ids depend on: `prepared` (the prepared split's identity), both
+    vocabularies' files, and the length limits, policy and direction in data config `c`."""
+    limits = json.dumps([c.max_source_length, c.max_target_length, c.length_policy, c.reverse_pair, FORMAT])
+    digest = hashlib.sha256()
+    for part in (prepared.encode(), source_vocab, target_vocab, limits.encode()):
+        digest.update(len(part).to_bytes(8, "little") + part)
+    return digest.hexdigest()[:24]
+
+
+def _map(path: str, dtype, count: int) -> np.ndarray:
+    """The `count` values of a raw array file, memory-mapped read-only (an empty array without a file map)."""
+    return np.memmap(path, dtype=dtype, mode="r", shape=(count,)) if count else np.zeros(0, dtype)
+
+
+def _write(directory: str, chunks: Iterator[dict[str, np.ndarray]], counts: dict, num_examples: int) -> None:
+    """Writes the chunks' arrays and `meta.json` to a temporary directory, then renames it to `directory`."""
+    temporary = f"{directory}.tmp-{os.getpid()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    os.makedirs(temporary)
+    try:
+        sizes = dict.fromkeys(_ARRAYS, 0)
+        handles = {name: open(os.path.join(temporary, f"{name}.bin"), "wb") for name in _ARRAYS}  # noqa: SIM115
+        try:
+            for chunk in chunks:
+                for name, values in chunk.items():
+                    values.tofile(handles[name])
+                    sizes[name] += len(values)
+        finally:
+            for handle in handles.values():
+                handle.close()
+        for side in ("src", "tgt"):
+            lengths = _map(os.path.join(temporary, f"{side}_lengths.bin"), np.int32, sizes[f"{side}_lengths"])
+            _offsets(lengths).tofile(os.path.join(temporary, f"{side}_offsets.bin"))
+        files.save_json(os.path.join(temporary, "meta.json"),
+                        {"format": FORMAT, "sizes": sizes, "num_records": num_examples, **counts})
+        os.rename(temporary, directory)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+
+
+def _load(directory: str, examples: Sequence[dict]) -> EncodedSplit:
+    with open(os.path.join(directory, "meta.json"), encoding="utf-8") as f:
+        meta = json.load(f)
+    sizes = meta["sizes"]
+    arrays = {name: _map(os.path.join(directory, f"{name}.bin"), dtype, sizes[name]) for name, dtype in _ARRAYS.items()}
+    split = EncodedSplit(Kept(examples, arrays["record_index"]), arrays["src_flat"],
+                         _map(os.path.join(directory, "src_offsets.bin"), np.int64, sizes["src_lengths"]),
+                         arrays["src_lengths"], arrays["tgt_flat"],
+                         _map(os.path.join(directory, "tgt_offsets.bin"), np.int64, sizes["tgt_lengths"]),
+                         arrays["tgt_lengths"], meta["filtered"], meta["truncated"])
+    if meta["num_records"] != len(examples):
+        raise ValueError(f"the encoded training split in {directory} was written from {meta['num_records']} "
+                         f"records, but the dataset now has {len(examples)}; delete that directory.")
+    return split
+
+
+def cached(split: str, examples: Sequence[dict], source_vocab: vocab_lib.Vocab, target_vocab: vocab_lib.Vocab,
+           c: ml_collections.ConfigDict, directory: str) -> EncodedSplit:
+    """`examples` encoded into `directory` once (under a lock), then memory-mapped from there."""
+    os.makedirs(os.path.dirname(directory), exist_ok=True)
+    with files.file_lock(f"{directory}.lock", what=f"the encoding cache {directory}"):
+        if not os.path.isdir(directory):
+            counts = {"filtered": 0, "truncated": 0}
+            logging.info("Encoding the %s split (%d examples) once into %s.", split, len(examples), directory)
+            _write(directory, _encode_chunks(examples, source_vocab, target_vocab, c, counts), counts,
+                   len(examples))
+        else:
+            logging.info("Mapping the encoded %s split from %s.", split, directory)
+    encoded = _load(directory, examples)
+    _log_counts(split, c, {"filtered": encoded.num_filtered, "truncated": encoded.num_truncated}, len(examples))
+    _check_not_empty(split, c, len(encoded.src_lengths), len(examples))
+    return encoded

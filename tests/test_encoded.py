@@ -1,0 +1,161 @@
+"""The training split is encoded once into a cache that later starts memory-map: the same examples, ids and
+batches as encoding it in memory, a new cache for anything the ids depend on, nothing left by an interrupted
+write, and a later start that reads none of the training text."""
+
+import itertools
+import os
+
+import numpy as np
+import pytest
+
+from seq2seq_jax.data import config as config_lib
+from seq2seq_jax.data import datasets
+from seq2seq_jax.data import encoded
+from seq2seq_jax.data import pipeline
+from seq2seq_jax.data import vocab as vocab_lib
+from seq2seq_jax.data.datasets import parallel_text
+
+WORDS = "uno dos tres cuatro cinco seis siete ocho nueve diez".split()
+
+
+def corpus(directory, name: str, num_lines: int, seed: int) -> str:
+    """A TSV of `num_lines` pairs of 1-9 random words (the target: the source reversed), some too long for
+    `max_source_length=7`."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for _ in range(num_lines):
+        words = list(rng.choice(WORDS, size=rng.integers(1, 10)))
+        lines.append(" ".join(words) + "\t" + " ".join(reversed(words)))
+    path = os.path.join(directory, name)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def make_config(tmp_path, **overrides):
+    c = config_lib.get_data_config()
+    c.dataset = "parallel_text"
+    c.data_dir = str(tmp_path / "tfds")
+    c.train_file = corpus(tmp_path, "train.tsv", 300, seed=0)
+    c.validation_file = corpus(tmp_path, "validation.tsv", 20, seed=1)
+    c.test_file = corpus(tmp_path, "test.tsv", 20, seed=2)
+    c.source_vocab = c.target_vocab = "word"
+    c.max_source_length, c.length_policy = 7, "filter"
+    c.update(overrides)
+    return c
+
+
+def get_data(c, vocab_dir):
+    return pipeline.get_data(c, batch_size=8, seed=0, vocab_dir=str(vocab_dir))
+
+
+def in_memory(c, vocab_dir) -> pipeline.Data:
+    """`get_data`'s Data without the cache: every split read into a list and encoded in memory."""
+    builder = datasets.get_builder("parallel_text", c.data_dir, train_file=c.train_file,
+                                   validation_file=c.validation_file, test_file=c.test_file)
+    raw = {split: encoded.RecordExamples(builder.as_data_source(split=split), None, c.reverse_pair)[:]
+           for split in ("train", "validation", "test")}
+    return pipeline.Data(c, raw, batch_size=8, seed=0, vocab_dir=str(vocab_dir))
+
+
+def cache_entries(c) -> list[str]:
+    directory = os.path.join(c.data_dir, pipeline.ENCODED_DIR)
+    return sorted(name for name in os.listdir(directory) if not name.endswith(".lock"))
+
+
+def batches(data, num: int) -> list[dict]:
+    return list(itertools.islice(data.train_iterator(prefetch=0), num))
+
+
+def assert_same_batches(want, got):
+    assert len(want) == len(got)
+    for a, b in zip(want, got):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_the_cached_training_split_equals_its_encoding_in_memory(tmp_path):
+    c = make_config(tmp_path)
+    data = get_data(c, tmp_path / "vocab")
+    assert len(cache_entries(c)) == 1
+    train = data._split("train")
+    assert isinstance(train.src_flat, np.memmap) and isinstance(train.tgt_lengths, np.memmap)
+
+    plain = in_memory(c, tmp_path / "vocab")
+    assert data.num_filtered == plain.num_filtered and data.num_filtered["train"] > 0
+    assert list(data.examples("train")) == list(plain.examples("train"))
+    assert all(len(e["source"].split()) <= 7 for e in data.examples("train"))
+    assert data.bucket_shapes == plain.bucket_shapes
+    assert_same_batches(batches(plain, 2 * plain.batches_per_epoch), batches(data, 2 * data.batches_per_epoch))
+
+
+def test_a_later_start_reads_no_training_text_and_encodes_nothing(tmp_path, monkeypatch):
+    c = make_config(tmp_path)
+    first = get_data(c, tmp_path / "vocab")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a later start must not do this")
+
+    records_read = []
+    read_record = encoded.RecordExamples._example
+    monkeypatch.setattr(encoded.RecordExamples, "_example", lambda self, r: records_read.append(1) or read_record(self, r))
+    monkeypatch.setattr(encoded, "_write", refuse)
+    monkeypatch.setattr(vocab_lib, "build_vocab", refuse)
+    monkeypatch.setattr(parallel_text, "read_pairs", refuse)
+    again = get_data(c, tmp_path / "vocab")
+    assert len(records_read) == 20 + 20  # the validation and test records, none of the 300 training ones
+    assert_same_batches(batches(first, 5), batches(again, 5))
+    assert cache_entries(c) == cache_entries(c)[:1]
+
+
+@pytest.mark.parametrize("change", [
+    {"max_source_length": 8},
+    {"length_policy": "truncate"},
+    {"reverse_pair": True},
+    {"source_vocab": "char"},
+])
+def test_anything_the_ids_depend_on_gets_a_cache_of_its_own(tmp_path, change):
+    c = make_config(tmp_path)
+    get_data(c, tmp_path / "vocab")
+    changed = c.copy_and_resolve_references()
+    changed.update(change)
+    data = get_data(changed, tmp_path / "vocab2")
+    assert len(cache_entries(c)) == 2
+    assert_same_batches(batches(in_memory(changed, tmp_path / "vocab2"), 10), batches(data, 10))
+
+
+def test_an_interrupted_encoding_leaves_nothing_and_the_next_start_encodes(tmp_path, monkeypatch):
+    c = make_config(tmp_path)
+    monkeypatch.setattr(encoded, "CHUNK", 50)
+    encode_chunks = encoded._encode_chunks
+
+    def interrupted(*args):
+        chunks = encode_chunks(*args)
+        yield next(chunks)
+        raise KeyboardInterrupt  # the process is stopped after the first chunk was written
+
+    monkeypatch.setattr(encoded, "_encode_chunks", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        get_data(c, tmp_path / "vocab")
+    assert cache_entries(c) == []
+    monkeypatch.setattr(encoded, "_encode_chunks", encode_chunks)
+    data = get_data(c, tmp_path / "vocab")
+    assert len(cache_entries(c)) == 1 and len(data.examples("train")) + data.num_filtered["train"] == 300
+
+
+def test_a_prepared_parallel_text_is_not_read_again_until_a_file_changes(tmp_path, monkeypatch):
+    c = make_config(tmp_path)
+    get_data(c, tmp_path / "vocab")
+    read_pairs = parallel_text.read_pairs
+    monkeypatch.setattr(parallel_text, "read_pairs", lambda *a: pytest.fail("read a prepared file again"))
+    builder = datasets.get_builder("parallel_text", c.data_dir, train_file=c.train_file,
+                                   validation_file=c.validation_file, test_file=c.test_file)
+    builder.download_and_prepare()
+    with open(c.train_file, "a", encoding="utf-8") as f:
+        f.write("once more\tmore once\n")
+    monkeypatch.setattr(parallel_text, "read_pairs", read_pairs)
+    assert len(get_data(c, tmp_path / "vocab").examples("train")) == len(get_data(c, tmp_path / "vocab3")
+                                                                         .examples("train"))
+    # The edited file is another prepared dataset: a cache for it with the old vocabulary, one with the new.
+    assert len(cache_entries(c)) == 3
