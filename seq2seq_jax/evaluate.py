@@ -44,7 +44,7 @@ from seq2seq_jax import train
 from seq2seq_jax import workdir as workdir_lib
 from seq2seq_jax.data import pipeline
 from seq2seq_jax.model import shift_right
-from seq2seq_jax.translator import load_ensemble
+from seq2seq_jax.translator import load_runs
 
 _WORKDIR = cli.workdir_flag()
 _CHECKPOINT = cli.checkpoint_flag()
@@ -122,12 +122,9 @@ def main(argv):
     cli.enable_compilation_cache()
     workdirs, split, checkpoint = cli.workdirs(_WORKDIR.value), _SPLIT.value, _CHECKPOINT.value
     workdir = workdirs[0]  # an ensemble's dataset, settings and eval/ folder are its first run's
-    if len(workdirs) == 1:
-        config, model, params, _, _ = cli.load_or_fail(lambda: workdir_lib.load_trained(workdir, checkpoint), workdirs)
-        eval_step = functools.partial(train.eval_step, model=model)
-    else:
-        config, model, params, _, _ = cli.load_or_fail(lambda: load_ensemble(workdirs, checkpoint), workdirs)
-        eval_step = functools.partial(ensemble_eval_step, ensemble=model)
+    config, model, params, _, _ = cli.load_or_fail(lambda: load_runs(workdirs, checkpoint), workdirs)
+    eval_step = (functools.partial(ensemble_eval_step, ensemble=model) if isinstance(model, ensemble_lib.Ensemble)
+                 else functools.partial(train.eval_step, model=model))
     eval_config = config.eval.copy_and_resolve_references()
     eval_config.beam_size = inference.split_beam_size(config.eval, split) if _BEAM_SIZE.value is None else _BEAM_SIZE.value
     if _LENGTH_PENALTY.value is not None:

@@ -117,9 +117,7 @@ def main(argv):
     if not sources:
         cli.fail(f"no pair to score: --source={_SOURCE.value!r} and --target={_TARGET.value!r} are empty")
     workdirs = cli.workdirs(_WORKDIR.value)
-    translator = cli.load_or_fail(
-        lambda: Translator.from_workdir(workdirs[0], _CHECKPOINT.value) if len(workdirs) == 1 else
-        Translator.from_workdirs(workdirs, _CHECKPOINT.value), workdirs)
+    translator = cli.load_or_fail(lambda: Translator.from_runs(workdirs, _CHECKPOINT.value), workdirs)
     logging.info("scoring %d pairs with the %s checkpoint of %s", len(sources), _CHECKPOINT.value, _WORKDIR.value)
     rows = translator.score(sources, targets)
     with cli.open_output(output) as out:

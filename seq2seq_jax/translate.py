@@ -215,9 +215,7 @@ def main(argv):
                  f"--attention_plots={plots!r} cannot be a folder: {blocker!r} is a file")
     with open_input(_INPUT.value) as (fd, is_file):
         options = dict(length_penalty=_LENGTH_PENALTY.value, batch_size=_BATCH_SIZE.value)
-        translator = cli.load_or_fail(
-            lambda: Translator.from_workdir(workdirs[0], _CHECKPOINT.value, **options) if len(workdirs) == 1 else
-            Translator.from_workdirs(workdirs, _CHECKPOINT.value, **options), workdirs)
+        translator = cli.load_or_fail(lambda: Translator.from_runs(workdirs, _CHECKPOINT.value, **options), workdirs)
         config = translator.config
         if plots is not None and config.model.decoder == "bottleneck":  # its attention weights are all 0
             logging.warning("--attention_plots: the run in %s has a bottleneck decoder, which has no attention; "

@@ -89,6 +89,14 @@ def load_ensemble(workdirs: Sequence[str], checkpoint: str = "best"):
             target_vocab)
 
 
+def load_runs(workdirs: Sequence[str], checkpoint: str = "best"):
+    """What the command-line tools load for ``--workdir=A[,B,...]``: one run's ``workdir.load_trained``, or
+    several runs' ``load_ensemble`` (the same 5-tuple)."""
+    if len(workdirs) == 1:
+        return workdir_lib.load_trained(workdirs[0], checkpoint)
+    return load_ensemble(workdirs, checkpoint)
+
+
 @functools.lru_cache(maxsize=None)
 def _teacher_forced_fn(model: Seq2Seq | ensemble_lib.Ensemble, attention: bool):
     """A jitted ``(params, inputs, input_lengths, targets, target_lengths)`` -> per-row ``log p(target |
@@ -218,6 +226,13 @@ class Translator:
         return cls(model, params, source_vocab, target_vocab, config.eval, beam_size=beam_size,
                    length_penalty=length_penalty, batch_size=batch_size, max_source_len=max_source_length(config)[0],
                    config=config)
+
+    @classmethod
+    def from_runs(cls, paths: Sequence[str], checkpoint: str = "best", **options) -> "Translator":
+        """``from_workdir`` of one path, ``from_workdirs`` of several: what ``--workdir=A[,B,...]`` loads."""
+        if len(paths) == 1:
+            return cls.from_workdir(paths[0], checkpoint, **options)
+        return cls.from_workdirs(paths, checkpoint, **options)
 
     @property
     def is_ensemble(self) -> bool:

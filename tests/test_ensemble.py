@@ -29,6 +29,7 @@ from seq2seq_jax import evaluate
 from seq2seq_jax import score
 from seq2seq_jax import workdir as workdir_lib
 from seq2seq_jax import translate
+from seq2seq_jax import translator as translator_lib
 from seq2seq_jax.model import shift_right
 from seq2seq_jax.translator import Translator
 
@@ -100,6 +101,15 @@ def test_an_ensemble_of_one_run_decodes_exactly_as_the_run(translators, beam_siz
     want, got = (t.translations(LINES, beam_size=beam_size) for t in translators)
     assert [(t.hypotheses, t.target_ids, t.scores) for t in got] == [(t.hypotheses, t.target_ids, t.scores)
                                                                      for t in want]
+
+
+def test_the_tools_load_one_workdir_as_its_run_and_several_as_their_ensemble(tiny_workdir, load_trained_once,
+                                                                             monkeypatch):
+    monkeypatch.setattr(workdir_lib, "load_trained", load_trained_once)
+    assert not Translator.from_runs([tiny_workdir]).is_ensemble
+    assert Translator.from_runs([tiny_workdir, tiny_workdir], beam_size=2).is_ensemble
+    assert not isinstance(translator_lib.load_runs([tiny_workdir])[1], ensemble.Ensemble)
+    assert isinstance(translator_lib.load_runs([tiny_workdir] * 2)[1], ensemble.Ensemble)
 
 
 @pytest.mark.slow
