@@ -159,3 +159,16 @@ def test_a_prepared_parallel_text_is_not_read_again_until_a_file_changes(tmp_pat
                                                                          .examples("train"))
     # The edited file is another prepared dataset: a cache for it with the old vocabulary, one with the new.
     assert len(cache_entries(c)) == 3
+
+
+def test_a_corpus_too_big_for_tfds_s_memory_buffer_is_prepared_without_tensorflow(tmp_path, monkeypatch):
+    from tensorflow_datasets.core import shuffle  # noqa: PLC0415
+
+    monkeypatch.setattr(shuffle, "MAX_MEM_BUFFER_SIZE", 0)  # every example spills to the bucket files, as >1 GB do
+    c = make_config(tmp_path)
+    builder = datasets.get_builder("parallel_text", c.data_dir, train_file=c.train_file,
+                                   validation_file=c.validation_file, test_file=c.test_file)
+    builder.download_and_prepare()
+    stored = sorted((e["source"], e["target"]) for e in encoded.RecordExamples(builder.as_data_source(split="train")))
+    assert stored == sorted(parallel_text.read_pairs(c.train_file, "train"))
+    assert not [name for name in os.listdir(builder.data_dir) if "bucket" in name or "incomplete" in name]

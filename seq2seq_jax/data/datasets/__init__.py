@@ -10,6 +10,7 @@ import dataclasses
 import tensorflow_datasets as tfds
 
 from seq2seq_jax.data.datasets import _common
+from seq2seq_jax.data.datasets import _spill
 from seq2seq_jax.data.datasets.bible import Bible
 from seq2seq_jax.data.datasets.cmudict_g2p import CmudictG2p
 from seq2seq_jax.data.datasets.dates import Dates
@@ -70,6 +71,7 @@ def get_builder(name: str, data_dir: str, **kwargs) -> tfds.core.DatasetBuilder:
     Raises:
       ValueError: naming `data.dataset` for an unknown name, or the field a keyword does not apply to.
     """
+    _spill.install()  # a corpus over 1 GB spills to disk while it is prepared, with or without TensorFlow
     dataset, _, config_name = name.partition("/")
     if dataset in LOCAL_BUILDERS:
         return _local_builder(LOCAL_BUILDERS[dataset], config_name or None, name, data_dir, kwargs)
