@@ -11,8 +11,9 @@ One phase per process, in this order on one folder (`benchmarks.run` runs them s
   later_start  a resumed run's start (or any later one with those vocabularies): the vocabularies read back,
                the encoded split memory-mapped; then its first training batch.
 With `--checkout=DIR` (after this one's `prepare`), the phases time that checkout's package on the same
-prepared data, with vocabularies of its own. The corpus: `--pairs` training pairs of 1-40 words (about 20 on average) drawn from a Zipfian vocabulary of
-30,000 words, the target a word-for-word rewrite of the source; 2,000 pairs each for validation and test.
+prepared data, with vocabularies of its own. The corpus: `--pairs` training pairs of 1-40 words (about 20
+on average) drawn from a Zipfian vocabulary of 30,000 words, the target a word-for-word rewrite of the
+source; 2,000 pairs each for validation and test.
 It is generated into the folder before the timed part. Prints one JSON line: `times_s` (the phase's
 seconds), `peak_rss_bytes` (the process's peak resident memory, `ru_maxrss`), `imports_rss_bytes` (its
 resident memory just before the phase: interpreter and libraries), the corpus's size, and the encoding cache's
@@ -36,7 +37,7 @@ _FOLDER = flags.DEFINE_string("folder", None, "Corpus, TFDS data and vocabularie
 _PHASE = flags.DEFINE_enum("phase", "later_start", ["prepare", "first_start", "later_start"], "What to time.")
 _CHECKOUT = flags.DEFINE_string(
     "checkout", None, "Time the seq2seq_jax package of this checkout (e.g. a worktree of an older commit) instead "
-    "of the installed one; its TFDS data and vocabularies go to a folder of their own.")
+    "of the installed one, on the same prepared TFDS data, with vocabularies of its own.")
 
 WORDS = 30_000
 MAX_WORDS = 40
@@ -122,10 +123,11 @@ def main(argv):
     cache = os.path.join(c.data_dir, encoded_dir or "")
     cache_bytes = None if not encoded_dir else sum(  # None: a checkout without the cache
         os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(cache) for name in names)
-    corpus_bytes = sum(os.path.getsize(p) for spec in (c.train_file,) for p in spec.split(","))
-    print(json.dumps({"package": os.path.dirname(pipeline.__file__), "times_s": [seconds], "first_s": None, "first_batch_s": first_batch_s,
-                      "peak_rss_bytes": _peak_rss_bytes(), "imports_rss_bytes": imports_rss, "pairs": _PAIRS.value,
-                      "corpus_bytes": corpus_bytes, "cache_bytes": cache_bytes}))
+    corpus_bytes = sum(os.path.getsize(p) for p in c.train_file.split(","))
+    print(json.dumps({"package": os.path.dirname(pipeline.__file__), "times_s": [seconds], "first_s": None,
+                      "first_batch_s": first_batch_s, "peak_rss_bytes": _peak_rss_bytes(),
+                      "imports_rss_bytes": imports_rss, "pairs": _PAIRS.value, "corpus_bytes": corpus_bytes,
+                      "cache_bytes": cache_bytes}))
 
 
 if __name__ == "__main__":

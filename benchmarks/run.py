@@ -29,8 +29,9 @@ with a G2P model this script trains first; JAX's persistent compilation cache st
 repetition compiles and later ones read it) and ``data_startup`` (``benchmarks.data_startup``: TFDS
 preparing generated parallel text of 100k, 1M and 5M pairs, then a new run's start on it, which encodes the
 training split into the cache, then a later start, which maps it: seconds and peak resident memory, one
-process each; with ``--baseline_checkout=DIR`` also that checkout's starts on the same data). The PyTorch rows need the optional extra 'bench'; without it
-they are skipped and ``ratio_vs_torch`` (our time / PyTorch's, < 1 = faster) is null.
+process each; with ``--baseline_checkout=DIR`` also that checkout's starts on the same data). The PyTorch
+rows need the optional extra 'bench'; without it they are skipped and ``ratio_vs_torch`` (our time /
+PyTorch's, < 1 = faster) is null.
 
 Train-step rows carry the step's matmul FLOPs (``flops``, counted on our step's jaxpr: ``common.matmul_flops``;
 the peer's row gets ours, the same model's), the FLOP/s they achieved and that rate's share of the CPU's peak
@@ -193,14 +194,14 @@ def plan(quick: bool, use_torch: bool, only=BENCHMARKS, translate_files=None, fo
                             (sys.executable, "-m", "seq2seq_jax.translate", f"--workdir={workdir}",
                              f"--input={source}", f"--output={workdir}/out_beam{beam}.txt", f"--beam_size={beam}")))
     if "data_startup" in only:
+        commit = baseline and subprocess.run(["git", "-C", baseline, "rev-parse", "--short", "HEAD"],
+                                             capture_output=True, text=True, check=True).stdout.strip()
         for pairs in data_pairs or s["data_pairs"]:
             common = _flags(pairs=pairs, folder=os.path.join(folder, "data_startup"))
             for phase in DATA_PHASES:
                 jobs.append(Job("data_startup", f"{pairs:,} pairs", phase.replace("_", " "),
                                 worker("data_startup") + common + _flags(phase=phase)))
             for phase in DATA_PHASES[1:] if baseline else ():
-                commit = subprocess.run(["git", "-C", baseline, "rev-parse", "--short", "HEAD"], capture_output=True,
-                                        text=True, check=True).stdout.strip()
                 jobs.append(Job("data_startup", f"{pairs:,} pairs", f"{phase.replace('_', ' ')}, before ({commit})",
                                 worker("data_startup") + common + _flags(phase=phase, checkout=baseline)))
     return jobs

@@ -3,6 +3,7 @@ batches as encoding it in memory, a new cache for anything the ids depend on, no
 write, and a later start that reads none of the training text."""
 
 import itertools
+import json
 import os
 
 import numpy as np
@@ -99,7 +100,8 @@ def test_a_later_start_reads_no_training_text_and_encodes_nothing(tmp_path, monk
 
     records_read = []
     read_record = encoded.RecordExamples._example
-    monkeypatch.setattr(encoded.RecordExamples, "_example", lambda self, r: records_read.append(1) or read_record(self, r))
+    monkeypatch.setattr(encoded.RecordExamples, "_example",
+                        lambda self, r: records_read.append(1) or read_record(self, r))
     monkeypatch.setattr(encoded, "_write", refuse)
     monkeypatch.setattr(vocab_lib, "build_vocab", refuse)
     monkeypatch.setattr(parallel_text, "read_pairs", refuse)
@@ -107,6 +109,21 @@ def test_a_later_start_reads_no_training_text_and_encodes_nothing(tmp_path, monk
     assert len(records_read) == 20 + 20  # the validation and test records, none of the 300 training ones
     assert_same_batches(batches(first, 5), batches(again, 5))
     assert cache_entries(c) == cache_entries(c)[:1]
+
+
+def test_a_cache_written_from_another_number_of_records_is_refused_naming_its_directory(tmp_path):
+    c = make_config(tmp_path)
+    get_data(c, tmp_path / "vocab")
+    (entry,) = cache_entries(c)
+    meta_path = os.path.join(c.data_dir, pipeline.ENCODED_DIR, entry, "meta.json")
+    with open(meta_path, encoding="utf-8") as f:
+        meta = json.load(f)
+    meta["num_records"] += 1  # as if written from another version of the split
+    with open(meta_path, "w", encoding="utf-8") as f:
+        json.dump(meta, f)
+    with pytest.raises(ValueError, match=rf"^the encoded training split in .*{entry} was written from 301 "
+                                         r"records, but the dataset now has 300; delete that directory\.$"):
+        get_data(c, tmp_path / "vocab")
 
 
 @pytest.mark.parametrize("change", [

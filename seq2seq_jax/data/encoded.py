@@ -155,16 +155,17 @@ def encode(split: str, examples: Sequence[dict], source_vocab: vocab_lib.Vocab, 
     chunks = list(_encode_chunks(examples, source_vocab, target_vocab, c, counts))
     arrays = {name: np.concatenate([chunk[name] for chunk in chunks]) if chunks else np.zeros(0, dtype)
               for name, dtype in _ARRAYS.items()}
+    arrays.update({f"{side}_offsets": _offsets(arrays[f"{side}_lengths"]) for side in ("src", "tgt")})
     _log_counts(split, c, counts, len(examples))
     _check_not_empty(split, c, len(arrays["record_index"]), len(examples))
     return _split(examples, arrays, counts["filtered"], counts["truncated"])
 
 
 def _split(examples: Sequence[dict], arrays: dict[str, np.ndarray], filtered: int, truncated: int) -> EncodedSplit:
+    """The split of `arrays` (`_ARRAYS` and both sides' offsets) over the examples of `examples` they kept."""
     kept = examples if len(arrays["record_index"]) == len(examples) else Kept(examples, arrays["record_index"])
-    return EncodedSplit(kept, arrays["src_flat"], _offsets(arrays["src_lengths"]), arrays["src_lengths"],
-                        arrays["tgt_flat"], _offsets(arrays["tgt_lengths"]), arrays["tgt_lengths"], filtered,
-                        truncated)
+    return EncodedSplit(kept, arrays["src_flat"], arrays["src_offsets"], arrays["src_lengths"], arrays["tgt_flat"],
+                        arrays["tgt_offsets"], arrays["tgt_lengths"], filtered, truncated)
 
 
 def cache_key(prepared: str, source_vocab: bytes, target_vocab: bytes, c: ml_collections.ConfigDict) -> str:
@@ -212,17 +213,14 @@ def _write(directory: str, chunks: Iterator[dict[str, np.ndarray]], counts: dict
 def _load(directory: str, examples: Sequence[dict]) -> EncodedSplit:
     with open(os.path.join(directory, "meta.json"), encoding="utf-8") as f:
         meta = json.load(f)
-    sizes = meta["sizes"]
-    arrays = {name: _map(os.path.join(directory, f"{name}.bin"), dtype, sizes[name]) for name, dtype in _ARRAYS.items()}
-    split = EncodedSplit(Kept(examples, arrays["record_index"]), arrays["src_flat"],
-                         _map(os.path.join(directory, "src_offsets.bin"), np.int64, sizes["src_lengths"]),
-                         arrays["src_lengths"], arrays["tgt_flat"],
-                         _map(os.path.join(directory, "tgt_offsets.bin"), np.int64, sizes["tgt_lengths"]),
-                         arrays["tgt_lengths"], meta["filtered"], meta["truncated"])
     if meta["num_records"] != len(examples):
         raise ValueError(f"the encoded training split in {directory} was written from {meta['num_records']} "
                          f"records, but the dataset now has {len(examples)}; delete that directory.")
-    return split
+    sizes = meta["sizes"]
+    arrays = {name: _map(os.path.join(directory, f"{name}.bin"), dtype, sizes[name]) for name, dtype in _ARRAYS.items()}
+    arrays.update({f"{side}_offsets": _map(os.path.join(directory, f"{side}_offsets.bin"), np.int64,
+                                           sizes[f"{side}_lengths"]) for side in ("src", "tgt")})
+    return _split(examples, arrays, meta["filtered"], meta["truncated"])
 
 
 def cached(split: str, examples: Sequence[dict], source_vocab: vocab_lib.Vocab, target_vocab: vocab_lib.Vocab,
