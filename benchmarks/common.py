@@ -84,11 +84,18 @@ def _jaxpr_flops(jaxpr) -> int:
 
 def threads(impl: str) -> dict:
     """The intra-op threads of ``impl``: PyTorch's setting, or the CPUs XLA's CPU client may use (its
-    thread pool has one thread per CPU of the process's affinity mask), with ``XLA_FLAGS``."""
+    thread pool has one thread per CPU of the process's affinity mask), with ``XLA_FLAGS``; on a GPU also the
+    device and (the peer) its float32 matmul precision."""
     if impl == "torch":
         import torch  # optional extra 'bench'
-        return {"torch_intra_op": torch.get_num_threads(), "torch_inter_op": torch.get_num_interop_threads()}
-    return {"xla_cpus": len(os.sched_getaffinity(0)), "xla_flags": os.environ.get("XLA_FLAGS", "")}
+        out = {"torch_intra_op": torch.get_num_threads(), "torch_inter_op": torch.get_num_interop_threads()}
+        if torch.cuda.is_available():
+            out.update(torch_device=torch.cuda.get_device_name(), float32_matmul=torch.get_float32_matmul_precision())
+        return out
+    out = {"xla_cpus": len(os.sched_getaffinity(0)), "xla_flags": os.environ.get("XLA_FLAGS", "")}
+    if jax.default_backend() != "cpu":
+        out["jax_device"] = jax.devices()[0].device_kind
+    return out
 
 
 def model_config(cell, decoder, hidden, embed, remat=False):

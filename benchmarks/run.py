@@ -36,6 +36,14 @@ PyTorch's, < 1 = faster) is null.
 Train-step rows carry the step's matmul FLOPs (``flops``, counted on our step's jaxpr: ``common.matmul_flops``;
 the peer's row gets ours, the same model's), the FLOP/s they achieved and that rate's share of the CPU's peak
 (``common.peak_flops``: cores x 2 FMA units x fp32 lanes x 2 x clock; ``--cpu_mhz`` overrides the clock).
+
+On a GPU (JAX's default backend) the workers run there, the peer on ``cuda``; the LSTM rows gain ``ours cudnn``
+(``model.recurrent_impl='cudnn'``) and no share of a peak is computed:
+
+  python -m benchmarks.run --only=train_step,search,train_step_memory,train_step_length --reps=1 \
+      --json=benchmarks/results_gpu.json
+  python -m benchmarks.report --results=benchmarks/results.json --gpu_results=benchmarks/results_gpu.json \
+      > benchmarks/RESULTS.md
 """
 
 import dataclasses
@@ -82,7 +90,11 @@ DATA_PHASES = ("prepare", "first_start", "later_start")
 BUSY_LOAD_PER_CPU = 0.5  # 1-minute load average per CPU above which the machine counts as busy
 
 SEARCHES = [("ours", 1), ("ours", 5), ("torch", 1)]
-MEMORY_IMPLS = [("ours", False), ("ours remat", True), ("torch", False)]  # (row's impl, --remat)
+MEMORY_IMPLS = ("ours", "ours remat", "torch")
+# A row's impl -> its worker's flags. `ours cudnn` (the encoder through cuDNN) joins the LSTM rows on a GPU.
+IMPL_FLAGS = {"ours": {}, "ours remat": {"remat": True}, "ours cudnn": {"recurrent_impl": "cudnn"}, "torch": {},
+              "flax_rnn": {}}
+GPU_IMPLS = ("ours cudnn",)
 STEP_ONLY = "ours, jitted step only"  # train_run: benchmarks.trainer_overhead's job, folded into the trainer's row
 SETTINGS = {
     False: dict(
@@ -110,7 +122,7 @@ SETTINGS = {
         search_sizes=dict(batch=4, embed=4, hidden=8, vocab=20), search_steps=dict(warmup=0, steps=2),
         trainer=dict(config="tiny.py", name="tiny (reverse strings)", overrides={}),
         train_run_steps=dict(num_steps=6, log_every=2), translate_train_steps=2, translate_lines=100,
-        reps=1, timeout_s=300, train_impls=("ours", "torch"), memory_impls=[("ours", False), ("torch", False)],
+        reps=1, timeout_s=300, train_impls=("ours", "torch"), memory_impls=("ours", "torch"),
         searches=[("ours", 1), ("torch", 1)], translate_beams=(1,), data_pairs=(2_000,)),
 }
 
@@ -138,8 +150,20 @@ def _size_name(s: dict) -> str:
     return f"B {s['batch']}, S {s['src_len']}, T {s['tgt_len']}, E {s['embed']}, H {s['hidden']}, V {s['vocab']}"
 
 
+def _impls(names, cell: str, decoder: str, use_torch: bool, gpu: bool) -> list[str]:
+    """The rows' impls of one model: the peer where torch is installed, plain Flax for the bottleneck,
+    cuDNN for an LSTM on a GPU."""
+    names = list(names) + list(GPU_IMPLS if gpu else ())
+    return [n for n in names if (n != "torch" or use_torch) and (n != "flax_rnn" or decoder == "bottleneck")
+            and (n != "ours cudnn" or cell == "lstm")]
+
+
+def _impl_flags(name: str) -> tuple[str, ...]:
+    return _flags(impl=name.split()[0], **IMPL_FLAGS[name])
+
+
 def plan(quick: bool, use_torch: bool, only=BENCHMARKS, translate_files=None, folder="",
-         baseline: str | None = None, data_pairs=()) -> list[Job]:
+         baseline: str | None = None, data_pairs=(), gpu: bool = False) -> list[Job]:
     """Every job of one repetition, the implementations of a variant next to each other."""
     s = SETTINGS[quick]
     worker = lambda name: (sys.executable, "-m", f"benchmarks.{name}")  # noqa: E731
@@ -147,10 +171,8 @@ def plan(quick: bool, use_torch: bool, only=BENCHMARKS, translate_files=None, fo
     if "train_step" in only:
         for size in s["train_sizes"]:
             for cell, decoder in s["train_models"]:
-                impls = [impl for impl in s["train_impls"] if (impl != "torch" or use_torch)
-                         and (impl != "flax_rnn" or decoder == "bottleneck")]
-                for impl in impls:
-                    args = _flags(impl=impl, cell=cell, decoder=decoder, **size, **s["train_steps"])
+                for impl in _impls(s["train_impls"], cell, decoder, use_torch, gpu):
+                    args = _impl_flags(impl) + _flags(cell=cell, decoder=decoder, **size, **s["train_steps"])
                     jobs.append(Job("train_step", f"{cell}/{decoder}, {_size_name(size)}", impl,
                                     worker("train_step") + args))
     if "train_step_length" in only:
@@ -164,13 +186,10 @@ def plan(quick: bool, use_torch: bool, only=BENCHMARKS, translate_files=None, fo
         for cell, decoder in s["memory_models"]:
             for length in s["memory_lengths"]:
                 sized = dict(size, src_len=length, tgt_len=length)
-                for name, remat in s["memory_impls"]:
-                    impl = name.split()[0]
-                    if impl == "torch" and not use_torch:
-                        continue
+                for name in _impls(s["memory_impls"], cell, decoder, use_torch, gpu):
                     jobs.append(Job("train_step_memory", f"{cell}/{decoder}, {_size_name(sized)}", name,
-                                    worker("train_step") + _flags(measure="memory", impl=impl, cell=cell,
-                                                                  decoder=decoder, remat=remat, **sized)))
+                                    worker("train_step") + _flags(measure="memory") + _impl_flags(name)
+                                    + _flags(cell=cell, decoder=decoder, **sized)))
     if "search" in only:
         for out_len in s["out_lens"]:
             for impl, beam in s["searches"]:
@@ -417,7 +436,9 @@ def benchmark(*, quick: bool, use_torch: bool, reps: int, only=BENCHMARKS, cpu_m
               baseline: str | None = None, data_pairs=()) -> dict:
     s = SETTINGS[quick]
     info = machine()
-    peak = peak_flops(info if cpu_mhz is None else {**info, "cpu_mhz": cpu_mhz, "cpu_mhz_source": "--cpu_mhz"})
+    gpu = info["jax_backend"] == "gpu"  # the workers run there; the peak below is the CPU's
+    peak = None if gpu else peak_flops(
+        info if cpu_mhz is None else {**info, "cpu_mhz": cpu_mhz, "cpu_mhz_source": "--cpu_mhz"})
     load_before = load_average()
     # Only timings suffer from a busy machine: the memory rows count bytes (their RSS column is for reference).
     busy = bool(set(only) - {"train_step_memory"}) and load_before[0] > BUSY_LOAD_PER_CPU * info["cpu_count"]
@@ -426,7 +447,7 @@ def benchmark(*, quick: bool, use_torch: bool, reps: int, only=BENCHMARKS, cpu_m
                         "PyTorch's more than ours", load_before[0], info["cpu_count"])
     with tempfile.TemporaryDirectory() as folder:
         files = prepare_translate(quick, folder) if "translate" in only else None
-        jobs = plan(quick, use_torch, only, files, folder, baseline, data_pairs)
+        jobs = plan(quick, use_torch, only, files, folder, baseline, data_pairs, gpu)
         samples = {job.key: [] for job in jobs}
         for rep in range(reps):
             for job in jobs:
@@ -458,6 +479,9 @@ def merge(earlier: dict, result: dict) -> dict:
 
 def main(argv):
     del argv
+    # This process only reads the machine (jax.devices()); on a GPU it must not take most of its memory, as
+    # JAX does by default, while its workers run. They inherit the setting: a step reuses the same blocks.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     unknown = sorted(set(_ONLY.value) - set(BENCHMARKS))
     if unknown:
         raise app.UsageError(f"--only names unknown benchmark(s) {unknown}; allowed: {list(BENCHMARKS)}")

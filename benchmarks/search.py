@@ -76,16 +76,20 @@ def benchmark(*, impl="ours", beam_size=1, cell="lstm", decoder="attention", bat
         from benchmarks import torch_seq2seq
 
         torch.set_num_threads(os.cpu_count())
+        on = torch_seq2seq.device()
         m = config.model
         peer = torch_seq2seq.TorchSeq2Seq(cell=cell, source_vocab_size=vocab, target_vocab_size=vocab,
                                           embedding_size=m.embedding_size, hidden_size=m.hidden_size,
                                           attention_size=m.attention_size, decoder=decoder)
         torch_seq2seq.load_flax_params(peer, params)
-        tb = torch_seq2seq.to_torch_batch(data, data["targets"])
+        peer.to(on)
+        tb = torch_seq2seq.to_torch_batch(data, data["targets"], on)
 
         def search():
-            return torch_seq2seq.greedy_decode(peer, tb["inputs"], tb["input_lengths"], max_len=out_len,
-                                               bos_id=BOS, eos_id=EOS).shape[1]
+            tokens = torch_seq2seq.greedy_decode(peer, tb["inputs"], tb["input_lengths"], max_len=out_len,
+                                                 bos_id=BOS, eos_id=EOS)
+            torch_seq2seq.synchronize(on)
+            return tokens.shape[1]
 
     first = timed(search)
     for _ in range(warmup):

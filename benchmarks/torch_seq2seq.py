@@ -55,7 +55,7 @@ class TorchSeq2Seq(nn.Module):
                                       enforce_sorted=False)
         annotations, final = self.encoder(packed)
         annotations, _ = pad_packed_sequence(annotations, batch_first=True, total_length=inputs.shape[1])
-        mask = torch.arange(inputs.shape[1])[None, :] < input_lengths[:, None]  # [B, S]
+        mask = torch.arange(inputs.shape[1], device=inputs.device)[None, :] < input_lengths[:, None]  # [B, S]
         return annotations, final, mask
 
     def initial_state(self, final):
@@ -100,8 +100,8 @@ def greedy_decode(model: TorchSeq2Seq, inputs, input_lengths, *, max_len: int, b
         keys, state = model.key(annotations), model.initial_state(final)
     else:
         state = final
-    tokens = torch.full((inputs.shape[0],), bos_id, dtype=torch.long)
-    finished = torch.zeros(inputs.shape[0], dtype=torch.bool)
+    tokens = torch.full((inputs.shape[0],), bos_id, dtype=torch.long, device=inputs.device)
+    finished = torch.zeros(inputs.shape[0], dtype=torch.bool, device=inputs.device)
     outputs = []
     for _ in range(max_len):
         y = model.tgt_embed(tokens)  # [B, E]
@@ -120,7 +120,7 @@ def greedy_decode(model: TorchSeq2Seq, inputs, input_lengths, *, max_len: int, b
 
 def token_losses(logits, targets, target_lengths):
     """Masked cross-entropy sums, as ``seq2seq_jax.train.token_losses``."""
-    mask = (torch.arange(targets.shape[1])[None, :] < target_lengths[:, None]).float()
+    mask = (torch.arange(targets.shape[1], device=targets.device)[None, :] < target_lengths[:, None]).float()
     losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
                              reduction="none").view_as(mask)
     return (losses * mask).sum(), mask.sum(), mask
@@ -149,11 +149,26 @@ def make_train_step(model: TorchSeq2Seq, *, learning_rate=1e-3, max_grad_norm=5.
     return step
 
 
-def to_torch_batch(batch: dict, decoder_inputs) -> dict:
-    """Our numpy batch (plus ``shift_right(targets)``) as int64 tensors."""
-    out = {k: torch.from_numpy(np.asarray(v, np.int64)) for k, v in batch.items()}
-    out["decoder_inputs"] = torch.from_numpy(np.asarray(decoder_inputs, np.int64))
+def to_torch_batch(batch: dict, decoder_inputs, device=None) -> dict:
+    """Our numpy batch (plus ``shift_right(targets)``) as int64 tensors on ``device`` (default: the CPU)."""
+    out = {k: torch.from_numpy(np.asarray(v, np.int64)).to(device) for k, v in batch.items()}
+    out["decoder_inputs"] = torch.from_numpy(np.asarray(decoder_inputs, np.int64)).to(device)
     return out
+
+
+def device() -> torch.device:
+    """Where the peer runs: the GPU when PyTorch sees one (our side runs on JAX's default device, which is
+    then the GPU too), else the CPU. On a GPU, float32 matmuls use TF32, as JAX's do by default."""
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")  # TF32 on tensor cores: JAX's default precision on a GPU
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def synchronize(on: torch.device) -> None:
+    """Waits for the GPU's queued kernels (a step's time on a GPU is its kernels', not their launch's)."""
+    if on.type == "cuda":
+        torch.cuda.synchronize(on)
 
 
 def num_params(model: nn.Module) -> int:
@@ -193,6 +208,17 @@ def peak_allocated_bytes(step) -> int:
         held += e.nbytes()
         peak = max(peak, held)
     return peak
+
+
+def peak_cuda_allocated_bytes(step, on: torch.device) -> int:
+    """``peak_allocated_bytes`` on a GPU: the CUDA caching allocator's peak of allocated bytes during
+    ``step()`` less what was allocated before it (``torch.cuda.max_memory_allocated``)."""
+    synchronize(on)
+    torch.cuda.reset_peak_memory_stats(on)
+    before = torch.cuda.memory_allocated(on)
+    step()
+    synchronize(on)
+    return torch.cuda.max_memory_allocated(on) - before
 
 
 # --- Porting our parameters --------------------------------------------------------------------------

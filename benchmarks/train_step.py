@@ -1,5 +1,6 @@
 """Train-step speed, or memory, of ONE implementation, alone in this process: ours, the PyTorch peer, or plain
-Flax.
+Flax. On a GPU both sides run there (JAX's default device; the peer on ``cuda``, float32 matmuls in TF32 as
+JAX's default), and a step's time waits for its kernels.
 
   python -m benchmarks.train_step --impl=ours --cell=lstm --decoder=attention --batch=64 --src_len=32
   python -m benchmarks.train_step --impl=torch ...     # the PyTorch peer (optional extra 'bench')
@@ -22,7 +23,8 @@ Ours (and ``flax_rnn``) also report the step's matmul FLOPs (``common.matmul_flo
   buffer of the size of their peak). Exact for this program, the same on every run and machine.
 * the peer: the tensors held before the step (parameters, Adam's moments, the batch) + the most bytes
   PyTorch's CPU allocator held at once in allocations made during the step (``torch_seq2seq.
-  peak_allocated_bytes``: torch.profiler's memory events, summed in time order), on the model's first step;
+  peak_allocated_bytes``: torch.profiler's memory events, summed in time order; on a GPU, the CUDA allocator's
+  peak, ``torch_seq2seq.peak_cuda_allocated_bytes``), on the model's first step;
   Adam's moments are created before it by an optimizer step on zero gradients (a zero update). Tensor bytes
   like ours, so the two compare; deterministic too.
 
@@ -142,17 +144,21 @@ class TorchSide:
 
         torch.set_num_threads(os.cpu_count())
         torch.manual_seed(0)
+        self.device = torch_seq2seq.device()
         m = config.model
         self.model = torch_seq2seq.TorchSeq2Seq(
             cell=m.cell, source_vocab_size=vocab, target_vocab_size=vocab, embedding_size=m.embedding_size,
-            hidden_size=m.hidden_size, attention_size=m.attention_size, decoder=m.decoder)
+            hidden_size=m.hidden_size, attention_size=m.attention_size, decoder=m.decoder).to(self.device)
         self.params = torch_seq2seq.num_params(self.model)
         self.step_fn = torch_seq2seq.make_train_step(self.model, learning_rate=config.train.learning_rate,
                                                      max_grad_norm=config.train.max_grad_norm)
-        self.batch = torch_seq2seq.to_torch_batch(batch, shift_right(batch["targets"]))
+        self.batch = torch_seq2seq.to_torch_batch(batch, shift_right(batch["targets"]), self.device)
 
     def step(self):
+        from benchmarks import torch_seq2seq
+
         self.step_fn(self.batch)
+        torch_seq2seq.synchronize(self.device)
 
     def memory(self) -> dict:
         """See the module docstring."""
@@ -165,10 +171,14 @@ class TorchSide:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         persistent = torch_seq2seq.tensor_bytes([list(self.model.parameters()), optimizer.state, self.batch])
-        step_bytes = torch_seq2seq.peak_allocated_bytes(self.step)
+        if self.device.type == "cuda":
+            step_bytes = torch_seq2seq.peak_cuda_allocated_bytes(self.step, self.device)
+            method = "tensors before the step + the CUDA allocator's peak of the step's allocations"
+        else:
+            step_bytes = torch_seq2seq.peak_allocated_bytes(self.step)
+            method = "tensors before the step + torch.profiler's peak of the step's allocations"
         return {"peak_bytes": persistent + step_bytes, "persistent_bytes": persistent, "step_bytes": step_bytes,
-                "max_rss_bytes": max_rss_bytes(),
-                "method": "tensors before the step + torch.profiler's peak of the step's allocations"}
+                "max_rss_bytes": max_rss_bytes(), "method": method}
 
 
 def _side(impl, cell, decoder, batch, src_len, tgt_len, hidden, embed, vocab, remat, recurrent_impl):

@@ -197,6 +197,36 @@ def test_plan_times_each_implementation_in_its_own_process_and_skips_torch_witho
     assert {job.impl for job in without if job.benchmark == "train_step_memory"} == {"ours", "ours remat"}
 
 
+def test_on_a_gpu_the_lstm_rows_gain_the_cudnn_encoder_and_nothing_else_changes():
+    files = ("/w", "/s.txt", 10)
+    cpu = run.plan(quick=False, use_torch=True, translate_files=files)
+    gpu = run.plan(quick=False, use_torch=True, translate_files=files, gpu=True)
+    cudnn = [job for job in gpu if job.impl == "ours cudnn"]
+    assert [job for job in gpu if job.impl != "ours cudnn"] == cpu
+    assert {job.benchmark for job in cudnn} == {"train_step", "train_step_memory"}
+    assert all(job.variant.startswith("lstm/") for job in cudnn)
+    assert len([j for j in cudnn if j.benchmark == "train_step"]) == 4  # 2 LSTM models x 2 sizes
+    assert all("--impl=ours" in job.args and "--recurrent_impl=cudnn" in job.args for job in cudnn)
+
+
+def test_the_report_puts_a_gpu_run_s_tables_under_their_own_heading():
+    def result(backend, impl, ms):
+        return {"command": f"python -m benchmarks.run ({backend})", "date": "2026-12-04", "reps": 1,
+                "load_before": [0.1] * 3, "load_after": [0.2] * 3, "busy_warning": None, "peak_flops": None,
+                "machine": {"platform": "Linux", "processor": "x86_64", "cpu_count": 16, "python": "3.12",
+                            "jax_version": "0.11", "jax_backend": backend, "device": "NVIDIA H200", "torch": None},
+                "rows": [{"benchmark": "train_step", "variant": "lstm/attention, B 64", "impl": impl,
+                          "ms_median": ms, "ms_min": ms, "ms_max": ms, "tokens_per_s": 1.0, "ratio_vs_torch": None,
+                          "threads": {}}]}
+
+    text = report.markdown(result("cpu", "ours", 100.0), result("gpu", "ours cudnn", 3.0))
+    cpu_part, gpu_part = text.split("## On a GPU")
+    assert "## Train step" in cpu_part and "| ours | 100.00 |" in cpu_part and "H200" not in cpu_part
+    assert "### Train step" in gpu_part and "| ours cudnn | 3.00 |" in gpu_part
+    assert "jax 0.11 (gpu, NVIDIA H200)" in gpu_part and "(gpu)" in text.splitlines()[2]
+    assert "On a GPU" not in report.markdown(result("cpu", "ours", 100.0))
+
+
 # --- Memory and FLOPs -------------------------------------------------------------------------------------
 
 TINY = dict(cell="lstm", batch=4, hidden=8, embed=4, vocab=20, unmap_freed=False)  # pytest goes on: glibc as it was

@@ -99,14 +99,24 @@ def test_reverse_sequences_reverses_only_the_real_part():
 # --- The cuDNN path (model.recurrent_impl='cudnn') --------------------------------------------------------
 
 
+ON_GPU = jax.default_backend() == "gpu"
+# On a GPU the kernel itself, in full float32 (TF32 off): its sums run in another order than the scan's.
+KERNELS = [("reference", recurrent.cudnn_reference, 1e-5),
+           pytest.param("cudnn", recurrent.jax_rnn.lstm, 1e-4,
+                        marks=pytest.mark.skipif(not ON_GPU, reason="cuDNN's kernel needs a CUDA GPU"))]
+
+
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_cudnn_layout_through_jax_reference_equals_the_scan_in_values_and_gradients(bidirectional):
-    """cuDNN has no CPU kernel: JAX's reference of it (`lstm_ref`, on its flat weight layout) stands in, so
-    what is checked is our packing of the weights and the reading of its outputs and final carries."""
+@pytest.mark.parametrize("kernel,lstm,atol", KERNELS)
+def test_cudnn_layout_equals_the_scan_in_values_and_gradients(kernel, lstm, atol, bidirectional):
+    """Without a GPU, JAX's reference of cuDNN's LSTM (`lstm_ref`, on its flat weight layout) stands in for
+    the kernel, so what is checked is our packing of the weights and the reading of its outputs and final
+    carries; on a GPU, the kernel itself is checked too."""
+    del kernel  # the test's id
     lengths = jnp.asarray([6, 2, 1])  # cuDNN needs at least one token
     kwargs = dict(cell="lstm", hidden_size=HIDDEN, num_layers=2, bidirectional=bidirectional, forget_bias=1.0)
     scan = StackedRNN(**kwargs)
-    cudnn = StackedRNN(**kwargs, impl="cudnn", cudnn_lstm=recurrent.cudnn_reference)
+    cudnn = StackedRNN(**kwargs, impl="cudnn", cudnn_lstm=lstm)
     x = _inputs()
     params = scan.init(jax.random.key(3), x, lengths)["params"]
     params = jax.tree_util.tree_map(lambda p: p + 0.1, params)  # non-zero biases, so each one's place counts
@@ -117,10 +127,11 @@ def test_cudnn_layout_through_jax_reference_equals_the_scan_in_values_and_gradie
         outputs, finals = stack.apply({"params": params}, x, lengths)
         return jnp.sum(outputs ** 2) + sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree_util.tree_leaves(finals))
 
-    expected, actual = scan.apply({"params": params}, x, lengths), cudnn.apply({"params": params}, x, lengths)
-    jax.tree_util.tree_map(lambda a, e: np.testing.assert_allclose(a, e, atol=1e-5), actual, expected)
-    grads = [jax.grad(loss, argnums=1)(stack, params) for stack in (scan, cudnn)]
-    jax.tree_util.tree_map(lambda a, e: np.testing.assert_allclose(a, e, atol=1e-5), grads[1], grads[0])
+    with jax.default_matmul_precision("float32"):
+        expected, actual = scan.apply({"params": params}, x, lengths), cudnn.apply({"params": params}, x, lengths)
+        grads = [jax.grad(loss, argnums=1)(stack, params) for stack in (scan, cudnn)]
+    jax.tree_util.tree_map(lambda a, e: np.testing.assert_allclose(a, e, atol=atol), actual, expected)
+    jax.tree_util.tree_map(lambda a, e: np.testing.assert_allclose(a, e, atol=atol), grads[1], grads[0])
 
 
 def test_cudnn_path_refuses_other_cells_and_names_the_field():
