@@ -163,6 +163,9 @@ def _machine(result: dict) -> list[str]:
     ]
     if result["busy_warning"]:
         lines += [f"**Warning: {result['busy_warning']}.**", ""]
+    if result.get("unfinished_jobs"):
+        lines += [f"**Cut short: {result['unfinished_jobs']} of its jobs did not run (their rows are missing).**",
+                  ""]
     return lines
 
 

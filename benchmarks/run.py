@@ -95,6 +95,7 @@ MEMORY_IMPLS = ("ours", "ours remat", "torch")
 IMPL_FLAGS = {"ours": {}, "ours remat": {"remat": True}, "ours cudnn": {"recurrent_impl": "cudnn"}, "torch": {},
               "flax_rnn": {}}
 GPU_IMPLS = ("ours cudnn",)
+OPAQUE_FLOPS = ("torch", "ours cudnn")  # rows whose matmuls our jaxpr count cannot see: they get ours
 STEP_ONLY = "ours, jitted step only"  # train_run: benchmarks.trainer_overhead's job, folded into the trainer's row
 SETTINGS = {
     False: dict(
@@ -386,13 +387,13 @@ def with_ratios(rows: list[dict]) -> list[dict]:
 
 
 def with_flops(rows: list[dict], peak: dict | None) -> list[dict]:
-    """Train-step rows: the PyTorch peer's ``flops`` are ours of the same variant (the same model; ``flops_from``
-    says so); ``flops_per_s`` = flops / median time, ``peak_share`` = that / ``peak['flops_per_s']``."""
+    """Train-step rows: the PyTorch peer's ``flops``, and those of our cuDNN encoder's rows (a kernel the
+    jaxpr count cannot see into), are ours of the same variant (the same model; ``flops_from`` says so); ``flops_per_s`` = flops / median time, ``peak_share`` = that / ``peak['flops_per_s']``."""
     ours = {(r["benchmark"], r["variant"]): r.get("flops") for r in rows if r["impl"] == "ours"}
     for r in rows:
         if not r["benchmark"].startswith("train_step"):
             continue
-        if r["impl"] == "torch":
+        if r["impl"] in OPAQUE_FLOPS:
             r["flops"], r["flops_from"] = ours.get((r["benchmark"], r["variant"])), "ours (the same model)"
         if r.get("flops") and r["ms_median"]:
             r["flops_per_s"] = r["flops"] / (r["ms_median"] / 1e3)
@@ -433,7 +434,9 @@ def load_average() -> list[float]:
 
 
 def benchmark(*, quick: bool, use_torch: bool, reps: int, only=BENCHMARKS, cpu_mhz: float | None = None,
-              baseline: str | None = None, data_pairs=()) -> dict:
+              baseline: str | None = None, data_pairs=(), progress=None) -> dict:
+    """Runs the plan; returns the result. ``progress(result)`` (optional) gets the result so far after each
+    job: the rows of the jobs that ran, ``unfinished_jobs`` the count of those still to run (0 at the end)."""
     s = SETTINGS[quick]
     info = machine()
     gpu = info["jax_backend"] == "gpu"  # the workers run there; the peak below is the CPU's
@@ -445,27 +448,33 @@ def benchmark(*, quick: bool, use_torch: bool, reps: int, only=BENCHMARKS, cpu_m
     if busy:
         logging.warning("the machine is busy (1-minute load %.2f on %d CPUs): the timings will be unreliable, "
                         "PyTorch's more than ours", load_before[0], info["cpu_count"])
+
+    def result(jobs, samples, lines, unfinished):
+        done = [job for job in jobs if samples[job.key]]
+        rows = with_flops(with_ratios([row(job, samples[job.key], lines) for job in done]), peak)
+        rows = with_step_only(rows, setting_checkpoint_every(quick) if "train_run" in only else None)
+        load_after = load_average()  # recorded only: it counts this benchmark's own processes, which just ran
+        return {"command": " ".join(["python -m benchmarks.run"] + sys.argv[1:]), "quick": quick, "reps": reps,
+                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "machine": info, "peak_flops": peak, "benchmarks": list(only), "torch_rows": use_torch,
+                "load_before": load_before, "load_after": load_after,
+                "busy_warning": (f"the machine was busy when the benchmark started (1-minute load average "
+                                 f"{load_before[0]} on {info['cpu_count']} CPUs): not for publication")
+                if busy else None,
+                "unfinished_jobs": unfinished, "rows": rows}
+
     with tempfile.TemporaryDirectory() as folder:
         files = prepare_translate(quick, folder) if "translate" in only else None
+        lines = files[2] if files else None
         jobs = plan(quick, use_torch, only, files, folder, baseline, data_pairs, gpu)
+        runs = [(rep, job) for rep in range(reps) for job in jobs if not (rep and job.benchmark in ONCE)]
         samples = {job.key: [] for job in jobs}
-        for rep in range(reps):
-            for job in jobs:
-                if rep and job.benchmark in ONCE:
-                    continue
-                logging.info("rep %d/%d: %s | %s | %s", rep + 1, reps, *job.key)
-                samples[job.key].append(run_job(job, s["timeout_s"], os.path.join(folder, "jax_cache")))
-    lines = files[2] if files else None
-    rows = with_flops(with_ratios([row(job, samples[job.key], lines) for job in jobs]), peak)
-    rows = with_step_only(rows, setting_checkpoint_every(quick) if "train_run" in only else None)
-    load_after = load_average()  # recorded only: it counts this benchmark's own processes, which just ran
-    return {"command": " ".join(["python -m benchmarks.run"] + sys.argv[1:]), "quick": quick, "reps": reps,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "machine": info,
-            "peak_flops": peak, "benchmarks": list(only), "torch_rows": use_torch, "load_before": load_before,
-            "load_after": load_after,
-            "busy_warning": (f"the machine was busy when the benchmark started (1-minute load average "
-                             f"{load_before[0]} on {info['cpu_count']} CPUs): not for publication") if busy else None,
-            "rows": rows}
+        for i, (rep, job) in enumerate(runs):
+            logging.info("rep %d/%d: %s | %s | %s", rep + 1, reps, *job.key)
+            samples[job.key].append(run_job(job, s["timeout_s"], os.path.join(folder, "jax_cache")))
+            if progress and i + 1 < len(runs):
+                progress(result(jobs, samples, lines, len(runs) - i - 1))
+    return result(jobs, samples, lines, 0)
 
 
 def merge(earlier: dict, result: dict) -> dict:
@@ -487,12 +496,16 @@ def main(argv):
         raise app.UsageError(f"--only names unknown benchmark(s) {unknown}; allowed: {list(BENCHMARKS)}")
     reps = _REPS.value or SETTINGS[_QUICK.value]["reps"]
     use_torch = machine()["torch"] is not None and not _NO_TORCH.value
+    def write(result):
+        if _JSON.value:
+            with open(_JSON.value, "w") as f:
+                json.dump(result, f, indent=1)
+
+    # The JSON is rewritten after every job: a run cut short (a time limit, a killed machine) keeps its rows.
     result = benchmark(quick=_QUICK.value, use_torch=use_torch, reps=reps, only=tuple(_ONLY.value) or BENCHMARKS,
                        cpu_mhz=_CPU_MHZ.value, baseline=_BASELINE.value,
-                       data_pairs=[int(p) for p in _DATA_PAIRS.value])
-    if _JSON.value:
-        with open(_JSON.value, "w") as f:
-            json.dump(result, f, indent=1)
+                       data_pairs=[int(p) for p in _DATA_PAIRS.value], progress=write)
+    write(result)
     if _MERGE_INTO.value:
         with open(_MERGE_INTO.value) as f:
             merged = merge(json.load(f), result)

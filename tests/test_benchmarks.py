@@ -209,6 +209,23 @@ def test_on_a_gpu_the_lstm_rows_gain_the_cudnn_encoder_and_nothing_else_changes(
     assert all("--impl=ours" in job.args and "--recurrent_impl=cudnn" in job.args for job in cudnn)
 
 
+def test_a_run_reports_its_rows_after_every_job_so_a_run_cut_short_keeps_them(monkeypatch):
+    def fake_job(job, timeout_s, cache_dir):
+        return {"times_s": [0.01], "first_s": 0.5, "sentences": 64, "output_steps": 20, "settings": {},
+                "threads": {}}
+
+    monkeypatch.setattr(run, "run_job", fake_job)
+    seen = []
+    final = run.benchmark(quick=False, use_torch=True, reps=2, only=("search",), progress=seen.append)
+    jobs = 2 * 2 * 3  # reps x out_lens x (our greedy, our beam, the peer's greedy)
+    assert [r["unfinished_jobs"] for r in seen] == list(range(jobs - 1, 0, -1)) and final["unfinished_jobs"] == 0
+    assert [len(r["rows"]) for r in seen[:6]] == [1, 2, 3, 4, 5, 6] and len(final["rows"]) == 6
+    assert seen[0]["rows"][0]["impl"] == "ours greedy" and seen[0]["rows"][0]["processes"] == 1
+    assert all(r["processes"] == 2 for r in final["rows"])
+    assert "Cut short: 11 of its jobs did not run" in report.markdown(seen[0])
+    assert "Cut short" not in report.markdown(final)
+
+
 def test_the_report_puts_a_gpu_run_s_tables_under_their_own_heading():
     def result(backend, impl, ms):
         return {"command": f"python -m benchmarks.run ({backend})", "date": "2026-12-04", "reps": 1,
@@ -275,11 +292,13 @@ def test_memory_ratio_is_our_peak_over_the_peer_s_and_the_peer_s_flops_are_ours(
     rows = run.with_ratios([memory("ours", 30), memory("ours remat", 15), memory("torch", 60)])
     assert [r.get("peak_ratio_vs_torch") for r in rows] == [0.5, 0.25, None]
     timed = [dict(benchmark="train_step", variant="v", impl=impl, ms_median=ms, ratio_vs_torch=None, flops=flops)
-             for impl, ms, flops in [("ours", 100.0, 4e9), ("torch", 200.0, None)]]
+             for impl, ms, flops in [("ours", 100.0, 4e9), ("torch", 200.0, None), ("ours cudnn", 50.0, 1e9)]]
     rows = run.with_flops(timed + rows, {"flops_per_s": 80e9})
-    assert [r["flops"] for r in rows[:2]] == [4e9, 4e9] and rows[1]["flops_from"].startswith("ours")
-    assert [r["flops_per_s"] for r in rows[:2]] == [40e9, 20e9] and [r["peak_share"] for r in rows[:2]] == [0.5, 0.25]
-    assert rows[4]["flops"] == 10 and "flops_per_s" not in rows[4]  # memory rows: no time, no rate
+    assert [r["flops"] for r in rows[:3]] == [4e9, 4e9, 4e9]  # the peer's and cuDNN's: the jaxpr cannot see them
+    assert all(r["flops_from"].startswith("ours") for r in rows[1:3])
+    assert [r["flops_per_s"] for r in rows[:3]] == [40e9, 20e9, 80e9]
+    assert [r["peak_share"] for r in rows[:3]] == [0.5, 0.25, 1.0]
+    assert rows[5]["flops"] == 10 and "flops_per_s" not in rows[5]  # memory rows: no time, no rate
 
 
 def test_a_merged_run_replaces_only_its_own_benchmarks_rows_and_the_report_names_it():
