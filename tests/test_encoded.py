@@ -91,6 +91,38 @@ def test_the_cached_training_split_equals_its_encoding_in_memory(tmp_path):
     assert_same_batches(batches(plain, 2 * plain.batches_per_epoch), batches(data, 2 * data.batches_per_epoch))
 
 
+def count_records_read(monkeypatch) -> list:
+    records_read = []
+    read_record = encoded.RecordExamples._example
+    monkeypatch.setattr(encoded.RecordExamples, "_example",
+                        lambda self, r: records_read.append(1) or read_record(self, r))
+    return records_read
+
+
+def test_a_new_run_reads_each_training_record_once_and_builds_what_reading_them_thrice_built(tmp_path,
+                                                                                                monkeypatch):
+    """Both vocabularies and the encoder read the training texts from one pass's files (SpilledTexts)."""
+    c = make_config(tmp_path, source_vocab="sentencepiece", vocab_size=30)
+    records_read = count_records_read(monkeypatch)
+    data = get_data(c, tmp_path / "vocab")
+    assert len(records_read) == 300 + 20 + 20  # each record once: no second or third pass over training
+    plain = in_memory(c, tmp_path / "plain_vocab")  # from the records themselves
+    for name in ("source_vocab.model", "target_vocab.json"):
+        assert (tmp_path / "vocab" / name).read_bytes() == (tmp_path / "plain_vocab" / name).read_bytes()
+    assert cache_entries(c) == cache_entries(c)[:1]  # the texts' files are gone
+    assert list(data.examples("train")) == list(plain.examples("train"))
+    assert_same_batches(batches(plain, plain.batches_per_epoch), batches(data, data.batches_per_epoch))
+
+
+def test_spilled_texts_read_back_every_text_as_it_was(tmp_path):
+    examples = [{"source": "año\tñandú", "target": ""}, {"source": "", "target": "line\nbreak 🙂"},
+                {"source": "x", "target": "y", "references": ["y"]}]
+    texts = encoded.SpilledTexts(examples, str(tmp_path / "texts"))
+    assert len(texts) == 3 and texts[-1] == {"source": "x", "target": "y"}
+    assert texts[:] == [{"source": e["source"], "target": e["target"]} for e in examples]
+    assert len(encoded.SpilledTexts([], str(tmp_path / "empty"))) == 0
+
+
 def test_a_later_start_reads_no_training_text_and_encodes_nothing(tmp_path, monkeypatch):
     c = make_config(tmp_path)
     first = get_data(c, tmp_path / "vocab")
@@ -98,10 +130,7 @@ def test_a_later_start_reads_no_training_text_and_encodes_nothing(tmp_path, monk
     def refuse(*args, **kwargs):
         raise AssertionError("a later start must not do this")
 
-    records_read = []
-    read_record = encoded.RecordExamples._example
-    monkeypatch.setattr(encoded.RecordExamples, "_example",
-                        lambda self, r: records_read.append(1) or read_record(self, r))
+    records_read = count_records_read(monkeypatch)
     monkeypatch.setattr(encoded, "_write", refuse)
     monkeypatch.setattr(vocab_lib, "build_vocab", refuse)
     monkeypatch.setattr(parallel_text, "read_pairs", refuse)

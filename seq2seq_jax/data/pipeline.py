@@ -23,6 +23,7 @@ the training batches do not depend on the number of processes. Evaluation splits
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
 
 import grain
@@ -106,20 +107,30 @@ class Data:
         self.batch_size = batch_size
         self.seed = seed
         self._config = c
-        self.source_vocab, source_file = _vocab(c.source_vocab, "source_vocab",
-                                                encoded_lib.texts(raw["train"], "source"), vocab_dir,
-                                                c.vocab_size, reuse_vocab)
-        self.target_vocab, target_file = _vocab(c.target_vocab, "target_vocab",
-                                                encoded_lib.texts(raw["train"], "target"), vocab_dir,
-                                                c.vocab_size, reuse_vocab)
-        self._splits = {}
-        for split, examples in raw.items():
-            if split == "train" and cache_dir is not None:
-                key = encoded_lib.cache_key(prepared, _read_bytes(source_file), _read_bytes(target_file), c)
-                self._splits[split] = encoded_lib.cached(split, examples, self.source_vocab, self.target_vocab, c,
-                                                         os.path.join(cache_dir, key))
-            else:
-                self._splits[split] = encoded_lib.encode(split, examples, self.source_vocab, self.target_vocab, c)
+        with contextlib.ExitStack() as stack:
+            train_texts = None  # Records to build vocabularies from: read them once, into files (SpilledTexts).
+            if cache_dir is not None and not (reuse_vocab and all(
+                    os.path.exists(os.path.join(vocab_dir, vocab_lib.vocab_filename(kind, name)))
+                    for kind, name in ((c.source_vocab, "source_vocab"), (c.target_vocab, "target_vocab")))):
+                os.makedirs(cache_dir, exist_ok=True)
+                folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="texts-", dir=cache_dir))
+                train_texts = encoded_lib.SpilledTexts(raw["train"], folder)
+            texts = raw["train"] if train_texts is None else train_texts
+            self.source_vocab, source_file = _vocab(c.source_vocab, "source_vocab",
+                                                    encoded_lib.texts(texts, "source"), vocab_dir,
+                                                    c.vocab_size, reuse_vocab)
+            self.target_vocab, target_file = _vocab(c.target_vocab, "target_vocab",
+                                                    encoded_lib.texts(texts, "target"), vocab_dir,
+                                                    c.vocab_size, reuse_vocab)
+            self._splits = {}
+            for split, examples in raw.items():
+                if split == "train" and cache_dir is not None:
+                    key = encoded_lib.cache_key(prepared, _read_bytes(source_file), _read_bytes(target_file), c)
+                    self._splits[split] = encoded_lib.cached(split, examples, self.source_vocab, self.target_vocab,
+                                                             c, os.path.join(cache_dir, key), train_texts)
+                else:
+                    self._splits[split] = encoded_lib.encode(split, examples, self.source_vocab, self.target_vocab,
+                                                             c)
         self.num_filtered = {split: s.num_filtered for split, s in self._splits.items()}
         self.num_truncated = {split: s.num_truncated for split, s in self._splits.items()}
         self.bucket_shapes = self._bucket_shapes()
