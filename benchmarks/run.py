@@ -494,6 +494,12 @@ def main(argv):
     unknown = sorted(set(_ONLY.value) - set(BENCHMARKS))
     if unknown:
         raise app.UsageError(f"--only names unknown benchmark(s) {unknown}; allowed: {list(BENCHMARKS)}")
+    if not all(p.isdigit() and int(p) > 0 for p in _DATA_PAIRS.value):
+        raise app.UsageError(f"--data_pairs takes positive whole numbers of pairs, got {_DATA_PAIRS.value}")
+    if _BASELINE.value and subprocess.run(["git", "-C", _BASELINE.value, "rev-parse", "HEAD"],
+                                          capture_output=True).returncode:
+        raise app.UsageError(f"--baseline_checkout={_BASELINE.value} is not a git checkout (e.g. `git worktree add "
+                             "--detach DIR COMMIT`)")
     reps = _REPS.value or SETTINGS[_QUICK.value]["reps"]
     use_torch = machine()["torch"] is not None and not _NO_TORCH.value
     def write(result):

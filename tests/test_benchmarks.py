@@ -476,3 +476,14 @@ def test_search_profile_times_greedy_beam_and_the_step_alone_at_both_row_counts(
     assert all(t > 0 for t in r["wall_ms"].values())
     refused = subprocess.run(command[:4] + ["--beam_size=1"], capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "--profile times our searches" in refused.stderr
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--data_pairs=1e5", "--data_pairs takes positive whole numbers of pairs, got ['1e5']"),
+    ("--baseline_checkout={tmp}", "--baseline_checkout={tmp} is not a git checkout"),
+])
+def test_a_bad_data_startup_flag_is_one_line_naming_it(tmp_path, flag, message):
+    out = subprocess.run([sys.executable, "-m", "benchmarks.run", "--only=data_startup", flag.format(tmp=tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and message.format(tmp=tmp_path) in out.stderr
+    assert "Traceback" not in out.stderr
