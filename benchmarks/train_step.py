@@ -144,7 +144,7 @@ class TorchSide:
 
         torch.set_num_threads(os.cpu_count())
         torch.manual_seed(0)
-        self.device = torch_seq2seq.device()
+        self.device, self.synchronize = torch_seq2seq.device(), torch_seq2seq.synchronize
         m = config.model
         self.model = torch_seq2seq.TorchSeq2Seq(
             cell=m.cell, source_vocab_size=vocab, target_vocab_size=vocab, embedding_size=m.embedding_size,
@@ -155,10 +155,8 @@ class TorchSide:
         self.batch = torch_seq2seq.to_torch_batch(batch, shift_right(batch["targets"]), self.device)
 
     def step(self):
-        from benchmarks import torch_seq2seq
-
         self.step_fn(self.batch)
-        torch_seq2seq.synchronize(self.device)
+        self.synchronize(self.device)
 
     def memory(self) -> dict:
         """See the module docstring."""
