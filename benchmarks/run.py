@@ -4,10 +4,11 @@
   python -m benchmarks.run --quick --json=/tmp/quick.json      # tiny sizes, 1 repetition, each kind of row once
   python -m benchmarks.report --results=benchmarks/results.json > benchmarks/RESULTS.md
   python -m benchmarks.run --only=train_step_memory --merge_into=benchmarks/results.json   # redo some rows
+  python -m benchmarks.run --only=train_step --json=R.json --resume   # finish a run cut short: only rowless jobs
 
 Each job (one implementation of one benchmark variant) is a fresh ``python -m benchmarks.<worker>`` process
 that runs its untimed first call (ours: trace + compile) and warm-up, then times its steps. Processes run one
-at a time; ``--reps`` repetitions alternate them (ours, peer, ours, peer, ... within each repetition), so a
+at a time (the memory rows, which count bytes, may run ``--memory_processes`` at once); ``--reps`` repetitions alternate them (ours, peer, ours, peer, ... within each repetition), so a
 slow spell of the machine spreads over all implementations. Rows pool the timed steps of every repetition:
 median, min and max. The machine, each side's threads and the load average before and after are recorded,
 with a warning when the machine was busy: XLA's and PyTorch's thread pools degrade very differently under
@@ -46,6 +47,7 @@ On a GPU (JAX's default backend) the workers run there, the peer on ``cuda``; th
       > benchmarks/RESULTS.md
 """
 
+import concurrent.futures
 import dataclasses
 import datetime
 import importlib
@@ -79,6 +81,12 @@ _BASELINE = flags.DEFINE_string(
     "<commit>`) on the same data, as rows 'before (<commit>)'.")
 _DATA_PAIRS = flags.DEFINE_list("data_pairs", [], "data_startup: corpus sizes in pairs, instead of the setting's "
                                 "(100k, 1M, 5M; --quick: 2k).")
+_RESUME = flags.DEFINE_bool(
+    "resume", False, "Finish the run cut short in --json: keep its rows, run only the jobs that have none (same "
+    "machine, --only and --reps; not train_run, whose two jobs make one row).")
+_MEMORY_PROCESSES = flags.DEFINE_integer(
+    "memory_processes", 1, "train_step_memory: run this many of its processes at once (its rows count each "
+    "process's own bytes, not time).")
 _CPU_MHZ = flags.DEFINE_float("cpu_mhz", None, "Clock (MHz) of the peak FLOP/s, instead of the machine's own "
                               "(lscpu's max, else /proc/cpuinfo's: a VM shows the nominal clock, not the boost).")
 
@@ -86,6 +94,7 @@ BENCHMARKS = ("train_step", "train_step_length", "train_step_memory", "search", 
               "data_startup")
 # One process a job, whatever --reps: deterministic (memory), or each job's state is the next one's (data).
 ONCE = ("train_step_memory", "data_startup")
+UNTIMED = ("train_step_memory",)  # rows that count bytes: their processes may run side by side
 DATA_PHASES = ("prepare", "first_start", "later_start")
 BUSY_LOAD_PER_CPU = 0.5  # 1-minute load average per CPU above which the machine counts as busy
 
@@ -433,10 +442,27 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def execute(runs, run_one, done, processes: int = 1) -> None:
+    """``run_one(job)`` for each ``(rep, job)`` of ``runs`` in order, then ``done(rep, job, sample)``; a stretch
+    of ``UNTIMED`` jobs runs ``processes`` at a time (``done`` still in order), every other job alone."""
+    i = 0
+    while i < len(runs):
+        j = i + 1
+        while processes > 1 and runs[i][1].benchmark in UNTIMED and j < len(runs) \
+                and runs[j][1].benchmark in UNTIMED:
+            j += 1
+        with concurrent.futures.ThreadPoolExecutor(max(1, min(processes, j - i))) as pool:
+            for (rep, job), sample in zip(runs[i:j], pool.map(lambda r: run_one(r[1]), runs[i:j])):
+                done(rep, job, sample)
+        i = j
+
+
 def benchmark(*, quick: bool, use_torch: bool, reps: int, only=BENCHMARKS, cpu_mhz: float | None = None,
-              baseline: str | None = None, data_pairs=(), progress=None) -> dict:
+              baseline: str | None = None, data_pairs=(), progress=None, earlier: dict | None = None,
+              memory_processes: int = 1) -> dict:
     """Runs the plan; returns the result. ``progress(result)`` (optional) gets the result so far after each
-    job: the rows of the jobs that ran, ``unfinished_jobs`` the count of those still to run (0 at the end)."""
+    job: the rows of the jobs that ran, ``unfinished_jobs`` the count of those still to run (0 at the end).
+    ``earlier`` (a run cut short, the same plan): its rows are kept and only the jobs without one run."""
     s = SETTINGS[quick]
     info = machine()
     gpu = info["jax_backend"] == "gpu"  # the workers run there; the peak below is the CPU's
@@ -449,9 +475,12 @@ def benchmark(*, quick: bool, use_torch: bool, reps: int, only=BENCHMARKS, cpu_m
         logging.warning("the machine is busy (1-minute load %.2f on %d CPUs): the timings will be unreliable, "
                         "PyTorch's more than ours", load_before[0], info["cpu_count"])
 
+    kept = {(r["benchmark"], r["variant"], r["impl"]): r for r in (earlier or {}).get("rows", [])}
+
     def result(jobs, samples, lines, unfinished):
-        done = [job for job in jobs if samples[job.key]]
-        rows = with_flops(with_ratios([row(job, samples[job.key], lines) for job in done]), peak)
+        rows = [dict(kept[job.key]) if job.key in kept else row(job, samples[job.key], lines)
+                for job in jobs if job.key in kept or samples[job.key]]
+        rows = with_flops(with_ratios(rows), peak)
         rows = with_step_only(rows, setting_checkpoint_every(quick) if "train_run" in only else None)
         load_after = load_average()  # recorded only: it counts this benchmark's own processes, which just ran
         return {"command": " ".join(["python -m benchmarks.run"] + sys.argv[1:]), "quick": quick, "reps": reps,
@@ -467,14 +496,39 @@ def benchmark(*, quick: bool, use_torch: bool, reps: int, only=BENCHMARKS, cpu_m
         files = prepare_translate(quick, folder) if "translate" in only else None
         lines = files[2] if files else None
         jobs = plan(quick, use_torch, only, files, folder, baseline, data_pairs, gpu)
-        runs = [(rep, job) for rep in range(reps) for job in jobs if not (rep and job.benchmark in ONCE)]
+        runs = [(rep, job) for rep in range(reps) for job in jobs
+                if not (rep and job.benchmark in ONCE) and job.key not in kept]
         samples = {job.key: [] for job in jobs}
-        for i, (rep, job) in enumerate(runs):
-            logging.info("rep %d/%d: %s | %s | %s", rep + 1, reps, *job.key)
-            samples[job.key].append(run_job(job, s["timeout_s"], os.path.join(folder, "jax_cache")))
-            if progress and i + 1 < len(runs):
-                progress(result(jobs, samples, lines, len(runs) - i - 1))
+        left = [len(runs)]
+
+        def run_one(job):
+            logging.info("%s | %s | %s", *job.key)
+            return run_job(job, s["timeout_s"], os.path.join(folder, "jax_cache"))
+
+        def done(rep, job, sample):
+            samples[job.key].append(sample)
+            left[0] -= 1
+            if progress and left[0]:
+                progress(result(jobs, samples, lines, left[0]))
+
+        execute(runs, run_one, done, memory_processes)
     return result(jobs, samples, lines, 0)
+
+
+def resume_problem(earlier: dict, info: dict, only, reps: int, use_torch: bool) -> str | None:
+    """Why ``earlier`` (a run's JSON) cannot be finished by this run, or None."""
+    if "train_run" in only:
+        return "cannot be resumed with train_run (its two jobs make one row): run that benchmark again whole"
+    if not earlier.get("unfinished_jobs"):
+        return "is a finished run: nothing to resume"
+    same = {"benchmarks": list(only), "reps": reps, "torch_rows": use_torch}
+    for key in ("cpu_model", "device", "jax_backend", "cpu_count"):
+        same[f"machine's {key}"] = info.get(key)
+    was = {**{k: earlier.get(k) for k in ("benchmarks", "reps", "torch_rows")},
+           **{f"machine's {k}": earlier["machine"].get(k) for k in ("cpu_model", "device", "jax_backend",
+                                                                   "cpu_count")}}
+    differ = [f"{k} {was[k]!r} (now {same[k]!r})" for k in same if was[k] != same[k]]
+    return f"was run with {', '.join(differ)}" if differ else None
 
 
 def merge(earlier: dict, result: dict) -> dict:
@@ -502,15 +556,29 @@ def main(argv):
                              "--detach DIR COMMIT`)")
     reps = _REPS.value or SETTINGS[_QUICK.value]["reps"]
     use_torch = machine()["torch"] is not None and not _NO_TORCH.value
+    only = tuple(_ONLY.value) or BENCHMARKS
+    earlier = None
+    if _RESUME.value:
+        if not _JSON.value or not os.path.exists(_JSON.value):
+            raise app.UsageError(f"--resume finishes the run in --json, and there is none at {_JSON.value!r}")
+        with open(_JSON.value) as f:
+            earlier = json.load(f)
+        problem = resume_problem(earlier, machine(), only, reps, use_torch)
+        if problem:
+            raise app.UsageError(f"--resume: {_JSON.value} {problem}")
     def write(result):
         if _JSON.value:
             with open(_JSON.value, "w") as f:
                 json.dump(result, f, indent=1)
 
     # The JSON is rewritten after every job: a run cut short (a time limit, a killed machine) keeps its rows.
-    result = benchmark(quick=_QUICK.value, use_torch=use_torch, reps=reps, only=tuple(_ONLY.value) or BENCHMARKS,
-                       cpu_mhz=_CPU_MHZ.value, baseline=_BASELINE.value,
-                       data_pairs=[int(p) for p in _DATA_PAIRS.value], progress=write)
+    result = benchmark(quick=_QUICK.value, use_torch=use_torch, reps=reps, only=only, cpu_mhz=_CPU_MHZ.value,
+                       baseline=_BASELINE.value, data_pairs=[int(p) for p in _DATA_PAIRS.value], progress=write,
+                       earlier=earlier, memory_processes=_MEMORY_PROCESSES.value)
+    if earlier:
+        result["resumed"] = [*earlier.get("resumed", []), {k: earlier[k] for k in ("command", "date", "load_before",
+                                                                                   "load_after")}]
+        result["busy_warning"] = result["busy_warning"] or earlier.get("busy_warning")
     write(result)
     if _MERGE_INTO.value:
         with open(_MERGE_INTO.value) as f:

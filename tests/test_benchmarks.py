@@ -487,3 +487,59 @@ def test_a_bad_data_startup_flag_is_one_line_naming_it(tmp_path, flag, message):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and message.format(tmp=tmp_path) in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def _fake_search_job(calls):
+    def fake_job(job, timeout_s, cache_dir):
+        calls.append(job.key)
+        ms = {"ours greedy": 0.01, "ours beam 5": 0.03, "torch greedy": 0.02}[job.impl]
+        return {"times_s": [ms], "first_s": 0.5, "sentences": 64, "output_steps": 20, "settings": {}, "threads": {}}
+    return fake_job
+
+
+def test_a_resumed_run_runs_only_the_jobs_without_rows_and_ends_as_an_uncut_run(monkeypatch):
+    calls = []
+    monkeypatch.setattr(run, "run_job", _fake_search_job(calls))
+    seen = []
+    whole = run.benchmark(quick=False, use_torch=True, reps=1, only=("search",), progress=seen.append)
+    cut = seen[1]  # 2 of 6 jobs ran: our greedy and beam 5 at out_len 20, not yet the peer they are compared with
+    assert cut["unfinished_jobs"] == 4 and "ratio_vs_torch" not in str([r.get("ratio_vs_torch") for r in cut["rows"]])
+    calls.clear()
+    finished = run.benchmark(quick=False, use_torch=True, reps=1, only=("search",), earlier=cut)
+    assert len(calls) == 4 and not set(calls) & {(r["benchmark"], r["variant"], r["impl"]) for r in cut["rows"]}
+    assert finished["rows"] == whole["rows"]  # the kept rows gain their ratios to the rows run now
+    assert finished["unfinished_jobs"] == 0
+
+
+def test_resume_refuses_a_run_it_cannot_finish():
+    gpu = {"cpu_model": "Xeon", "device": "NVIDIA H200", "jax_backend": "gpu", "cpu_count": 16}
+    cut = {"benchmarks": ["train_step"], "reps": 1, "torch_rows": True, "machine": gpu, "unfinished_jobs": 13}
+    assert run.resume_problem(cut, gpu, ("train_step",), 1, True) is None
+    assert "finished run" in run.resume_problem({**cut, "unfinished_jobs": 0}, gpu, ("train_step",), 1, True)
+    other = run.resume_problem(cut, {**gpu, "device": "NVIDIA A100"}, ("train_step",), 1, True)
+    assert other == "was run with machine's device 'NVIDIA H200' (now 'NVIDIA A100')"
+    assert "reps 1 (now 3)" in run.resume_problem(cut, gpu, ("train_step",), 3, True)
+    assert "train_run" in run.resume_problem(cut, gpu, ("train_run",), 1, True)
+
+
+def test_memory_jobs_may_run_side_by_side_and_every_other_job_runs_alone():
+    import threading
+
+    jobs = [run.Job(b, str(i), "ours", ()) for i, b in enumerate(
+        ["train_step", "train_step_memory", "train_step_memory", "train_step_memory", "search"])]
+    together = threading.Barrier(3, timeout=30)  # broken (an error) unless the three memory jobs run at once
+    running, alone, lock, finished = [0], {}, threading.Lock(), []
+
+    def run_one(job):
+        with lock:
+            running[0] += 1
+            alone[job.variant] = running[0] == 1
+        if job.benchmark == "train_step_memory":
+            together.wait()
+        with lock:
+            running[0] -= 1
+        return job.variant
+
+    run.execute([(0, j) for j in jobs], run_one, lambda rep, job, sample: finished.append(sample), processes=3)
+    assert finished == ["0", "1", "2", "3", "4"]  # reported in the plan's order
+    assert alone["0"] and alone["4"]
