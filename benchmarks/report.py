@@ -143,6 +143,8 @@ def _merged_note(result: dict, benchmark: str) -> list[str]:
         if benchmark in m["benchmarks"]:
             i = m["machine"]
             busy = f" **Warning: {m['busy_warning']}.**" if m["busy_warning"] else ""
+            if m.get("unfinished_jobs"):
+                busy += f" **Cut short: {m['unfinished_jobs']} of its jobs did not run (their rows are missing).**"
             return [f"These rows come from a later run, `{m['command']}` ({m['date']}), merged into this file: "
                     f"{i['platform']}, {i['cpu_count']} CPUs; jax {i['jax_version']}; torch "
                     f"{i['torch'] or 'not installed'}; load average before {m['load_before']}."

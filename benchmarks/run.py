@@ -476,6 +476,12 @@ def benchmark(*, quick: bool, use_torch: bool, reps: int, only=BENCHMARKS, cpu_m
                         "PyTorch's more than ours", load_before[0], info["cpu_count"])
 
     kept = {(r["benchmark"], r["variant"], r["impl"]): r for r in (earlier or {}).get("rows", [])}
+    warning = (f"the machine was busy when the benchmark started (1-minute load average {load_before[0]} on "
+               f"{info['cpu_count']} CPUs): not for publication") if busy else None
+    warning = warning or (earlier or {}).get("busy_warning")  # the kept rows' run's, if it was busy
+    # The runs that made the kept rows.
+    resumed = {"resumed": [*earlier.get("resumed", []), {k: earlier[k] for k in (
+        "command", "date", "load_before", "load_after", "busy_warning")}]} if earlier else {}
 
     def result(jobs, samples, lines, unfinished):
         rows = [dict(kept[job.key]) if job.key in kept else row(job, samples[job.key], lines)
@@ -487,10 +493,8 @@ def benchmark(*, quick: bool, use_torch: bool, reps: int, only=BENCHMARKS, cpu_m
                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "machine": info, "peak_flops": peak, "benchmarks": list(only), "torch_rows": use_torch,
                 "load_before": load_before, "load_after": load_after,
-                "busy_warning": (f"the machine was busy when the benchmark started (1-minute load average "
-                                 f"{load_before[0]} on {info['cpu_count']} CPUs): not for publication")
-                if busy else None,
-                "unfinished_jobs": unfinished, "rows": rows}
+                "busy_warning": warning,
+                "unfinished_jobs": unfinished, "rows": rows, **resumed}
 
     with tempfile.TemporaryDirectory() as folder:
         files = prepare_translate(quick, folder) if "translate" in only else None
@@ -575,10 +579,6 @@ def main(argv):
     result = benchmark(quick=_QUICK.value, use_torch=use_torch, reps=reps, only=only, cpu_mhz=_CPU_MHZ.value,
                        baseline=_BASELINE.value, data_pairs=[int(p) for p in _DATA_PAIRS.value], progress=write,
                        earlier=earlier, memory_processes=_MEMORY_PROCESSES.value)
-    if earlier:
-        result["resumed"] = [*earlier.get("resumed", []), {k: earlier[k] for k in ("command", "date", "load_before",
-                                                                                   "load_after")}]
-        result["busy_warning"] = result["busy_warning"] or earlier.get("busy_warning")
     write(result)
     if _MERGE_INTO.value:
         with open(_MERGE_INTO.value) as f:

@@ -505,7 +505,11 @@ def test_a_resumed_run_runs_only_the_jobs_without_rows_and_ends_as_an_uncut_run(
     cut = seen[1]  # 2 of 6 jobs ran: our greedy and beam 5 at out_len 20, not yet the peer they are compared with
     assert cut["unfinished_jobs"] == 4 and "ratio_vs_torch" not in str([r.get("ratio_vs_torch") for r in cut["rows"]])
     calls.clear()
-    finished = run.benchmark(quick=False, use_torch=True, reps=1, only=("search",), earlier=cut)
+    progress = []
+    finished = run.benchmark(quick=False, use_torch=True, reps=1, only=("search",), earlier=cut,
+                             progress=progress.append)
+    assert all(r["resumed"] == [{k: cut[k] for k in ("command", "date", "load_before", "load_after",
+                                                      "busy_warning")}] for r in [*progress, finished])
     assert len(calls) == 4 and not set(calls) & {(r["benchmark"], r["variant"], r["impl"]) for r in cut["rows"]}
     assert finished["rows"] == whole["rows"]  # the kept rows gain their ratios to the rows run now
     assert finished["unfinished_jobs"] == 0
