@@ -4,7 +4,7 @@
   python -m benchmarks.run --quick --json=/tmp/quick.json      # tiny sizes, 1 repetition, each kind of row once
   python -m benchmarks.report --results=benchmarks/results.json > benchmarks/RESULTS.md
   python -m benchmarks.run --only=train_step_memory --merge_into=benchmarks/results.json   # redo some rows
-  python -m benchmarks.run --only=train_step --json=R.json --resume   # finish a run cut short: only rowless jobs
+  python -m benchmarks.run --only=search --merge_into=R.json --resume   # finish a run cut short: rowless jobs
 
 Each job (one implementation of one benchmark variant) is a fresh ``python -m benchmarks.<worker>`` process
 that runs its untimed first call (ours: trace + compile) and warm-up, then times its steps. Processes run one
@@ -82,8 +82,8 @@ _BASELINE = flags.DEFINE_string(
 _DATA_PAIRS = flags.DEFINE_list("data_pairs", [], "data_startup: corpus sizes in pairs, instead of the setting's "
                                 "(100k, 1M, 5M; --quick: 2k).")
 _RESUME = flags.DEFINE_bool(
-    "resume", False, "Finish the run cut short in --json: keep its rows, run only the jobs that have none (same "
-    "machine, --only and --reps; not train_run, whose two jobs make one row).")
+    "resume", False, "Finish the run of exactly --only cut short in --merge_into, else in --json: keep its rows, "
+    "run only the jobs that have none (same machine and --reps; not train_run, whose two jobs make one row).")
 _MEMORY_PROCESSES = flags.DEFINE_integer(
     "memory_processes", 1, "train_step_memory: run this many of its processes at once (its rows count each "
     "process's own bytes, not time).")
@@ -525,10 +525,11 @@ def resume_problem(earlier: dict, info: dict, only, reps: int, use_torch: bool) 
         return "cannot be resumed with train_run (its two jobs make one row): run that benchmark again whole"
     if not earlier.get("unfinished_jobs"):
         return "is a finished run: nothing to resume"
-    same = {"benchmarks": list(only), "reps": reps, "torch_rows": use_torch}
+    same = {"benchmarks": sorted(only), "reps": reps, "torch_rows": use_torch}
     for key in ("cpu_model", "device", "jax_backend", "cpu_count"):
         same[f"machine's {key}"] = info.get(key)
-    was = {**{k: earlier.get(k) for k in ("benchmarks", "reps", "torch_rows")},
+    was = {"benchmarks": sorted(earlier.get("benchmarks", ())), "reps": earlier.get("reps"),
+           "torch_rows": earlier.get("torch_rows"),
            **{f"machine's {k}": earlier["machine"].get(k) for k in ("cpu_model", "device", "jax_backend",
                                                                    "cpu_count")}}
     differ = [f"{k} {was[k]!r} (now {same[k]!r})" for k in same if was[k] != same[k]]
@@ -537,11 +538,24 @@ def resume_problem(earlier: dict, info: dict, only, reps: int, use_torch: bool) 
 
 def merge(earlier: dict, result: dict) -> dict:
     """``earlier`` (a run's JSON) with its rows of ``result``'s benchmarks replaced by ``result``'s rows, and
-    ``result`` less its rows appended to its ``merged`` list (the report names it beside those rows)."""
+    ``result`` less its rows appended to its ``merged`` list (the report names it beside those rows); where
+    ``result`` ran every benchmark of ``earlier``'s own run, it takes that run's place at the top."""
     ran = set(result["benchmarks"])
     record = {k: v for k, v in result.items() if k != "rows"}
-    return {**earlier, "rows": [r for r in earlier["rows"] if r["benchmark"] not in ran] + result["rows"],
-            "merged": [m for m in earlier.get("merged", []) if set(m["benchmarks"]) - ran] + [record]}
+    rows = [r for r in earlier["rows"] if r["benchmark"] not in ran] + result["rows"]
+    merged = [m for m in earlier.get("merged", []) if set(m["benchmarks"]) - ran]
+    if "benchmarks" in earlier and set(earlier["benchmarks"]) <= ran:
+        return {**record, "rows": rows, "merged": merged}
+    return {**earlier, "rows": rows, "merged": merged + [record]}
+
+
+def run_of(results: dict, only) -> dict | None:
+    """The run in ``results`` (a JSON that may hold merged runs) whose benchmarks are ``only``, with its rows:
+    what ``--resume`` finishes; None if it holds none."""
+    top = {k: v for k, v in results.items() if k not in ("rows", "merged")}
+    runs = [top, *reversed(results.get("merged", []))]
+    found = next((r for r in runs if set(r.get("benchmarks", ())) == set(only)), None)
+    return found and {**found, "rows": [r for r in results["rows"] if r["benchmark"] in only]}
 
 
 def main(argv):
@@ -563,28 +577,32 @@ def main(argv):
     only = tuple(_ONLY.value) or BENCHMARKS
     earlier = None
     if _RESUME.value:
-        if not _JSON.value or not os.path.exists(_JSON.value):
-            raise app.UsageError(f"--resume finishes the run in --json, and there is none at {_JSON.value!r}")
-        with open(_JSON.value) as f:
-            earlier = json.load(f)
-        problem = resume_problem(earlier, machine(), only, reps, use_torch)
+        path = _MERGE_INTO.value or _JSON.value  # the file that holds the run cut short
+        if not path or not os.path.exists(path):
+            raise app.UsageError(f"--resume finishes the run in --merge_into, else --json, and there is none at "
+                                 f"{path!r}")
+        with open(path) as f:
+            earlier = run_of(json.load(f), only)
+        problem = (f"holds no run of exactly --only={','.join(only)}" if earlier is None
+                   else resume_problem(earlier, machine(), only, reps, use_torch))
         if problem:
-            raise app.UsageError(f"--resume: {_JSON.value} {problem}")
-    def write(result):
-        if _JSON.value:
-            with open(_JSON.value, "w") as f:
-                json.dump(result, f, indent=1)
+            raise app.UsageError(f"--resume: {path} {problem}")
+    into = None
+    if _MERGE_INTO.value:
+        with open(_MERGE_INTO.value) as f:
+            into = json.load(f)
 
-    # The JSON is rewritten after every job: a run cut short (a time limit, a killed machine) keeps its rows.
+    def write(result):
+        for path, content in ((_JSON.value, result), (_MERGE_INTO.value, into and merge(into, result))):
+            if path:
+                with open(path, "w") as f:
+                    json.dump(content, f, indent=1)
+
+    # The JSONs are rewritten after every job: a run cut short (a time limit, a killed machine) keeps its rows.
     result = benchmark(quick=_QUICK.value, use_torch=use_torch, reps=reps, only=only, cpu_mhz=_CPU_MHZ.value,
                        baseline=_BASELINE.value, data_pairs=[int(p) for p in _DATA_PAIRS.value], progress=write,
                        earlier=earlier, memory_processes=_MEMORY_PROCESSES.value)
     write(result)
-    if _MERGE_INTO.value:
-        with open(_MERGE_INTO.value) as f:
-            merged = merge(json.load(f), result)
-        with open(_MERGE_INTO.value, "w") as f:
-            json.dump(merged, f, indent=1)
     for r in result["rows"]:
         if r["ms_median"] is None:  # memory
             ratio = "" if r.get("peak_ratio_vs_torch") is None else f"  ours/torch {r['peak_ratio_vs_torch']:.2f}"

@@ -515,6 +515,27 @@ def test_a_resumed_run_runs_only_the_jobs_without_rows_and_ends_as_an_uncut_run(
     assert finished["unfinished_jobs"] == 0
 
 
+def test_a_run_merged_into_a_file_resumes_from_that_file_and_a_rerun_of_the_file_s_own_run_takes_its_place(
+        monkeypatch):
+    monkeypatch.setattr(run, "run_job", _fake_search_job([]))
+    whole_search = run.benchmark(quick=False, use_torch=True, reps=1, only=("search",))
+    seen = []
+    run.benchmark(quick=False, use_torch=True, reps=1, only=("search",), progress=seen.append)
+    base = {"benchmarks": ["train_step"], "command": "first", "rows": [dict(benchmark="train_step", impl="ours")]}
+    file = run.merge(base, seen[2])  # the search run was cut short after 3 of its 6 jobs
+    assert run.run_of(file, ("search",))["unfinished_jobs"] == 3 and run.run_of(file, ("translate",)) is None
+    assert run.run_of(file, ("train_step",))["rows"] == base["rows"]
+    finished = run.benchmark(quick=False, use_torch=True, reps=1, only=("search",),
+                             earlier=run.run_of(file, ("search",)))
+    file = run.merge(file, finished)
+    assert file["rows"] == base["rows"] + whole_search["rows"] and file["command"] == "first"
+    assert [m["unfinished_jobs"] for m in file["merged"]] == [0]
+    rerun = {**base, "command": "second", "date": "d2"}
+    again = run.merge(file, rerun)  # the file's own run, run again: it is now the file's run
+    assert again["command"] == "second" and again["merged"] == file["merged"]
+    assert again["rows"] == whole_search["rows"] + base["rows"]
+
+
 def test_resume_refuses_a_run_it_cannot_finish():
     gpu = {"cpu_model": "Xeon", "device": "NVIDIA H200", "jax_backend": "gpu", "cpu_count": 16}
     cut = {"benchmarks": ["train_step"], "reps": 1, "torch_rows": True, "machine": gpu, "unfinished_jobs": 13}
