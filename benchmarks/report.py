@@ -143,12 +143,12 @@ def _merged_note(result: dict, benchmark: str) -> list[str]:
         if benchmark in m["benchmarks"]:
             i = m["machine"]
             busy = f" **Warning: {m['busy_warning']}.**" if m["busy_warning"] else ""
-            if m.get("unfinished_jobs"):
-                busy += f" **Cut short: {m['unfinished_jobs']} of its jobs did not run (their rows are missing).**"
+            cut = (f" **Cut short: {m['unfinished_jobs']} of its jobs did not run (their rows are missing).**"
+                   if m.get("unfinished_jobs") else "")
             return [f"These rows come from a later run, `{m['command']}` ({m['date']}), merged into this file: "
                     f"{i['platform']}, {i['cpu_count']} CPUs; jax {i['jax_version']}; torch "
                     f"{i['torch'] or 'not installed'}; load average before {m['load_before']}."
-                    f"{_cpu(i, m['peak_flops'])}{busy}", ""]
+                    f"{_cpu(i, m['peak_flops'])}{busy}{cut}", ""]
     return []
 
 

@@ -8,8 +8,9 @@
 
 Each job (one implementation of one benchmark variant) is a fresh ``python -m benchmarks.<worker>`` process
 that runs its untimed first call (ours: trace + compile) and warm-up, then times its steps. Processes run one
-at a time (the memory rows, which count bytes, may run ``--memory_processes`` at once); ``--reps`` repetitions alternate them (ours, peer, ours, peer, ... within each repetition), so a
-slow spell of the machine spreads over all implementations. Rows pool the timed steps of every repetition:
+at a time (the memory rows, which count bytes, may run ``--memory_processes`` at once); ``--reps``
+repetitions alternate them (ours, peer, ours, peer, ... within each repetition), so a slow spell of the machine
+spreads over all implementations. Rows pool the timed steps of every repetition:
 median, min and max. The machine, each side's threads and the load average before and after are recorded,
 with a warning when the machine was busy: XLA's and PyTorch's thread pools degrade very differently under
 load (PyTorch's far more), so a ratio measured beside other jobs is not a ratio of the implementations.
@@ -86,7 +87,7 @@ _RESUME = flags.DEFINE_bool(
     "run only the jobs that have none (same machine and --reps; not train_run, whose two jobs make one row).")
 _MEMORY_PROCESSES = flags.DEFINE_integer(
     "memory_processes", 1, "train_step_memory: run this many of its processes at once (its rows count each "
-    "process's own bytes, not time).")
+    "process's own bytes, not time).", lower_bound=1)
 _CPU_MHZ = flags.DEFINE_float("cpu_mhz", None, "Clock (MHz) of the peak FLOP/s, instead of the machine's own "
                               "(lscpu's max, else /proc/cpuinfo's: a VM shows the nominal clock, not the boost).")
 
@@ -443,17 +444,16 @@ def load_average() -> list[float]:
 
 
 def execute(runs, run_one, done, processes: int = 1) -> None:
-    """``run_one(job)`` for each ``(rep, job)`` of ``runs`` in order, then ``done(rep, job, sample)``; a stretch
-    of ``UNTIMED`` jobs runs ``processes`` at a time (``done`` still in order), every other job alone."""
+    """``sample = run_one(rep, job)`` for each ``(rep, job)`` of ``runs``, then ``done(job, sample)`` in their
+    order; a stretch of ``UNTIMED`` jobs runs ``processes`` at a time, every other job alone."""
     i = 0
     while i < len(runs):
         j = i + 1
-        while processes > 1 and runs[i][1].benchmark in UNTIMED and j < len(runs) \
-                and runs[j][1].benchmark in UNTIMED:
+        while processes > 1 and j < len(runs) and runs[i][1].benchmark in UNTIMED and runs[j][1].benchmark in UNTIMED:
             j += 1
-        with concurrent.futures.ThreadPoolExecutor(max(1, min(processes, j - i))) as pool:
-            for (rep, job), sample in zip(runs[i:j], pool.map(lambda r: run_one(r[1]), runs[i:j])):
-                done(rep, job, sample)
+        with concurrent.futures.ThreadPoolExecutor(min(processes, j - i)) as pool:
+            for (_, job), sample in zip(runs[i:j], pool.map(lambda run: run_one(*run), runs[i:j])):
+                done(job, sample)
         i = j
 
 
@@ -475,10 +475,11 @@ def benchmark(*, quick: bool, use_torch: bool, reps: int, only=BENCHMARKS, cpu_m
         logging.warning("the machine is busy (1-minute load %.2f on %d CPUs): the timings will be unreliable, "
                         "PyTorch's more than ours", load_before[0], info["cpu_count"])
 
-    kept = {(r["benchmark"], r["variant"], r["impl"]): r for r in (earlier or {}).get("rows", [])}
+    earlier = earlier or {}
+    kept = {(r["benchmark"], r["variant"], r["impl"]): r for r in earlier.get("rows", [])}
     warning = (f"the machine was busy when the benchmark started (1-minute load average {load_before[0]} on "
                f"{info['cpu_count']} CPUs): not for publication") if busy else None
-    warning = warning or (earlier or {}).get("busy_warning")  # the kept rows' run's, if it was busy
+    warning = warning or earlier.get("busy_warning")  # the kept rows' run's, if it was busy
     # The runs that made the kept rows.
     resumed = {"resumed": [*earlier.get("resumed", []), {k: earlier[k] for k in (
         "command", "date", "load_before", "load_after", "busy_warning")}]} if earlier else {}
@@ -503,36 +504,37 @@ def benchmark(*, quick: bool, use_torch: bool, reps: int, only=BENCHMARKS, cpu_m
         runs = [(rep, job) for rep in range(reps) for job in jobs
                 if not (rep and job.benchmark in ONCE) and job.key not in kept]
         samples = {job.key: [] for job in jobs}
-        left = [len(runs)]
+        left = len(runs)
 
-        def run_one(job):
-            logging.info("%s | %s | %s", *job.key)
+        def run_one(rep, job):
+            logging.info("rep %d/%d: %s | %s | %s", rep + 1, reps, *job.key)
             return run_job(job, s["timeout_s"], os.path.join(folder, "jax_cache"))
 
-        def done(rep, job, sample):
+        def done(job, sample):
+            nonlocal left
             samples[job.key].append(sample)
-            left[0] -= 1
-            if progress and left[0]:
-                progress(result(jobs, samples, lines, left[0]))
+            left -= 1
+            if progress and left:
+                progress(result(jobs, samples, lines, left))
 
         execute(runs, run_one, done, memory_processes)
     return result(jobs, samples, lines, 0)
 
 
 def resume_problem(earlier: dict, info: dict, only, reps: int, use_torch: bool) -> str | None:
-    """Why ``earlier`` (a run's JSON) cannot be finished by this run, or None."""
+    """Why ``earlier`` (the run of ``only`` in a JSON, ``run_of``) cannot be finished by this run, or None."""
     if "train_run" in only:
         return "cannot be resumed with train_run (its two jobs make one row): run that benchmark again whole"
     if not earlier.get("unfinished_jobs"):
         return "is a finished run: nothing to resume"
-    same = {"benchmarks": sorted(only), "reps": reps, "torch_rows": use_torch}
-    for key in ("cpu_model", "device", "jax_backend", "cpu_count"):
-        same[f"machine's {key}"] = info.get(key)
-    was = {"benchmarks": sorted(earlier.get("benchmarks", ())), "reps": earlier.get("reps"),
-           "torch_rows": earlier.get("torch_rows"),
-           **{f"machine's {k}": earlier["machine"].get(k) for k in ("cpu_model", "device", "jax_backend",
-                                                                   "cpu_count")}}
-    differ = [f"{k} {was[k]!r} (now {same[k]!r})" for k in same if was[k] != same[k]]
+
+    def identity(reps, torch_rows, machine):
+        return {"reps": reps, "torch_rows": torch_rows, **{f"machine's {k}": machine.get(k) for k in (
+            "cpu_model", "device", "jax_backend", "cpu_count")}}
+
+    was = identity(earlier.get("reps"), earlier.get("torch_rows"), earlier["machine"])
+    now = identity(reps, use_torch, info)
+    differ = [f"{k} {was[k]!r} (now {now[k]!r})" for k in now if was[k] != now[k]]
     return f"was run with {', '.join(differ)}" if differ else None
 
 
@@ -573,7 +575,8 @@ def main(argv):
         raise app.UsageError(f"--baseline_checkout={_BASELINE.value} is not a git checkout (e.g. `git worktree add "
                              "--detach DIR COMMIT`)")
     reps = _REPS.value or SETTINGS[_QUICK.value]["reps"]
-    use_torch = machine()["torch"] is not None and not _NO_TORCH.value
+    info = machine()
+    use_torch = info["torch"] is not None and not _NO_TORCH.value
     only = tuple(_ONLY.value) or BENCHMARKS
     earlier = None
     if _RESUME.value:
@@ -584,7 +587,7 @@ def main(argv):
         with open(path) as f:
             earlier = run_of(json.load(f), only)
         problem = (f"holds no run of exactly --only={','.join(only)}" if earlier is None
-                   else resume_problem(earlier, machine(), only, reps, use_torch))
+                   else resume_problem(earlier, info, only, reps, use_torch))
         if problem:
             raise app.UsageError(f"--resume: {path} {problem}")
     into = None

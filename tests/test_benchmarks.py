@@ -489,6 +489,21 @@ def test_a_bad_data_startup_flag_is_one_line_naming_it(tmp_path, flag, message):
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.parametrize("flags,message", [
+    (["--resume", "--json={tmp}/none.json"], "--resume finishes the run in --merge_into, else --json, and there is "
+                                             "none at '{tmp}/none.json'"),
+    (["--resume", "--merge_into={tmp}/steps.json"], "--resume: {tmp}/steps.json holds no run of exactly "
+                                                    "--only=search"),
+    (["--memory_processes=0"], "flag --memory_processes=0: 0 is not a positive integer"),
+])
+def test_a_bad_resume_or_memory_processes_flag_is_one_line_naming_it(tmp_path, flags, message):
+    (tmp_path / "steps.json").write_text(json.dumps({"benchmarks": ["train_step"], "rows": []}))
+    out = subprocess.run([sys.executable, "-m", "benchmarks.run", "--only=search",
+                          *[f.format(tmp=tmp_path) for f in flags]], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and message.format(tmp=tmp_path) in out.stderr
+    assert "Traceback" not in out.stderr
+
+
 def _fake_search_job(calls):
     def fake_job(job, timeout_s, cache_dir):
         calls.append(job.key)
@@ -555,7 +570,7 @@ def test_memory_jobs_may_run_side_by_side_and_every_other_job_runs_alone():
     together = threading.Barrier(3, timeout=30)  # broken (an error) unless the three memory jobs run at once
     running, alone, lock, finished = [0], {}, threading.Lock(), []
 
-    def run_one(job):
+    def run_one(rep, job):
         with lock:
             running[0] += 1
             alone[job.variant] = running[0] == 1
@@ -565,6 +580,6 @@ def test_memory_jobs_may_run_side_by_side_and_every_other_job_runs_alone():
             running[0] -= 1
         return job.variant
 
-    run.execute([(0, j) for j in jobs], run_one, lambda rep, job, sample: finished.append(sample), processes=3)
+    run.execute([(0, j) for j in jobs], run_one, lambda job, sample: finished.append(sample), processes=3)
     assert finished == ["0", "1", "2", "3", "4"]  # reported in the plan's order
     assert alone["0"] and alone["4"]
