@@ -129,9 +129,9 @@ output against the raw references; lengths are source words, in buckets of ten a
                                     "model.bidirectional": True}),
     ],
     settings={
-        "quick": study.Setting(3, note="a smoke test of the whole study: 6 runs of 100 steps, in which neither "
-                                       "model learns to translate (a run of 150 steps took 99-140 s on 2 cores "
-                                       "shared with another job)"),
+        "quick": study.Setting(3, note="a smoke test of the whole study: 6 runs of 60 steps, in which neither "
+                                       "model learns to translate, each scored on the first 300 verses of "
+                                       "validation and of test (`eval.max_final_examples`), not on all of them"),
         "cpu": study.Setting(3, note="the README's setting; a run took 14-33 min on 2 cores shared with other jobs "
                                      "(results.csv); resumable, and shardable with --shard=i/n or --only"),
         "gpu": study.Setting(3, note="Bahdanau's size: embedding 620, hidden 1000, beam 12"),

@@ -327,23 +327,25 @@ def _final_evaluation(config, workdir, state, checkpoints, evaluate, logger, ite
     The final parameters and the best periodic checkpoint (if any, at another step) are both scored on
     all of validation; the better one is saved as ``best`` (what ``evaluate``/``translate`` load) and
     scored on test, decoded with ``eval.test_beam_size`` (when set) instead of ``eval.beam_size``.
+    ``eval.max_final_examples`` (a smoke setting's) scores each split's first N examples instead of all.
     """
     step = int(state.step)
     checkpointing.fault_point("final_evaluation", step)
     e = config.eval
-    chosen_step, validation = step, evaluate("validation", params=state.params)
+    sample = e.get("max_final_examples", 0)  # get: absent from the configs of runs made before the field existed
+    chosen_step, validation = step, evaluate("validation", sample, params=state.params)
     chosen_params = state.params
     best_step = checkpoints.best.latest_step()
     if best_step is not None and best_step != step:
         best_state, _, _ = checkpoints.restore(state, best=True)
-        best_validation = evaluate("validation", params=best_state.params)
+        best_validation = evaluate("validation", sample, params=best_state.params)
         if _is_better(best_validation[e.best_metric], validation[e.best_metric], e.best_mode):
             chosen_step, validation, chosen_params = best_step, best_validation, best_state.params
     if chosen_step == step:
         checkpoints.save(state, iterator.get_state(), {"best": validation[e.best_metric], "best_step": step},
                          best=True)
         checkpoints.wait()
-    test = evaluate("test", params=chosen_params, beam_size=inference.split_beam_size(e, "test"))
+    test = evaluate("test", sample, params=chosen_params, beam_size=inference.split_beam_size(e, "test"))
     results = {"validation": validation, "test": test}
     final = {"step": step, "evaluated_step": chosen_step}
     for split, result in results.items():

@@ -62,6 +62,7 @@ BAD_VALUES = {
     ("eval", "max_output_ratio"): st.one_of(st.floats(max_value=-1e-9), _nan_or_inf, _wrong_for_number),
     ("eval", "max_output_extra"): _negative,
     ("eval", "max_validation_examples"): _negative,
+    ("eval", "max_final_examples"): _negative,
     ("eval", "num_length_buckets"): _not_positive,
     ("eval", "length_edges"): st.one_of(st.just([]), st.just([10, 10]), st.just([20, 10]), st.just([-1, 5]),
                                        st.lists(_text, min_size=1, max_size=2), _text, st.integers()),

@@ -81,7 +81,8 @@ def test_the_study_runs_on_the_real_verses_and_reports_fig_2_its_maps_and_exampl
     tiny = {"data.data_dir": str(tmp_path / "tfds"), "data.vocab_size": 300, "data.bucket_boundaries": None,
             "data.num_buckets": 2, "model.embedding_size": 8, "model.hidden_size": 8, "model.attention_size": 4,
             "train.num_steps": 4, "train.batch_size": 16, "train.warmup_steps": 1, "train.log_every": 2,
-            "eval.max_validation_examples": 16, "eval.max_output_ratio": 0.0, "eval.max_output_extra": 8}
+            "eval.max_validation_examples": 16, "eval.max_final_examples": 200, "eval.max_output_ratio": 0.0,
+            "eval.max_output_extra": 8}
     argv = [f"--workdir={tmp_path / 'study'}", "--seeds=1", *(f"--config.{k}={v}" for k, v in tiny.items())]
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": FAST_COMPILE, "PYTHONPATH": REPO}
     done = subprocess.run([sys.executable, "-m", "experiments.bible_es_en", *argv], cwd=REPO, env=env,
@@ -99,6 +100,9 @@ def test_the_study_runs_on_the_real_verses_and_reports_fig_2_its_maps_and_exampl
     assert summary.strip() in report
     assert summary.count("- source: ") == len(bible_es_en.EXAMPLE_WORDS)
     assert summary.count("- `bottleneck` (seed 0): ") == summary.count("- `attention` (seed 0): ") == 3
-    by_length = json.loads((study_dir / "runs" / "attention" / "seed0" / "eval" / "test.json").read_text())
+    evaluations = study_dir / "runs" / "attention" / "seed0" / "eval"
+    by_length = json.loads((evaluations / "test.json").read_text())
+    assert by_length["num_examples"] == json.loads((evaluations / "validation.json").read_text())["num_examples"] == 200
+    assert len(bible_es_en.test_predictions(str(evaluations.parent))) == 200  # the first 200 of each split, no more
     assert by_length["length_unit"] == "words"
     assert [row["lo"] for row in by_length["by_length"]] == [0, 10, 20, 30, 40, 50]  # fig. 2's buckets

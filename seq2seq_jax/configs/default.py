@@ -96,6 +96,9 @@ def get_eval_config() -> ml_collections.ConfigDict:
     e.max_output_extra = 10
     # Validation examples decoded at each eval_every (0 = all).
     e.max_validation_examples = 1000
+    # Validation and test examples decoded at the end of training: each split's first N (0 = all). TFDS stores a
+    # split shuffled, so they are a sample of it; for smoke settings, whose scores are then not the split's.
+    e.max_final_examples = 0
     # Metrics computed on decoded outputs (see seq2seq_jax.metrics.METRICS).
     e.metrics = ("seq_acc", "token_acc", "bleu", "chrf")
     # Validation metric that picks the best checkpoint.
@@ -195,6 +198,8 @@ def check_eval(e: ml_collections.ConfigDict) -> None:
            f"an integer >= {0 if e.max_output_ratio > 0 else 1} (outputs need at least one token)")
     _check(_is_int(e.max_validation_examples) and e.max_validation_examples >= 0, "eval", "max_validation_examples",
            e.max_validation_examples, "a non-negative integer (0 = all)")
+    final = e.get("max_final_examples", 0)  # get: absent from the configs of runs made before the field existed
+    _check(_is_int(final) and final >= 0, "eval", "max_final_examples", final, "a non-negative integer (0 = all)")
     _check(_is_int(e.num_length_buckets) and e.num_length_buckets >= 1, "eval", "num_length_buckets",
            e.num_length_buckets, "a positive integer")
     edges = e.get("length_edges")  # get: absent from the configs of runs made before the field existed
