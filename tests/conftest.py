@@ -1,5 +1,5 @@
 """Shared test settings: silent broadcasting fails, every test runs on CPU in float32, one JAX compilation cache
-for the session, no dataset prepared outside a temporary directory."""
+for the session, XLA's fast compilation, no dataset prepared outside a temporary directory."""
 
 import os
 import tempfile
@@ -22,6 +22,13 @@ if "SEQ2SEQ_JAX_TEST_JIT_CACHE" not in os.environ:
 os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["SEQ2SEQ_JAX_TEST_JIT_CACHE"]
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "-1"
+# XLA's CPU backend at optimization level 0, for every test and every process a test starts: the suite compiles
+# hundreds of small programs, and optimising them took ~30% of its time. Only code generation changes: both
+# sides of every comparison run under the same flags (benchmarks/ measures with XLA's defaults). A user's own
+# XLA_FLAGS (e.g. --xla_cpu_max_isa=AVX2) are kept, after these.
+FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+if FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):  # an xdist worker inherits the controller's
+    os.environ["XLA_FLAGS"] = f"{FAST_COMPILE} {os.environ.get('XLA_FLAGS', '')}".strip()
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

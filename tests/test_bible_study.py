@@ -10,7 +10,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import pytest
-from test_studies import FAST_COMPILE, REPO
+from test_studies import REPO
 
 from experiments import bible_es_en
 from experiments import study
@@ -84,7 +84,7 @@ def test_the_study_runs_on_the_real_verses_and_reports_fig_2_its_maps_and_exampl
             "eval.max_validation_examples": 16, "eval.max_final_examples": 200, "eval.max_output_ratio": 0.0,
             "eval.max_output_extra": 8}
     argv = [f"--workdir={tmp_path / 'study'}", "--seeds=1", *(f"--config.{k}={v}" for k, v in tiny.items())]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": FAST_COMPILE, "PYTHONPATH": REPO}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": REPO}  # XLA_FLAGS: conftest's, inherited
     done = subprocess.run([sys.executable, "-m", "experiments.bible_es_en", *argv], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -33,9 +33,6 @@ TINY = {"data.num_train": 300, "data.num_validation": 20, "data.num_test": 60, "
         "train.num_steps": 6, "train.batch_size": 16, "train.log_every": 2, "train.checkpoint_every": 3,
         "eval.num_length_buckets": 3}
 TINY_FLAGS = [f"--config.{k}={v}" for k, v in TINY.items()]
-# Compile-bound at this size: XLA's CPU backend at optimization level 0 halves the time. Only code
-# generation changes; the Python path is the quick setting's.
-FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -391,7 +388,7 @@ def test_a_rerun_or_report_with_another_base_config_refuses_the_finished_runs(tm
 
 def study_process(name, argv):
     """`python -m experiments.<name> *argv` with the tiny overrides, in a fresh process."""
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": FAST_COMPILE,
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",  # XLA_FLAGS: conftest's fast compilation, inherited
            "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))}
     return subprocess.Popen([sys.executable, "-m", f"experiments.{name}", *argv, *TINY_FLAGS], env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
