@@ -72,20 +72,23 @@ def heatmap_verses(sources, k: int) -> list[int]:
     return first_of_lengths(sources, HEATMAP_WORDS[:k])
 
 
-def _mean_sd(values) -> str:
+def mean_sd(values) -> str:
+    """`mean ± sd` over seeds, to one decimal, or to three where the sd would round to 0.0 (never `± 0.0`)."""
     if not values:
         return "—"
     if len(values) == 1:
         return f"{values[0]:.1f} (one seed)"
-    return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
+    mean, sd = statistics.fmean(values), statistics.stdev(values)
+    digits = 1 if round(sd, 1) > 0 else 3
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
 def summary(study_dir: str, results: list) -> str:
     """The models' test BLEU and chrF over seeds, and three test verses translated by both (lowest seed)."""
     groups = sweep.by_variant(results)
-    rows = [[f"`{variant}`", len(rs), _mean_sd([r["metrics"]["test/bleu"] for r in rs]),
-             _mean_sd([r["metrics"]["test/chrf"] for r in rs]),
-             _mean_sd([r["metrics"]["test/bleu_30plus_words"] for r in rs if "test/bleu_30plus_words" in r["metrics"]]),
+    rows = [[f"`{variant}`", len(rs), mean_sd([r["metrics"]["test/bleu"] for r in rs]),
+             mean_sd([r["metrics"]["test/chrf"] for r in rs]),
+             mean_sd([r["metrics"]["test/bleu_30plus_words"] for r in rs if "test/bleu_30plus_words" in r["metrics"]]),
              f"{min(r['metrics'].get('num_params', 0) for r in rs) / 1e6:.2f}M"]
             for variant, rs in groups.items()]
     lines = ["## Test scores and example translations", "",

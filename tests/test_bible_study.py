@@ -62,6 +62,12 @@ def test_short_and_long_bleu_come_from_the_verses_of_those_source_lengths():
     assert bible_es_en.length_metrics(predictions[2:]) == {}  # no short or long verse: no number
 
 
+def test_scores_over_seeds_keep_a_digit_of_their_spread():
+    assert bible_es_en.mean_sd([25.4, 25.9, 26.5]) == "25.9 ± 0.6"
+    assert bible_es_en.mean_sd([0.019, 0.010, 0.010]) == "0.013 ± 0.005"  # an untrained model: not "0.0 ± 0.0"
+    assert bible_es_en.mean_sd([3.2]) == "3.2 (one seed)" and bible_es_en.mean_sd([]) == "—"
+
+
 def test_example_and_heatmap_verses_are_the_first_of_each_length():
     sources = ["a b c", "a b", "a b c d e", "a b c"]
     assert bible_es_en.first_of_lengths(sources, (3, 4, 9)) == [0, 2]  # 4 words: the nearest longer; 9: none
