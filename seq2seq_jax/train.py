@@ -332,7 +332,7 @@ def _final_evaluation(config, workdir, state, checkpoints, evaluate, logger, ite
     step = int(state.step)
     checkpointing.fault_point("final_evaluation", step)
     e = config.eval
-    sample = e.get("max_final_examples", 0)  # get: absent from the configs of runs made before the field existed
+    sample = e.max_final_examples  # a training config is always built from configs/default.py: the field is there
     chosen_step, validation = step, evaluate("validation", sample, params=state.params)
     chosen_params = state.params
     best_step = checkpoints.best.latest_step()
