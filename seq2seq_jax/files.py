@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import socket
 
 from absl import logging
@@ -31,6 +32,21 @@ def write_atomic(path: str, content: str | bytes) -> None:
 def save_json(path: str, value) -> None:
     """Writes ``value`` as JSON atomically (see ``write_atomic``)."""
     write_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str):
+    """Yields a new temporary directory beside ``path``, renamed to ``path`` when the block ends and removed
+    if it raises: an interrupted write never leaves a half-written directory."""
+    temporary = f"{path}.tmp-{os.getpid()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    os.makedirs(temporary)
+    try:
+        yield temporary
+        os.rename(temporary, path)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
 
 
 @contextlib.contextmanager

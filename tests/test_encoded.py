@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 
+from seq2seq_jax.data import buckets
 from seq2seq_jax.data import config as config_lib
 from seq2seq_jax.data import datasets
 from seq2seq_jax.data import encoded
@@ -132,12 +133,45 @@ def test_a_later_start_reads_no_training_text_and_encodes_nothing(tmp_path, monk
 
     records_read = count_records_read(monkeypatch)
     monkeypatch.setattr(encoded, "_write", refuse)
+    monkeypatch.setattr(buckets, "_write_members", refuse)
     monkeypatch.setattr(vocab_lib, "build_vocab", refuse)
     monkeypatch.setattr(parallel_text, "read_pairs", refuse)
     again = get_data(c, tmp_path / "vocab")
     assert len(records_read) == 20 + 20  # the validation and test records, none of the 300 training ones
     assert_same_batches(batches(first, 5), batches(again, 5))
     assert cache_entries(c) == cache_entries(c)[:1]
+
+
+def arrays_in_memory(value, seen=None) -> list[np.ndarray]:
+    """Every numpy array reachable from `value` through containers, dataclasses and this package's objects,
+    memory maps left out."""
+    seen = set() if seen is None else seen
+    if id(value) in seen:
+        return []
+    seen.add(id(value))
+    if isinstance(value, np.memmap):
+        return []
+    if isinstance(value, np.ndarray):
+        return [value]
+    if isinstance(value, dict):
+        children = list(value.values())
+    elif isinstance(value, list | tuple):
+        children = list(value)
+    elif type(value).__module__.startswith("seq2seq_jax") and hasattr(value, "__dict__"):
+        children = list(vars(value).values())
+    else:
+        return []
+    return [array for child in children for array in arrays_in_memory(child, seen)]
+
+
+def test_a_later_start_holds_no_array_per_training_example_in_memory(tmp_path):
+    c = make_config(tmp_path)
+    get_data(c, tmp_path / "vocab")
+    again = get_data(c, tmp_path / "vocab")
+    batches(again, again.batches_per_epoch + 1)  # two epochs planned
+    num_train = len(again.examples("train"))
+    assert num_train > 200
+    assert [a.shape for a in arrays_in_memory(again) if a.size >= num_train] == []
 
 
 def test_a_cache_written_from_another_number_of_records_is_refused_naming_its_directory(tmp_path):

@@ -4,29 +4,31 @@ Row i of a split is `src_flat[src_offsets[i]:src_offsets[i] + src_lengths[i]]` (
 EOS). Evaluation splits are small and are encoded in memory at every start. The training split is encoded
 once, a chunk of records at a time, into `<cache_dir>/<key>/`; every later start (a resumed run, another
 seed or variant with the same vocabularies, `evaluate`) maps those files with `np.memmap` instead of reading
-and encoding the split again, as fairseq's memory-mapped indexed datasets do. So a start reads 8 bytes per
-training example (the lengths, for the buckets) and pages in only the token ids its batches use: start-up
-time and host memory no longer grow with the corpus's text. `key` hashes everything the ids depend on (the
-prepared split's files, both vocabularies, the length limits and the pair's direction), so a changed input
-makes a new cache instead of reusing a stale one. Writes go to a temporary directory renamed into place,
+and encoding the split again, as fairseq's memory-mapped indexed datasets do. The lengths' histograms, which
+the bucket shapes need, are counted once and kept in `meta.json`, and each bucket's members are written
+beside the arrays (`buckets.members`). So a start reads no per-example data and pages in only the ids and
+lengths its batches use: start-up time and host memory do not grow with the corpus. `key` hashes
+everything the ids depend on (the prepared split's files, both vocabularies, the length limits and the
+pair's direction), so a changed input makes a new cache instead of reusing a stale one. Writes go to a temporary directory renamed into place,
 under a file lock: processes started together encode once, and an interrupted write leaves nothing behind.
 """
 
 from collections.abc import Iterator, Sequence
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
-import shutil
 
 import ml_collections
 import numpy as np
 from absl import logging
 
 from seq2seq_jax import files
+from seq2seq_jax.data import buckets
 from seq2seq_jax.data import vocab as vocab_lib
 
-FORMAT = 1  # Bump when the files' layout or meaning changes: old caches are then ignored.
+FORMAT = 2  # Bump when the files' layout or meaning changes: old caches are then ignored.
 CHUNK = 10_000  # Records read and encoded at a time.
 _ARRAYS = {"src_flat": np.int32, "src_lengths": np.int32, "tgt_flat": np.int32, "tgt_lengths": np.int32,
            "record_index": np.int64}
@@ -93,17 +95,14 @@ class SpilledTexts(Sequence):
         os.makedirs(directory, exist_ok=True)
         paths = {f"{f}.{part}": os.path.join(directory, f"{f}.{part}") for f in ("source", "target")
                  for part in ("bin", "len")}
-        handles = {name: open(path, "wb") for name, path in paths.items()}  # noqa: SIM115
-        try:
+        with contextlib.ExitStack() as stack:
+            handles = {name: stack.enter_context(open(path, "wb")) for name, path in paths.items()}
             for start in range(0, self._len, CHUNK):
                 chunk = examples[start:start + CHUNK]
                 for field in ("source", "target"):
                     data = [example[field].encode("utf-8") for example in chunk]
                     handles[f"{field}.bin"].write(b"".join(data))
                     np.array([len(d) for d in data], np.int64).tofile(handles[f"{field}.len"])
-        finally:
-            for handle in handles.values():
-                handle.close()
         self._columns = {}
         for field in ("source", "target"):
             lengths = _map(paths[f"{field}.len"], np.int64, self._len)
@@ -144,7 +143,9 @@ class EncodedSplit:
     tgt_lengths: np.ndarray
     num_filtered: int
     num_truncated: int
-    bucket: np.ndarray | None = None  # [num_examples] index into the bucket shapes.
+    src_length_counts: np.ndarray  # [n]: how many sources have n tokens (`buckets.histogram`); targets likewise.
+    tgt_length_counts: np.ndarray
+    directory: str | None = None  # Where the arrays are mapped from (the training split's cache), if they are.
 
 
 def _offsets(lengths: np.ndarray) -> np.ndarray:
@@ -203,11 +204,15 @@ def encode(split: str, examples: Sequence[dict], source_vocab: vocab_lib.Vocab, 
     return _split(examples, arrays, counts["filtered"], counts["truncated"])
 
 
-def _split(examples: Sequence[dict], arrays: dict[str, np.ndarray], filtered: int, truncated: int) -> EncodedSplit:
-    """The split of `arrays` (`_ARRAYS` and both sides' offsets) over the examples of `examples` they kept."""
+def _split(examples: Sequence[dict], arrays: dict[str, np.ndarray], filtered: int, truncated: int,
+           counts: dict[str, np.ndarray] | None = None, directory: str | None = None) -> EncodedSplit:
+    """The split of `arrays` (`_ARRAYS` and both sides' offsets) over the examples of `examples` they kept;
+    `counts`: both sides' length histograms, if already counted."""
     kept = examples if len(arrays["record_index"]) == len(examples) else Kept(examples, arrays["record_index"])
+    counts = counts or {side: buckets.histogram(arrays[f"{side}_lengths"]) for side in ("src", "tgt")}
     return EncodedSplit(kept, arrays["src_flat"], arrays["src_offsets"], arrays["src_lengths"], arrays["tgt_flat"],
-                        arrays["tgt_offsets"], arrays["tgt_lengths"], filtered, truncated)
+                        arrays["tgt_offsets"], arrays["tgt_lengths"], filtered, truncated, counts["src"],
+                        counts["tgt"], directory)
 
 
 def cache_key(prepared: str, source_vocab: bytes, target_vocab: bytes, c: ml_collections.ConfigDict) -> str:
@@ -226,30 +231,23 @@ def _map(path: str, dtype, count: int) -> np.ndarray:
 
 
 def _write(directory: str, chunks: Iterator[dict[str, np.ndarray]], counts: dict, num_examples: int) -> None:
-    """Writes the chunks' arrays and `meta.json` to a temporary directory, then renames it to `directory`."""
-    temporary = f"{directory}.tmp-{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    os.makedirs(temporary)
-    try:
+    """Writes the chunks' arrays, both sides' offsets and `meta.json` into `directory` (`files.atomic_directory`)."""
+    with files.atomic_directory(directory) as temporary:
         sizes = dict.fromkeys(_ARRAYS, 0)
-        handles = {name: open(os.path.join(temporary, f"{name}.bin"), "wb") for name in _ARRAYS}  # noqa: SIM115
-        try:
+        with contextlib.ExitStack() as stack:
+            handles = {name: stack.enter_context(open(os.path.join(temporary, f"{name}.bin"), "wb"))
+                       for name in _ARRAYS}
             for chunk in chunks:
                 for name, values in chunk.items():
                     values.tofile(handles[name])
                     sizes[name] += len(values)
-        finally:
-            for handle in handles.values():
-                handle.close()
+        length_counts = {}
         for side in ("src", "tgt"):
             lengths = _map(os.path.join(temporary, f"{side}_lengths.bin"), np.int32, sizes[f"{side}_lengths"])
             _offsets(lengths).tofile(os.path.join(temporary, f"{side}_offsets.bin"))
+            length_counts[f"{side}_length_counts"] = buckets.histogram(lengths).tolist()
         files.save_json(os.path.join(temporary, "meta.json"),
-                        {"format": FORMAT, "sizes": sizes, "num_records": num_examples, **counts})
-        os.rename(temporary, directory)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
+                        {"format": FORMAT, "sizes": sizes, "num_records": num_examples, **counts, **length_counts})
 
 
 def _load(directory: str, examples: Sequence[dict]) -> EncodedSplit:
@@ -262,7 +260,8 @@ def _load(directory: str, examples: Sequence[dict]) -> EncodedSplit:
     arrays = {name: _map(os.path.join(directory, f"{name}.bin"), dtype, sizes[name]) for name, dtype in _ARRAYS.items()}
     arrays.update({f"{side}_offsets": _map(os.path.join(directory, f"{side}_offsets.bin"), np.int64,
                                            sizes[f"{side}_lengths"]) for side in ("src", "tgt")})
-    return _split(examples, arrays, meta["filtered"], meta["truncated"])
+    counts = {side: np.array(meta[f"{side}_length_counts"], np.int64) for side in ("src", "tgt")}
+    return _split(examples, arrays, meta["filtered"], meta["truncated"], counts, directory)
 
 
 def cached(split: str, examples: Sequence[dict], source_vocab: vocab_lib.Vocab, target_vocab: vocab_lib.Vocab,

@@ -15,8 +15,9 @@ Batch dict (numpy, int32):
 Training order: every epoch, each bucket's examples are shuffled with `(seed, epoch)` and cut into full
 batches; the few left over roll up into the next larger bucket (they fit its shape), and only the last
 bucket's remainder (< batch_size examples, different ones every epoch) is dropped. The batch order is then
-shuffled too. This plan is computed per epoch inside a grain `MapDataset`, whose `DatasetIterator` is
-checkpointable with `get_state()`/`set_state()`. With several processes (`grain.sharding.ShardByJaxProcess`),
+shuffled too. Each batch of this plan is computed when a grain `MapDataset` asks for it (`buckets.EpochPlan`:
+no array per example in memory), and grain's `DatasetIterator` is checkpointable with
+`get_state()`/`set_state()`. With several processes (`grain.sharding.ShardByJaxProcess`),
 `batch_size` is each process's share: all plan the same global batches and each takes its own slice, so
 the training batches do not depend on the number of processes. Evaluation splits every bucket between them.
 """
@@ -32,6 +33,7 @@ import numpy as np
 from absl import logging
 
 from seq2seq_jax import files
+from seq2seq_jax.data import buckets
 from seq2seq_jax.data import config as config_lib
 from seq2seq_jax.data import datasets
 from seq2seq_jax.data import encoded as encoded_lib
@@ -134,22 +136,22 @@ class Data:
         self.num_filtered = {split: s.num_filtered for split, s in self._splits.items()}
         self.num_truncated = {split: s.num_truncated for split, s in self._splits.items()}
         self.bucket_shapes = self._bucket_shapes()
-        for split in self._splits.values():
-            split.bucket = self._assign_buckets(split.src_lengths, split.tgt_lengths)
+        self._members = {name: buckets.members(split.src_lengths, split.tgt_lengths, self.bucket_shapes,
+                                               split.directory) for name, split in self._splits.items()}
         shard = grain.sharding.ShardByJaxProcess()
         self._shard_index, self._shard_count = shard.shard_index, shard.shard_count
+        self._plans: dict[int, buckets.EpochPlan] = {}
         self._train_plan_sizes()
-        self._plans: dict[int, list[tuple[int, np.ndarray]]] = {}
         logging.info("Buckets (src_len, tgt_len): %s; train examples per bucket: %s.", self.bucket_shapes,
-                     np.bincount(self._splits["train"].bucket, minlength=len(self.bucket_shapes)).tolist())
+                     [len(m) for m in self._members["train"]])
 
     # --- Buckets ---
 
     def _bucket_shapes(self) -> list[tuple[int, int]]:
         """Explicit `data.bucket_boundaries`, or training-length quantiles; the last covers every split."""
         c = self._config
-        max_src = max(int(s.src_lengths.max()) for s in self._splits.values())
-        max_tgt = max(int(s.tgt_lengths.max()) for s in self._splits.values())
+        max_src = max(len(s.src_length_counts) - 1 for s in self._splits.values())  # the histograms' last bin
+        max_tgt = max(len(s.tgt_length_counts) - 1 for s in self._splits.values())
         if c.bucket_boundaries is not None:
             shapes = sorted((int(s), int(t)) for s, t in c.bucket_boundaries)
             if any(s2 < s1 or t2 < t1 for (s1, t1), (s2, t2) in zip(shapes, shapes[1:])):
@@ -162,16 +164,9 @@ class Data:
             return shapes
         train = self._splits["train"]
         quantiles = np.arange(1, c.num_buckets) / c.num_buckets
-        shapes = [(_round_up(np.quantile(train.src_lengths, q)), _round_up(np.quantile(train.tgt_lengths, q)))
-                  for q in quantiles] + [(_round_up(max_src), _round_up(max_tgt))]
-        return sorted(set(shapes))
-
-    def _assign_buckets(self, src_lengths: np.ndarray, tgt_lengths: np.ndarray) -> np.ndarray:
-        """Index of the smallest bucket fitting both lengths, per example."""
-        bucket = np.full(len(src_lengths), -1, dtype=np.int16)
-        for b, (s, t) in reversed(list(enumerate(self.bucket_shapes))):
-            bucket[(src_lengths <= s) & (tgt_lengths <= t)] = b
-        return bucket
+        shapes = [(_round_up(buckets.quantile(train.src_length_counts, q)),
+                   _round_up(buckets.quantile(train.tgt_length_counts, q))) for q in quantiles]
+        return sorted(set(shapes + [(_round_up(max_src), _round_up(max_tgt))]))
 
     def _batch(self, split: encoded_lib.EncodedSplit, rows: np.ndarray, bucket: int) -> dict[str, np.ndarray]:
         """A padded batch of `rows` (-1 = padding row) in `bucket_shapes[bucket]`."""
@@ -189,11 +184,6 @@ class Data:
 
     # --- Training ---
 
-    def _train_members(self) -> list[np.ndarray]:
-        """The training example indices, per bucket."""
-        train = self._splits["train"]
-        return [np.flatnonzero(train.bucket == b) for b in range(len(self.bucket_shapes))]
-
     @property
     def _global_batch_size(self) -> int:
         """Rows of a training batch over all processes: each one takes its slice of every global batch, so
@@ -202,40 +192,27 @@ class Data:
 
     def _train_plan_sizes(self) -> None:
         """Batches per epoch and the examples dropped per epoch (fixed: they do not depend on the shuffle)."""
-        carry, self.batches_per_epoch = 0, 0
-        for members in self._train_members():
-            pool = carry + len(members)
-            self.batches_per_epoch += pool // self._global_batch_size
-            carry = pool % self._global_batch_size
-        self.train_remainder = carry
+        plan = self._epoch_plan(0)
+        self.batches_per_epoch, self.train_remainder = len(plan), plan.remainder
         if self.batches_per_epoch == 0:
             raise ValueError(
-                f"The train split of dataset {self._config.dataset!r} has fewer examples ({carry}) than one batch "
-                f"of {self._global_batch_size}.")
+                f"The train split of dataset {self._config.dataset!r} has fewer examples ({plan.remainder}) than "
+                f"one batch of {self._global_batch_size}.")
         logging.info("Training: %d batches of %d per epoch; %d examples per epoch left out at random (the "
-                     "remainder, reshuffled every epoch).", self.batches_per_epoch, self._global_batch_size, carry)
+                     "remainder, reshuffled every epoch).", self.batches_per_epoch, self._global_batch_size,
+                     plan.remainder)
 
-    def _epoch_plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
-        """(bucket, example indices) of every training batch of `epoch`, in order; the last two are cached."""
+    def _epoch_plan(self, epoch: int) -> buckets.EpochPlan:
+        """The training batches of `epoch`; the last two epochs' plans are kept."""
         if epoch not in self._plans:
             if len(self._plans) >= 2:
                 del self._plans[min(self._plans)]
-            self._plans[epoch] = self._make_epoch_plan(epoch)
+            self._plans[epoch] = buckets.EpochPlan(self._members["train"], self._global_batch_size, self.seed, epoch)
         return self._plans[epoch]
-
-    def _make_epoch_plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
-        rng = np.random.default_rng([self.seed, epoch])
-        batches, carry = [], np.zeros(0, dtype=np.int64)
-        for b, members in enumerate(self._train_members()):
-            pool = np.concatenate([carry, rng.permutation(members)])
-            full = len(pool) // self._global_batch_size * self._global_batch_size
-            batches += [(b, rows) for rows in pool[:full].reshape(-1, self._global_batch_size)]  # none if full == 0
-            carry = rng.permutation(pool[full:])
-        return [batches[i] for i in rng.permutation(len(batches))]
 
     def _train_batch(self, step: int, _) -> dict[str, np.ndarray]:
         epoch, i = divmod(step, self.batches_per_epoch)
-        bucket, rows = self._epoch_plan(epoch)[i]
+        bucket, rows = self._epoch_plan(epoch).batch(i)
         mine = rows[self._shard_index * self.batch_size:(self._shard_index + 1) * self.batch_size]
         return self._batch(self._splits["train"], mine, bucket)
 
@@ -263,8 +240,7 @@ class Data:
         Every process yields the same number of batches per bucket (padding rows have index -1).
         """
         data = self._split(split)
-        for b in range(len(self.bucket_shapes)):
-            members = np.flatnonzero(data.bucket == b)
+        for b, members in enumerate(self._members[split]):
             if not len(members):
                 continue
             per_process = -(-len(members) // self._shard_count)
