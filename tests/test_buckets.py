@@ -128,6 +128,14 @@ def test_a_plan_holds_the_same_memory_for_a_thousand_and_a_million_examples(tmp_
     assert len(rows) == 64 and 0 <= bucket < len(SHAPES)
 
 
+def test_a_share_of_a_batch_is_that_slice_of_the_whole_batch():
+    plan = buckets.EpochPlan(buckets.members(*lengths(500), SHAPES), 16, seed=0, epoch=0)
+    for i in range(len(plan)):
+        bucket, rows = plan.batch(i)
+        assert [(b, r.tolist()) for b, r in (plan.batch(i, slice(4, 8)), plan.batch(i, slice(12, 16)))] == [
+            (bucket, rows[4:8].tolist()), (bucket, rows[12:16].tolist())]
+
+
 def test_asking_for_a_batch_past_the_epoch_is_an_index_error():
     plan = buckets.EpochPlan(buckets.members(*lengths(100), SHAPES), 16, seed=0, epoch=0)
     with pytest.raises(IndexError, match=rf"^batch {len(plan)} of an epoch of {len(plan)}$"):

@@ -150,11 +150,11 @@ class EpochPlan:
         rows[own >= 0] = bucket_members[np.array(shuffled, np.int64)] if shuffled else []
         return rows
 
-    def batch(self, i: int) -> tuple[int, np.ndarray]:
-        """The bucket and example indices of the epoch's `i`-th batch."""
+    def batch(self, i: int, rows: slice = slice(None)) -> tuple[int, np.ndarray]:
+        """The bucket and example indices of the epoch's `i`-th batch (only its `rows`: a process's share)."""
         if not 0 <= i < len(self):
             raise IndexError(f"batch {i} of an epoch of {len(self)}")
         j = index_shuffle(i, max_index=len(self) - 1, seed=self._order_key, rounds=ROUNDS)
         b = int(np.searchsorted(self._starts, j, side="right")) - 1
         first = (j - int(self._starts[b])) * self._batch_size
-        return b, self._pool(b, np.arange(first, first + self._batch_size))
+        return b, self._pool(b, np.arange(first, first + self._batch_size)[rows])

@@ -212,9 +212,9 @@ class Data:
 
     def _train_batch(self, step: int, _) -> dict[str, np.ndarray]:
         epoch, i = divmod(step, self.batches_per_epoch)
-        bucket, rows = self._epoch_plan(epoch).batch(i)
-        mine = rows[self._shard_index * self.batch_size:(self._shard_index + 1) * self.batch_size]
-        return self._batch(self._splits["train"], mine, bucket)
+        mine = slice(self._shard_index * self.batch_size, (self._shard_index + 1) * self.batch_size)
+        bucket, rows = self._epoch_plan(epoch).batch(i, mine)
+        return self._batch(self._splits["train"], rows, bucket)
 
     def train_iterator(self, *, prefetch: int = 4) -> grain.DatasetIterator:
         """Infinite training batches, exactly `batch_size` rows each; checkpoint with `get_state`/`set_state`."""
