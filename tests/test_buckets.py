@@ -71,6 +71,12 @@ def test_an_interrupted_write_of_members_leaves_nothing(tmp_path, monkeypatch):
     assert [name for name in os.listdir(tmp_path) if not name.endswith(".lock")] == []
 
 
+def test_a_split_of_2_to_the_31_examples_is_refused_before_any_work():
+    too_many = np.broadcast_to(np.int32(1), (2**31,))  # no memory: one value seen 2**31 times
+    with pytest.raises(ValueError, match=r"^2147483648 examples in one split: at most 2\*\*31 - 1 are supported\.$"):
+        buckets.members(too_many, too_many, SHAPES)
+
+
 def plan_batches(plan) -> list[tuple[int, list[int]]]:
     return [(b, rows.tolist()) for b, rows in (plan.batch(i) for i in range(len(plan)))]
 

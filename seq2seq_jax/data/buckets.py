@@ -55,7 +55,7 @@ def quantile(counts: np.ndarray, q: float) -> float:
     whose `histogram` is `counts`: the sorted lengths around position `(n - 1) q`, interpolated."""
     n = int(counts.sum())
     position = (n - 1) * q
-    below = min(np.floor(position), n - 1)
+    below = np.floor(position)
     ends = np.cumsum(counts)  # sorted[k] is the first length whose end exceeds k
     a, b = (int(np.searchsorted(ends, min(k, n - 1), side="right")) for k in (below, below + 1))
     gamma = position - below

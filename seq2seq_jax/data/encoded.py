@@ -9,8 +9,9 @@ the bucket shapes need, are counted once and kept in `meta.json`, and each bucke
 beside the arrays (`buckets.members`). So a start reads no per-example data and pages in only the ids and
 lengths its batches use: start-up time and host memory do not grow with the corpus. `key` hashes
 everything the ids depend on (the prepared split's files, both vocabularies, the length limits and the
-pair's direction), so a changed input makes a new cache instead of reusing a stale one. Writes go to a temporary directory renamed into place,
-under a file lock: processes started together encode once, and an interrupted write leaves nothing behind.
+pair's direction), so a changed input makes a new cache instead of reusing a stale one. Writes go to a
+temporary directory renamed into place, under a file lock: processes started together encode once, and an
+interrupted write leaves nothing behind.
 """
 
 from collections.abc import Iterator, Sequence
