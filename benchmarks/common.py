@@ -12,6 +12,7 @@ import jax
 import jax.extend
 import numpy as np
 
+from seq2seq_jax import malloc
 from seq2seq_jax.configs import default
 
 
@@ -85,17 +86,23 @@ def _jaxpr_flops(jaxpr) -> int:
 def threads(impl: str) -> dict:
     """The intra-op threads of ``impl``: PyTorch's setting, or the CPUs XLA's CPU client may use (its
     thread pool has one thread per CPU of the process's affinity mask), with ``XLA_FLAGS``; on a GPU also the
-    device and (the peer) its float32 matmul precision."""
+    device and (the peer) its float32 matmul precision; and the process's ``malloc`` (``seq2seq_jax.malloc``)."""
     if impl == "torch":
         import torch  # optional extra 'bench'
         out = {"torch_intra_op": torch.get_num_threads(), "torch_inter_op": torch.get_num_interop_threads()}
         if torch.cuda.is_available():
             out.update(torch_device=torch.cuda.get_device_name(), float32_matmul=torch.get_float32_matmul_precision())
-        return out
+        return {**out, "malloc": malloc.name()}
     out = {"xla_cpus": len(os.sched_getaffinity(0)), "xla_flags": os.environ.get("XLA_FLAGS", "")}
     if jax.default_backend() != "cpu":
         out["jax_device"] = jax.devices()[0].device_kind
-    return out
+    return {**out, "malloc": malloc.name()}
+
+
+def page_faults() -> int:
+    """This process's minor page faults so far (``ru_minflt``): a page touched for the first time since it was
+    mapped. A step that reallocates a freshly mapped buffer takes one per 4 KiB of it (``seq2seq_jax.malloc``)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def model_config(cell, decoder, hidden, embed, remat=False):
@@ -136,9 +143,13 @@ def unmap_freed_memory() -> bool:
 
 
 def max_rss_bytes() -> int:
-    """This process's peak resident set size so far (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss if sys.platform == "darwin" else 1024 * rss
+    """This process's peak resident set size so far: on Linux its memory's high-water mark (``VmHWM`` of
+    ``/proc/self/status``), not ``ru_maxrss``, which a process started by another one inherits from that one's
+    peak (a worker of ``benchmarks.run`` would report at least the runner's); ``ru_maxrss`` (bytes) on macOS."""
+    if sys.platform == "darwin":
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 
 
 def timed(fn) -> float:

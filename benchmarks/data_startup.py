@@ -15,7 +15,7 @@ prepared data, with vocabularies of its own. The corpus: `--pairs` training pair
 on average) drawn from a Zipfian vocabulary of 30,000 words, the target a word-for-word rewrite of the
 source; 2,000 pairs each for validation and test.
 It is generated into the folder before the timed part. Prints one JSON line: `times_s` (the phase's
-seconds), `peak_rss_bytes` (the process's peak resident memory, `ru_maxrss`), `imports_rss_bytes` (its
+seconds), `peak_rss_bytes` (the process's peak resident memory, `VmHWM`), `imports_rss_bytes` (its
 resident memory just before the phase: interpreter and libraries), the corpus's size, and the encoding cache's
 bytes on disk.
 """
@@ -23,7 +23,6 @@ bytes on disk.
 import importlib
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -77,14 +76,12 @@ def data_config(config_lib, folder: str, specs: dict[str, str]):
     return c
 
 
-def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _rss_bytes() -> int:
-    """This process's resident memory now (VmRSS)."""
+def _status_bytes(field: str) -> int:
+    """A memory field of ``/proc/self/status``: ``VmRSS`` (resident now) or ``VmHWM`` (this process's peak).
+    Not ``ru_maxrss``, which a child inherits from its parent's peak (``benchmarks.common.max_rss_bytes``);
+    not that function itself, which would import the installed package before a ``--checkout``'s."""
     with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(f"{field}:"))
 
 
 def main(argv):
@@ -108,7 +105,7 @@ def main(argv):
         if encoded_dir and not _CHECKOUT.value:
             shutil.rmtree(os.path.join(c.data_dir, encoded_dir), ignore_errors=True)
         shutil.rmtree(vocab_dir, ignore_errors=True)
-    imports_rss = _rss_bytes()
+    imports_rss = _status_bytes("VmRSS")
     start = time.perf_counter()
     if _PHASE.value == "prepare":
         datasets.get_builder("parallel_text", c.data_dir, train_file=c.train_file, validation_file=c.validation_file,
@@ -125,7 +122,7 @@ def main(argv):
         os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(cache) for name in names)
     corpus_bytes = sum(os.path.getsize(p) for p in c.train_file.split(","))
     print(json.dumps({"package": os.path.dirname(pipeline.__file__), "times_s": [seconds], "first_s": None,
-                      "first_batch_s": first_batch_s, "peak_rss_bytes": _peak_rss_bytes(),
+                      "first_batch_s": first_batch_s, "peak_rss_bytes": _status_bytes("VmHWM"),
                       "imports_rss_bytes": imports_rss, "pairs": _PAIRS.value, "corpus_bytes": corpus_bytes,
                       "cache_bytes": cache_bytes}))
 

@@ -22,7 +22,11 @@ RETRACTION = (
 TITLES = {
     "train_step": ("Train step", "forward + backward + global-norm clipping + Adam + the step's metrics, one "
                    "synthetic batch (lengths in [len/2, len]); tokens/s counts target tokens. `flax_rnn`: the "
-                   "bottleneck model written with Flax's plain `nn.RNN` and the same step."),
+                   "bottleneck model written with Flax's plain `nn.RNN` and the same step. Variants ending "
+                   "`, tcmalloc`: both sides again with tcmalloc preloaded (`LD_PRELOAD`), the ratio between them; "
+                   "the others run glibc's malloc. Page faults / step: the process's minor page faults per timed "
+                   "step; under glibc our step maps XLA's temporary buffer afresh every step and takes one fault per "
+                   "4 KiB of it (`seq2seq_jax/malloc.py`)."),
     "train_step_length": ("Compile and step time by sequence length", "ours; compile = the first step's time "
                           "(trace + compile + one step) less a timed step's median."),
     "train_step_memory": ("Memory", "the most memory one train step holds at once, in MiB (2^20 bytes), at "
@@ -39,9 +43,10 @@ TITLES = {
                           "recomputed in the backward pass (the matmul FLOPs show the recomputation). Our additive "
                           "attention's `tanh` is recomputed in every row (always on); the peer stores it for every "
                           "decoder step. Process max RSS: the whole process's peak resident memory after the step "
-                          "(`ru_maxrss`: interpreter, libraries, our XLA compiler and the peer's profiler included; "
-                          "freed blocks of 1 MiB or more unmapped at once), a check that the tensor counts leave "
-                          "nothing big out."),
+                          "(interpreter, libraries, our XLA compiler and the peer's profiler included; freed blocks "
+                          "of 1 MiB or more unmapped at once), a check that the tensor counts leave nothing big out: "
+                          "`VmHWM` since 2026-12-05, `ru_maxrss` before, which also counts the peak of the runner "
+                          "that started the process (a few hundred MiB), so those rows' RSS is a bound from above."),
     "search": ("Decoding", "untrained parameters (the peer gets ours), so every search runs to the maximum output "
                "length; sentences/s of one batch. Ratio: our time / the peer's greedy time; ÷ greedy: our time / "
                "our greedy search's."),
@@ -67,7 +72,9 @@ TITLES = {
                      "split, which is encoded into the data directory's cache), `later start` (a resumed run, or "
                      "any later one with those vocabularies: the encoded split memory-mapped), each with its first "
                      "training batch. `before`: the same starts with the pipeline of the commit named, which read "
-                     "and encoded every split at every start. Peak RSS: the process's `ru_maxrss`; imports: its "
+                     "and encoded every split at every start. Peak RSS: the process's `VmHWM`, which "
+                     "counts the pages of the memory-mapped cache files that reading the first batch's rows "
+                     "mapped in (page cache, which the kernel can reclaim); imports: its "
                      "resident memory before the phase (interpreter and libraries)."),
 }
 
@@ -219,10 +226,11 @@ def _tables(result: dict, heading: str) -> list[str]:
         extra = {"train_step_length": "compile (s)", "translate": "empty cache (ms)"}.get(benchmark, "ours / torch")
         greedy = benchmark == "search"
         flop_columns = " matmul GFLOP | GFLOP/s | % of peak |" * flops
+        faults = benchmark == "train_step" and any(r.get("page_faults_per_step") is not None for r in rows)
         lines += [f"{heading} {title}", "", note, "", *([FLOPS, ""] if flops else []), *_merged_note(result, benchmark),
                   f"| variant | impl | median (ms) | min–max (ms) | {rate} | {extra} |{' ÷ greedy |' * greedy}"
-                  f"{flop_columns} threads |",
-                  f"|---|---|---:|---:|---:|---:|{'---:|' * greedy}{'---:|---:|---:|' * flops}---|"]
+                  f"{flop_columns}{' page faults / step |' * faults} threads, malloc |",
+                  f"|---|---|---:|---:|---:|---:|{'---:|' * greedy}{'---:|---:|---:|' * flops}{'---:|' * faults}---|"]
         for r in rows:
             per_s = r["tokens_per_s"] if benchmark.startswith("train") else r["sentences_per_s"]
             last = {"train_step_length": r.get("compile_s"), "translate": r.get("cold_cache_ms")}.get(
@@ -233,9 +241,10 @@ def _tables(result: dict, heading: str) -> list[str]:
             by_flops = (f" {_number(r.get('flops') and r['flops'] / 1e9, 1)} | "
                         f"{_number(r.get('flops_per_s') and r['flops_per_s'] / 1e9, 1)} | {_number(share, 0)} |"
                         if flops else "")
+            by_faults = f" {_number(r.get('page_faults_per_step'), 0)} |" if faults else ""
             lines.append(f"| {r['variant']} | {r['impl']} | {_number(r['ms_median'])} | {_number(r['ms_min'])}–"
-                         f"{_number(r['ms_max'])} | {_number(per_s, 0)} | {_number(last)} |{by_greedy}{by_flops} "
-                         f"{threads} |")
+                         f"{_number(r['ms_max'])} | {_number(per_s, 0)} | {_number(last)} |{by_greedy}{by_flops}"
+                         f"{by_faults} {threads} |")
         lines.append("")
     return lines
 

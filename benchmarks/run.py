@@ -35,6 +35,10 @@ process each; with ``--baseline_checkout=DIR`` also that checkout's starts on th
 rows need the optional extra 'bench'; without it they are skipped and ``ratio_vs_torch`` (our time /
 PyTorch's, < 1 = faster) is null.
 
+On a CPU where tcmalloc is installed (Debian: ``libtcmalloc-minimal4``), each ``train_step`` model is timed
+again, ours and the peer, with tcmalloc preloaded (variants ending ``, tcmalloc``; ``seq2seq_jax.malloc`` says
+why); every train-step row records its process's ``malloc`` and minor page faults per timed step.
+
 Train-step rows carry the step's matmul FLOPs (``flops``, counted on our step's jaxpr: ``common.matmul_flops``;
 the peer's row gets ours, the same model's), the FLOP/s they achieved and that rate's share of the CPU's peak
 (``common.peak_flops``: cores x 2 FMA units x fp32 lanes x 2 x clock; ``--cpu_mhz`` overrides the clock).
@@ -66,6 +70,7 @@ from absl import app, flags, logging
 
 from benchmarks.common import machine, peak_flops
 from seq2seq_jax import configs
+from seq2seq_jax import malloc
 from seq2seq_jax.logger import read_metrics
 
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny sizes and 1 repetition (for tests), not the published settings.")
@@ -105,6 +110,7 @@ MEMORY_IMPLS = ("ours", "ours remat", "torch")
 IMPL_FLAGS = {"ours": {}, "ours remat": {"remat": True}, "ours cudnn": {"recurrent_impl": "cudnn"}, "torch": {},
               "flax_rnn": {}}
 GPU_IMPLS = ("ours cudnn",)
+TCMALLOC_IMPLS = ("ours", "torch")  # the train-step rows also timed with tcmalloc preloaded, on a CPU
 OPAQUE_FLOPS = ("torch", "ours cudnn")  # rows whose matmuls our jaxpr count cannot see: they get ours
 STEP_ONLY = "ours, jitted step only"  # train_run: benchmarks.trainer_overhead's job, folded into the trainer's row
 SETTINGS = {
@@ -147,6 +153,7 @@ class Job:
     impl: str
     args: tuple[str, ...]
     workdir: str | None = None  # train_run: emptied before each process, read after it
+    env: tuple[tuple[str, str], ...] = ()  # set in the process's environment (the tcmalloc rows: LD_PRELOAD)
 
     @property
     def key(self):
@@ -174,18 +181,23 @@ def _impl_flags(name: str) -> tuple[str, ...]:
 
 
 def plan(quick: bool, use_torch: bool, only=BENCHMARKS, translate_files=None, folder="",
-         baseline: str | None = None, data_pairs=(), gpu: bool = False) -> list[Job]:
-    """Every job of one repetition, the implementations of a variant next to each other."""
+         baseline: str | None = None, data_pairs=(), gpu: bool = False, tcmalloc: str | None = None) -> list[Job]:
+    """Every job of one repetition, the implementations of a variant next to each other; with ``tcmalloc`` (its
+    library, ``malloc.tcmalloc_library()``) each train-step model's ours and peer again with it preloaded."""
     s = SETTINGS[quick]
     worker = lambda name: (sys.executable, "-m", f"benchmarks.{name}")  # noqa: E731
     jobs = []
     if "train_step" in only:
+        mallocs = [("", s["train_impls"], ())]
+        if tcmalloc:
+            mallocs.append((", tcmalloc", TCMALLOC_IMPLS, (("LD_PRELOAD", tcmalloc),)))
         for size in s["train_sizes"]:
             for cell, decoder in s["train_models"]:
-                for impl in _impls(s["train_impls"], cell, decoder, use_torch, gpu):
-                    args = _impl_flags(impl) + _flags(cell=cell, decoder=decoder, **size, **s["train_steps"])
-                    jobs.append(Job("train_step", f"{cell}/{decoder}, {_size_name(size)}", impl,
-                                    worker("train_step") + args))
+                for suffix, impls, env in mallocs:
+                    for impl in _impls(impls, cell, decoder, use_torch, gpu):
+                        args = _impl_flags(impl) + _flags(cell=cell, decoder=decoder, **size, **s["train_steps"])
+                        jobs.append(Job("train_step", f"{cell}/{decoder}, {_size_name(size)}{suffix}", impl,
+                                        worker("train_step") + args, env=env))
     if "train_step_length" in only:
         size = s["train_sizes"][0]
         for length in s["lengths"]:
@@ -300,7 +312,7 @@ def run_job(job: Job, timeout_s: float, cache_dir: str = "off") -> dict:
         shutil.rmtree(job.workdir, ignore_errors=True)
     start = time.perf_counter()
     out = subprocess.run(job.args, capture_output=True, text=True, timeout=timeout_s,
-                         env=_with_cache(cache_dir if job.benchmark == "translate" else "off"))
+                         env={**_with_cache(cache_dir if job.benchmark == "translate" else "off"), **dict(job.env)})
     wall = time.perf_counter() - start
     if out.returncode:
         raise RuntimeError(f"{' '.join(job.args)} failed ({out.returncode}):\n{out.stderr[-3000:]}")
@@ -356,7 +368,8 @@ def row(job: Job, samples: list[dict], lines: int) -> dict:
         r["compile_s"] = statistics.median(s["first_s"] for s in samples) - median
     if job.benchmark.startswith("train_step"):
         r.update(tokens_per_s=first["tokens"] / median, params=first["params"], settings=first["settings"],
-                 flops=first.get("flops"))
+                 flops=first.get("flops"),
+                 page_faults_per_step=statistics.median(s["page_faults_per_step"] for s in samples))
     elif job.benchmark == "train_run" and job.impl == STEP_ONLY:
         r.update(input_ms=1e3 * statistics.median(s["input_s"] for s in samples),
                  checkpoint_s=statistics.median(s["checkpoint_s"] for s in samples),
@@ -500,7 +513,8 @@ def benchmark(*, quick: bool, use_torch: bool, reps: int, only=BENCHMARKS, cpu_m
     with tempfile.TemporaryDirectory() as folder:
         files = prepare_translate(quick, folder) if "translate" in only else None
         lines = files[2] if files else None
-        jobs = plan(quick, use_torch, only, files, folder, baseline, data_pairs, gpu)
+        jobs = plan(quick, use_torch, only, files, folder, baseline, data_pairs, gpu,
+                    tcmalloc=None if gpu else malloc.tcmalloc_library())  # seq2seq_jax.malloc says why
         runs = [(rep, job) for rep in range(reps) for job in jobs
                 if not (rep and job.benchmark in ONCE) and job.key not in kept]
         samples = {job.key: [] for job in jobs}

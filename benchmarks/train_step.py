@@ -13,6 +13,9 @@ synthetic batch (lengths drawn in ``[len/2, len]``, as bucketed batches are near
 object. ``benchmarks.run`` starts one such process per implementation and repetition, never two at once:
 two thread pools in one process or on one machine slow each other down, PyTorch's far more than XLA's.
 Ours (and ``flax_rnn``) also report the step's matmul FLOPs (``common.matmul_flops``), counted after the timing.
+Every row reports the process's ``malloc`` (with its threads) and its minor page faults per timed step: under
+glibc our step takes one per 4 KiB of XLA's temporary buffer (``seq2seq_jax.malloc``); ``benchmarks.run``
+also times both sides with tcmalloc preloaded.
 
 ``--measure=memory`` times nothing; it reports the most memory one step holds at once (``memory``), in bytes:
 
@@ -28,10 +31,10 @@ Ours (and ``flax_rnn``) also report the step's matmul FLOPs (``common.matmul_flo
   Adam's moments are created before it by an optimizer step on zero gradients (a zero update). Tensor bytes
   like ours, so the two compare; deterministic too.
 
-Both also report ``max_rss_bytes``: the process's peak resident memory (``ru_maxrss``) after the step,
-interpreter, libraries, the XLA compiler (ours) and the profiler's records (the peer) included: what the
-operating system saw, a check that the tensor counts leave nothing big out. Both processes first have glibc
-unmap every freed allocation of 1 MiB or more (``common.unmap_freed_memory``), so that resident memory
+Both also report ``max_rss_bytes``: the process's peak resident memory (``VmHWM``, ``common.max_rss_bytes``)
+after the step, interpreter, libraries, the XLA compiler (ours) and the profiler's records (the peer) included:
+what the operating system saw, a check that the tensor counts leave nothing big out. Both processes first have
+glibc unmap every freed allocation of 1 MiB or more (``common.unmap_freed_memory``), so that resident memory
 follows the live bytes: with glibc's default, the peer at length 320 with attention kept so many freed pages
 resident under its profiler that it was killed for memory on a 23 GB machine.
 """
@@ -44,8 +47,8 @@ import flax.linen as nn
 import jax
 from absl import app, flags
 
-from benchmarks.common import (matmul_flops, max_rss_bytes, model_config, num_params, synthetic_batch, threads, timed,
-                               unmap_freed_memory)
+from benchmarks.common import (matmul_flops, max_rss_bytes, model_config, num_params, page_faults, synthetic_batch,
+                               threads, timed, unmap_freed_memory)
 from seq2seq_jax import model as model_lib
 from seq2seq_jax import optim
 from seq2seq_jax import recurrent
@@ -203,11 +206,13 @@ def benchmark(*, impl="ours", cell="lstm", decoder="attention", batch=64, src_le
     first = timed(side.step)  # ours: trace + compile + one step
     for _ in range(warmup):
         side.step()
+    faults = page_faults()
     times = [timed(side.step) for _ in range(steps)]
+    faults = page_faults() - faults
     return {
         "benchmark": "train_step", "impl": impl, "settings": dict(settings, warmup=warmup, steps=steps),
         "params": side.params, "tokens": int(data["target_lengths"].sum()),  # target tokens a step
-        "first_s": first, "times_s": times, "threads": threads(impl),
+        "first_s": first, "times_s": times, "threads": threads(impl), "page_faults_per_step": faults / steps,
         "flops": None if impl == "torch" else side.flops(),  # the peer's: ours (benchmarks.run)
     }
 

@@ -1,6 +1,6 @@
 """Safe files: atomic writes (a crash never leaves half a file) and exclusive locks (a killed process never
 leaves a stale one). Every layer that writes uses them: checkpoints, datasets and vocabularies, logs, eval
-files, study reports."""
+files, study reports. And raw array files memory-mapped for reading (the encoded training data)."""
 
 import contextlib
 import fcntl
@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 
+import numpy as np
 from absl import logging
 
 
@@ -74,3 +75,12 @@ def file_lock(path: str, *, blocking: bool = True, what: str = "it"):
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def map_array(path: str, dtype, count: int) -> np.ndarray:
+    """The ``count`` values of a raw array file, memory-mapped read-only (an empty array, and no map, when
+    ``count`` is 0). Sequential scans read the file itself (``np.fromfile``), not the map: pages read through a
+    map stay mapped, and count in this process's resident memory, until the kernel reclaims them."""
+    if not count:
+        return np.zeros(0, dtype)
+    return np.memmap(path, dtype=dtype, mode="r", shape=(count,))

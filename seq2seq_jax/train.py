@@ -27,6 +27,7 @@ from seq2seq_jax import checkpointing
 from seq2seq_jax import decoding
 from seq2seq_jax import files
 from seq2seq_jax import inference
+from seq2seq_jax import malloc
 from seq2seq_jax import optim
 from seq2seq_jax import parallel
 from seq2seq_jax import workdir as workdir_lib
@@ -192,6 +193,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, signals: _StopSignals) -> dict:
     started = workdir_lib.check_resumable(config, workdir)
+    if (hint := malloc.hint(jax.default_backend())) and parallel.is_main_process():
+        logging.info("%s", hint)
     t = config.train
     get_data = functools.partial(pipeline.get_data, config.data, batch_size=t.batch_size // jax.process_count(),
                                  seed=t.seed, vocab_dir=os.path.join(workdir, workdir_lib.VOCAB_DIR),

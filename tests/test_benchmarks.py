@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import common, report, run, train_step
-from seq2seq_jax import logger
+from benchmarks import common, report, run, step_profile, train_step
+from seq2seq_jax import logger, malloc
 
 ROW_FIELDS = {"benchmark", "variant", "impl", "ms_median", "ms_min", "ms_max", "tokens_per_s", "ratio_vs_torch"}
 
@@ -45,8 +45,12 @@ def test_quick_run_writes_every_row_with_its_fields_and_the_report_renders_it(tm
     quick = run.SETTINGS[True]
     impls = ["ours"] + ["torch"] * with_torch
     steps = {(r["variant"], r["impl"]): r for r in _rows(result, "train_step")}
-    assert sorted(impl for _, impl in steps) == impls
+    preloaded = {key for key in steps if key[0].endswith(", tcmalloc")}  # where tcmalloc is installed
+    assert sorted(impl for key in steps.keys() - preloaded for impl in key[1:]) == impls
+    assert sorted(impl for _, impl in preloaded) == (impls if malloc.tcmalloc_library() else [])
     for (variant, impl), r in steps.items():  # FLOPs: ours counted, the peer's = ours
+        assert r["threads"]["malloc"] == ("tcmalloc" if (variant, impl) in preloaded else malloc.name())
+        assert r["page_faults_per_step"] >= 0
         assert r["tokens_per_s"] > 0 and r["params"] > 0
         assert r["flops"] > 0 and r["flops_per_s"] > 0 and (r["peak_share"] is None) == (result["peak_flops"] is None)
         if impl == "torch":
@@ -195,6 +199,22 @@ def test_plan_times_each_implementation_in_its_own_process_and_skips_torch_witho
     assert {(job.impl, "--remat=True" in job.args) for job in memory} == {
         ("ours", False), ("ours remat", True), ("torch", False)}
     assert {job.impl for job in without if job.benchmark == "train_step_memory"} == {"ours", "ours remat"}
+
+
+def test_with_tcmalloc_each_train_step_model_is_timed_again_ours_and_the_peer_with_it_preloaded():
+    files = ("/w", "/s.txt", 10)
+    plain = run.plan(quick=False, use_torch=True, translate_files=files)
+    jobs = run.plan(quick=False, use_torch=True, translate_files=files, tcmalloc="libtcmalloc_minimal.so.4")
+    preloaded = [job for job in jobs if job.env]
+    assert [job for job in jobs if not job.env] == plain and all(not job.env for job in plain)
+    assert all(job.env == (("LD_PRELOAD", "libtcmalloc_minimal.so.4"),) for job in preloaded)
+    steps = {(job.variant, job.impl): job.args for job in plain
+             if job.benchmark == "train_step" and job.impl != "flax_rnn"}
+    # The same processes (same flags), their variants named for the malloc.
+    assert {(job.variant, job.impl): job.args for job in preloaded} == {
+        (f"{variant}, tcmalloc", impl): args for (variant, impl), args in steps.items()}
+    without_torch = run.plan(quick=False, use_torch=False, translate_files=files, tcmalloc="libtcmalloc_minimal.so.4")
+    assert {job.impl for job in without_torch if job.env} == {"ours"}
 
 
 def test_on_a_gpu_the_lstm_rows_gain_the_cudnn_encoder_and_nothing_else_changes():
@@ -476,6 +496,37 @@ def test_search_profile_times_greedy_beam_and_the_step_alone_at_both_row_counts(
     assert all(t > 0 for t in r["wall_ms"].values())
     refused = subprocess.run(command[:4] + ["--beam_size=1"], capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "--profile times our searches" in refused.stderr
+
+
+def test_step_profile_places_every_op_of_our_step_by_pass_part_and_kind():
+    command = [sys.executable, "-m", "benchmarks.step_profile", "--batch=4", "--src_len=5", "--tgt_len=5",
+               "--hidden=8", "--embed=4", "--vocab=20", "--warmup=1", "--traced_steps=2"]
+    r = json.loads(subprocess.run(command, check=True, capture_output=True, text=True, timeout=300).stdout)
+    placed = {(row["pass"], row["part"], row["kind"]) for row in r["rows"]}
+    for step_pass in ("forward", "backward"):  # both scans compute matmuls in both passes
+        assert {(step_pass, "encoder scan", "matmul"), (step_pass, "decoder scan", "matmul")} <= placed
+    assert ("update", "optimizer, metrics", "other") in placed
+    assert r["ops_ms_per_step"] == pytest.approx(sum(row["ms_per_step"] for row in r["rows"]))
+    assert all(row["ms_per_step"] > 0 for row in r["rows"]) and r["step_ms_traced"] > 0
+
+
+def test_step_profile_reads_the_pass_part_and_kind_from_the_hlo_metadata():
+    hlo = "\n".join([
+        '  %ynn_fusion.3 = f32[64,1024]{1,0} fusion(%a, %b), kind=kCustom, calls=%c, metadata={op_name='
+        '"jit(train_step)/jvp(Seq2Seq)/Seq2Seq.encode/encoder/rnn/while/body/closed_call/dot_general"}',
+        '  %dot.21 = f32[256,1024]{1,0} dot(%a, %b), lhs_contracting_dims={0}, metadata={op_name='
+        '"jit(train_step)/transpose(jvp(Seq2Seq))/Seq2Seq.decode/while/body/decoder/l0/transpose"}',
+        '  %copy.63 = f32[32,64,256]{2,1,0} copy(%wrapped_broadcast.5)',
+        '  %while.65 = (s32[], f32[64,256]{1,0}) while(%tuple.73), condition=%cond, body=%body',
+        '  ROOT %add.1 = f32[] add(%x, %y), metadata={op_name="jit(train_step)/transpose(jvp(Seq2Seq))/'
+        'Seq2Seq.decode/output_projection/add"}',
+    ])
+    assert step_profile.op_table(hlo) == {
+        "ynn_fusion.3": ("forward", "encoder scan", "matmul"),
+        "dot.21": ("backward", "decoder scan", "matmul"),
+        "copy.63": ("XLA's own", "buffers", "copy"),  # no metadata: no JAX op made it
+        "add.1": ("backward", "output layer", "other"),
+    }  # the loop itself is left out: its event spans its body's
 
 
 @pytest.mark.parametrize("flag,message", [

@@ -14,7 +14,7 @@ LAYERS = [
     ("inference", ["inference", "decoding", "ensemble", "sampling", "metrics"]),
     ("model", ["model", "attention", "recurrent", "cells"]),
     ("data", ["data."]),
-    ("base", ["files", "parallel", "plotting"]),
+    ("base", ["files", "parallel", "plotting", "malloc"]),
 ]
 
 

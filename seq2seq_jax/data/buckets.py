@@ -29,7 +29,7 @@ _FORMAT = 1  # Bump when the members files' layout or meaning changes.
 
 
 def chunks(array: np.ndarray):
-    """`array` `CHUNK` values at a time. A memory map of a whole file (`encoded._map`) is read from its file,
+    """`array` `CHUNK` values at a time. A memory map of a whole file (`files.map_array`) is read from its file,
     not through the map, whose pages would stay resident and count as this process's memory."""
     for start in range(0, len(array), CHUNK):
         count = min(CHUNK, len(array) - start)
@@ -94,8 +94,7 @@ def members(src_lengths: np.ndarray, tgt_lengths: np.ndarray, shapes: Sequence[t
             _write_members(path, _member_chunks(src_lengths, tgt_lengths, shapes), len(shapes))
     with open(os.path.join(path, "counts.json"), encoding="utf-8") as f:
         counts = json.load(f)
-    return [np.memmap(os.path.join(path, f"{b}.bin"), np.int32, mode="r", shape=(n,)) if n else np.zeros(0, np.int32)
-            for b, n in enumerate(counts)]
+    return [files.map_array(os.path.join(path, f"{b}.bin"), np.int32, n) for b, n in enumerate(counts)]
 
 
 def _write_members(path: str, parts, num_buckets: int) -> None:

@@ -106,8 +106,8 @@ class SpilledTexts(Sequence):
                     np.array([len(d) for d in data], np.int64).tofile(handles[f"{field}.len"])
         self._columns = {}
         for field in ("source", "target"):
-            lengths = _map(paths[f"{field}.len"], np.int64, self._len)
-            blob = _map(paths[f"{field}.bin"], np.uint8, int(lengths.sum()))
+            lengths = files.map_array(paths[f"{field}.len"], np.int64, self._len)
+            blob = files.map_array(paths[f"{field}.bin"], np.uint8, int(lengths.sum()))
             self._columns[field] = (blob, _offsets(lengths), lengths)
 
     def __len__(self) -> int:
@@ -226,9 +226,6 @@ def cache_key(prepared: str, source_vocab: bytes, target_vocab: bytes, c: ml_col
     return digest.hexdigest()[:24]
 
 
-def _map(path: str, dtype, count: int) -> np.ndarray:
-    """The `count` values of a raw array file, memory-mapped read-only (an empty array without a file map)."""
-    return np.memmap(path, dtype=dtype, mode="r", shape=(count,)) if count else np.zeros(0, dtype)
 
 
 def _write(directory: str, chunks: Iterator[dict[str, np.ndarray]], counts: dict, num_examples: int) -> None:
@@ -244,7 +241,8 @@ def _write(directory: str, chunks: Iterator[dict[str, np.ndarray]], counts: dict
                     sizes[name] += len(values)
         length_counts = {}
         for side in ("src", "tgt"):
-            lengths = _map(os.path.join(temporary, f"{side}_lengths.bin"), np.int32, sizes[f"{side}_lengths"])
+            lengths = files.map_array(os.path.join(temporary, f"{side}_lengths.bin"), np.int32,
+                                      sizes[f"{side}_lengths"])
             _offsets(lengths).tofile(os.path.join(temporary, f"{side}_offsets.bin"))
             length_counts[f"{side}_length_counts"] = buckets.histogram(lengths).tolist()
         files.save_json(os.path.join(temporary, "meta.json"),
@@ -258,9 +256,10 @@ def _load(directory: str, examples: Sequence[dict]) -> EncodedSplit:
         raise ValueError(f"the encoded training split in {directory} was written from {meta['num_records']} "
                          f"records, but the dataset now has {len(examples)}; delete that directory.")
     sizes = meta["sizes"]
-    arrays = {name: _map(os.path.join(directory, f"{name}.bin"), dtype, sizes[name]) for name, dtype in _ARRAYS.items()}
-    arrays.update({f"{side}_offsets": _map(os.path.join(directory, f"{side}_offsets.bin"), np.int64,
-                                           sizes[f"{side}_lengths"]) for side in ("src", "tgt")})
+    arrays = {name: files.map_array(os.path.join(directory, f"{name}.bin"), dtype, sizes[name])
+              for name, dtype in _ARRAYS.items()}
+    arrays.update({f"{side}_offsets": files.map_array(os.path.join(directory, f"{side}_offsets.bin"), np.int64,
+                                                      sizes[f"{side}_lengths"]) for side in ("src", "tgt")})
     counts = {side: np.array(meta[f"{side}_length_counts"], np.int64) for side in ("src", "tgt")}
     return _split(examples, arrays, meta["filtered"], meta["truncated"], counts, directory)
 
