@@ -92,10 +92,10 @@ def threads(impl: str) -> dict:
         out = {"torch_intra_op": torch.get_num_threads(), "torch_inter_op": torch.get_num_interop_threads()}
         if torch.cuda.is_available():
             out.update(torch_device=torch.cuda.get_device_name(), float32_matmul=torch.get_float32_matmul_precision())
-        return {**out, "malloc": malloc.name()}
-    out = {"xla_cpus": len(os.sched_getaffinity(0)), "xla_flags": os.environ.get("XLA_FLAGS", "")}
-    if jax.default_backend() != "cpu":
-        out["jax_device"] = jax.devices()[0].device_kind
+    else:
+        out = {"xla_cpus": len(os.sched_getaffinity(0)), "xla_flags": os.environ.get("XLA_FLAGS", "")}
+        if jax.default_backend() != "cpu":
+            out["jax_device"] = jax.devices()[0].device_kind
     return {**out, "malloc": malloc.name()}
 
 

@@ -11,9 +11,9 @@ Adam, the metrics; or ``XLA's own``: ops no JAX op made, such as copies of buffe
 (``encoder scan``, ``decoder scan``, ``output layer``, ``embeddings, loss, rest``) and its kind (``matmul``: a
 ``dot`` or a fusion XLA hands to its matmul library; ``copy``: a buffer copied; ``other``). Prints one JSON
 object: ms per step for each (pass, part, kind), the traced steps' wall time, the ops' total (they may overlap
-on several threads) and minor page faults per step. The profiler adds its own overhead, so the shares matter,
-not the absolute times; ``benchmarks.train_step`` times the step without it. Not a ``benchmarks.run`` row: an
-explanation of those rows.
+on several threads) and minor page faults per traced step (the profiler's own allocations included). The
+profiler adds its own overhead, so the shares matter, not the absolute times; ``benchmarks.train_step`` times
+the step without it. Not a ``benchmarks.run`` row: an explanation of those rows.
 """
 
 import collections
@@ -30,7 +30,7 @@ from absl import app, flags
 from benchmarks import train_step
 from benchmarks.common import page_faults, threads
 
-_TRACED = flags.DEFINE_integer("traced_steps", 5, "Traced steps.")
+_TRACED = flags.DEFINE_integer("traced_steps", 5, "Traced steps.", lower_bound=1)
 
 # `%name = shape opcode(...)`, with the op's kind of fusion and its metadata when it has them.
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = .*?\s([\w\-]+)\((.*)$")
@@ -46,19 +46,20 @@ def op_table(hlo_text: str) -> dict[str, tuple[str, str, str]]:
         if not m or m.group(2) in _CONTROL:
             continue
         name, opcode, rest = m.groups()
-        metadata = re.search(r'op_name="([^"]*)"', rest)
-        op_name = metadata.group(1) if metadata else ""
         matmul = opcode == "dot" or (opcode == "fusion" and "kind=kCustom" in rest)  # XLA's matmul libraries
         kind = "matmul" if matmul else "copy" if opcode == "copy" or name.startswith("wrapped_copy") else "other"
-        backward = "transpose(jvp(" in op_name
-        step_pass = "backward" if backward else "forward" if "jvp(" in op_name else "update"
+        metadata = re.search(r'op_name="([^"]*)"', rest)
+        if not metadata:  # not from a JAX op: XLA's own, e.g. a loop's output buffers initialised by a copy
+            table[name] = ("XLA's own", "buffers", kind)
+            continue
+        op_name = metadata.group(1)
+        if "jvp(" not in op_name:
+            table[name] = ("update", "optimizer, metrics", kind)
+            continue
         part = ("encoder scan" if "encode" in op_name and "while" in op_name else
                 "decoder scan" if "decode" in op_name and "while" in op_name else
                 "output layer" if "output_projection" in op_name else "embeddings, loss, rest")
-        if not op_name:  # not from a JAX op: XLA's own, e.g. a loop's output buffers initialised by a copy
-            table[name] = ("XLA's own", "buffers", kind)
-        else:
-            table[name] = (step_pass, part if step_pass != "update" else "optimizer, metrics", kind)
+        table[name] = ("backward" if "transpose(jvp(" in op_name else "forward", part, kind)
     return table
 
 

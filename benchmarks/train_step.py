@@ -68,7 +68,7 @@ _EMBED = flags.DEFINE_integer("embed", 128, "Embedding size.")
 _VOCAB = flags.DEFINE_integer("vocab", 1000, "Source and target vocabulary size.")
 _WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps after the first one.")
 # Not --steps: seq2seq_jax.average defines that flag, and the tests import both modules into one process.
-_STEPS = flags.DEFINE_integer("timed_steps", 10, "Timed steps.")
+_STEPS = flags.DEFINE_integer("timed_steps", 10, "Timed steps.", lower_bound=1)
 _REMAT = flags.DEFINE_bool("remat", False, "Ours: model.remat (recompute the scans' per-step activations).")
 _RECURRENT_IMPL = flags.DEFINE_enum("recurrent_impl", "scan", list(recurrent.IMPLS),
                                     "Ours: model.recurrent_impl (the encoder's recurrence).")

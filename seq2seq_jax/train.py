@@ -193,7 +193,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, signals: _StopSignals) -> dict:
     started = workdir_lib.check_resumable(config, workdir)
-    if (hint := malloc.hint(jax.default_backend())) and parallel.is_main_process():
+    if parallel.is_main_process() and (hint := malloc.hint(jax.default_backend())):
         logging.info("%s", hint)
     t = config.train
     get_data = functools.partial(pipeline.get_data, config.data, batch_size=t.batch_size // jax.process_count(),

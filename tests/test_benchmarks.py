@@ -46,7 +46,7 @@ def test_quick_run_writes_every_row_with_its_fields_and_the_report_renders_it(tm
     impls = ["ours"] + ["torch"] * with_torch
     steps = {(r["variant"], r["impl"]): r for r in _rows(result, "train_step")}
     preloaded = {key for key in steps if key[0].endswith(", tcmalloc")}  # where tcmalloc is installed
-    assert sorted(impl for key in steps.keys() - preloaded for impl in key[1:]) == impls
+    assert sorted(impl for _, impl in steps.keys() - preloaded) == impls
     assert sorted(impl for _, impl in preloaded) == (impls if malloc.tcmalloc_library() else [])
     for (variant, impl), r in steps.items():  # FLOPs: ours counted, the peer's = ours
         assert r["threads"]["malloc"] == ("tcmalloc" if (variant, impl) in preloaded else malloc.name())
@@ -508,6 +508,13 @@ def test_step_profile_places_every_op_of_our_step_by_pass_part_and_kind():
     assert ("update", "optimizer, metrics", "other") in placed
     assert r["ops_ms_per_step"] == pytest.approx(sum(row["ms_per_step"] for row in r["rows"]))
     assert all(row["ms_per_step"] > 0 for row in r["rows"]) and r["step_ms_traced"] > 0
+
+
+@pytest.mark.parametrize("worker,flag", [("train_step", "--timed_steps=0"), ("step_profile", "--traced_steps=0")])
+def test_no_timed_or_traced_step_is_one_line_naming_the_flag(worker, flag):
+    refused = subprocess.run([sys.executable, "-m", f"benchmarks.{worker}", flag], capture_output=True, text=True,
+                             timeout=300)
+    assert refused.returncode != 0 and f"flag {flag}: 0 is not a positive integer" in refused.stderr
 
 
 def test_step_profile_reads_the_pass_part_and_kind_from_the_hlo_metadata():

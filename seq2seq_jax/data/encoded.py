@@ -226,8 +226,6 @@ def cache_key(prepared: str, source_vocab: bytes, target_vocab: bytes, c: ml_col
     return digest.hexdigest()[:24]
 
 
-
-
 def _write(directory: str, chunks: Iterator[dict[str, np.ndarray]], counts: dict, num_examples: int) -> None:
     """Writes the chunks' arrays, both sides' offsets and `meta.json` into `directory` (`files.atomic_directory`)."""
     with files.atomic_directory(directory) as temporary:
