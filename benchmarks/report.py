@@ -4,14 +4,39 @@
   python -m benchmarks.report --results=benchmarks/results.json > benchmarks/RESULTS.md
   python -m benchmarks.report --results=benchmarks/results.json --gpu_results=benchmarks/results_gpu.json \
       > benchmarks/RESULTS.md
+  python -m benchmarks.report --results=benchmarks/results.json --readme   # the README's summary of it
+
+RESULTS.md opens with a summary: the run's headline figures, each against its goal (``GOALS``); the README's
+Speed section quotes that summary between its ``speed-summary`` markers.
 """
 
 import json
+import os
+import re
+import sys
 
 from absl import app, flags
 
+from seq2seq_jax import files
+
 _RESULTS = flags.DEFINE_string("results", "benchmarks/results.json", "What `python -m benchmarks.run --json` wrote.")
 _GPU_RESULTS = flags.DEFINE_string("gpu_results", None, "The same on a GPU (its tables follow, under 'On a GPU').")
+_README = flags.DEFINE_bool("readme", False, "Write the summary of --results into README.md's Speed section "
+                            "(between its speed-summary markers) instead of printing RESULTS.md.")
+
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+BEGIN, END = "<!-- speed-summary:begin -->", "<!-- speed-summary:end -->"
+
+# What the summary checks each headline figure against; every goal is an upper bound.
+GOALS = {
+    "train_step": {"bottleneck": 0.75, "attention": 0.5},  # our step's time / the PyTorch peer's
+    "beam": 2.0,  # our beam 5 search's time / our greedy search's
+    "memory": 1.0,  # the most memory our step holds / the peer's, at the longest sentences
+    "outside_step": 0.10,  # the share of the trainer's step time spent outside the jitted step
+    # A later start's time and peak RSS on the largest corpus / on the smallest (50x the pairs: a start that read
+    # the corpus would grow about 50x; the margin is for timing noise).
+    "data_growth": 1.25,
+}
 
 RETRACTION = (
     "The ratios published here before (PyTorch taking 6.4x, 7.8x and 8.0x our train-step time) were measured "
@@ -178,6 +203,71 @@ def _machine(result: dict) -> list[str]:
     return lines
 
 
+def _met(value, goal) -> str:
+    return "–" if value is None else "yes" if value <= goal else "no"
+
+
+def summary(result: dict) -> list[str]:
+    """The run's headline figures, each against its goal in ``GOALS``: a markdown table, one row a figure."""
+    rows = {(r["benchmark"], r["variant"], r["impl"]): r for r in result["rows"]}
+
+    def value(benchmark, variant, impl, name):  # None where the run has no such row
+        return rows.get((benchmark, variant, impl), {}).get(name)
+
+    tcmalloc = any(variant.endswith(", tcmalloc") for _, variant, _ in rows)
+    figures = {goal: [] for goal in GOALS}  # each goal's (what, goal, [(label, value)], shown as a percentage)
+    for benchmark, variant, impl in rows:
+        if benchmark == "train_step" and impl == "ours" and not variant.endswith(", tcmalloc"):
+            mallocs = [("glibc", variant)] + [("tcmalloc", f"{variant}, tcmalloc")] * tcmalloc
+            figures["train_step"].append((f"train step, ours / PyTorch: {variant}",
+                            GOALS["train_step"][variant.split(",")[0].split("/")[1]],
+                            [(m, value(benchmark, v, impl, "ratio_vs_torch")) for m, v in mallocs], False))
+        elif benchmark == "search" and impl == "ours beam 5":
+            figures["beam"].append((f"beam 5 / our greedy: {variant}", GOALS["beam"],
+                            [("", value(benchmark, variant, impl, "ratio_vs_greedy"))], False))
+        elif benchmark == "train_run" and impl == "ours":
+            figures["outside_step"].append((f"the trainer's step time outside the jitted step: {variant}", GOALS["outside_step"],
+                            [("", value(benchmark, variant, impl, "outside_step_share"))], True))
+    memory = [variant for benchmark, variant, _ in rows if benchmark == "train_step_memory"]
+    length = lambda variant: int(re.search(r"\bS (\d+)", variant).group(1))  # noqa: E731
+    for model in dict.fromkeys(variant.split(",")[0] for variant in memory):
+        longest = max((v for v in memory if v.startswith(f"{model},")), key=length)
+        figures["memory"].append((f"peak memory of a step, ours / PyTorch: {longest}", GOALS["memory"],
+                        [(impl, value("train_step_memory", longest, impl, "peak_ratio_vs_torch"))
+                         for impl in ("ours", "ours remat")], False))
+    later = [r for r in result["rows"] if r["benchmark"] == "data_startup" and r["impl"].startswith("later start")]
+    if later:
+        small, large = min(r["pairs"] for r in later), max(r["pairs"] for r in later)
+        for impl in dict.fromkeys(r["impl"] for r in later):
+            a, b = (next(r for r in later if r["impl"] == impl and r["pairs"] == n) for n in (small, large))
+            figures["data_growth"].append((f"data {impl}, {large:,} pairs / {small:,} pairs", GOALS["data_growth"],
+                            [("time", b["ms_median"] / a["ms_median"]),
+                             ("peak RSS", b["peak_rss_bytes"] / a["peak_rss_bytes"])], False))
+    lines = ["| figure | goal (at most) | measured | met |", "|---|---:|---|---|"]
+    for what, goal, values, percent in (figure for kind in GOALS for figure in figures[kind]):
+        show = lambda x: "–" if x is None else f"{100 * x:.1f}%" if percent else f"{x:.2f}"  # noqa: E731
+        lines.append(f"| {what} | {show(goal)} | {', '.join(f'{show(v)} {label}'.strip() for label, v in values)} "
+                     f"| {', '.join(_met(v, goal) for _, v in values)} |")
+    return lines
+
+
+def _on_cpu(machine: dict) -> str:
+    """' on <CPU> (<cores>, <vector extensions>)', where the run recorded them."""
+    if "cpu_model" not in machine:
+        return ""
+    return (f" on {machine['cpu_model']} ({machine['cpu_cores']} cores, "
+            f"{machine['cpu_vector_extensions'] or 'no vector extensions'})")
+
+
+def readme_summary(result: dict) -> str:
+    """What the README's Speed section quotes: the summary, with the runs and the CPUs it came from."""
+    merged = [f"- The {', '.join(m['benchmarks'])} rows: `{m['command']}` ({m['date'][:10]}){_on_cpu(m['machine'])}, "
+              "merged into that file." for m in result.get("merged", [])]
+    return "\n".join([f"From `{result['command']}` ({result['date'][:10]}){_on_cpu(result['machine'])}, as "
+                      "[benchmarks/RESULTS.md](benchmarks/RESULTS.md) opens:", "", *summary(result),
+                      *([""] + merged if merged else [])])
+
+
 def markdown(result: dict, gpu: dict | None = None) -> str:
     """RESULTS.md: ``result``'s tables, then, given a run on a GPU, its tables under "On a GPU"."""
     lines = [
@@ -189,6 +279,10 @@ def markdown(result: dict, gpu: dict | None = None) -> str:
         RETRACTION,
         "",
         *_machine(result),
+        "## Summary",
+        "",
+        *summary(result),
+        "",
         *_tables(result, "##"),
     ]
     if gpu:
@@ -253,6 +347,15 @@ def main(argv):
     del argv
     with open(_RESULTS.value) as f:
         result = json.load(f)
+    if _README.value:
+        with open(README, encoding="utf-8") as f:
+            readme = f.read()
+        if BEGIN not in readme or END not in readme:
+            raise app.UsageError(f"{README} lacks the {BEGIN} / {END} markers")
+        head, rest = readme.split(BEGIN, 1)
+        files.write_atomic(README, f"{head}{BEGIN}\n{readme_summary(result)}\n{END}{rest.split(END, 1)[1]}")
+        print(f"wrote the summary of {_RESULTS.value} into {README}", file=sys.stderr)
+        return
     gpu = None
     if _GPU_RESULTS.value:
         with open(_GPU_RESULTS.value) as f:

@@ -339,6 +339,52 @@ def test_a_merged_run_replaces_only_its_own_benchmarks_rows_and_the_report_names
     assert "| lstm/attention, S 320 | ours | 3.0 | 1.0 | 2.0 | – | 2.0 | 1,024.0 |" in lines
 
 
+
+def test_the_summary_checks_each_headline_figure_against_its_goal():
+    def row(benchmark, variant, impl, **fields):
+        return dict(benchmark=benchmark, variant=variant, impl=impl, **fields)
+
+    rows = [row("train_step", "lstm/bottleneck, H 8", "ours", ratio_vs_torch=0.7),
+            row("train_step", "lstm/bottleneck, H 8", "torch", ratio_vs_torch=None),
+            row("train_step", "lstm/bottleneck, H 8, tcmalloc", "ours", ratio_vs_torch=0.8),
+            row("train_step", "gru/attention, H 8", "ours", ratio_vs_torch=0.4),
+            row("search", "out_len 4", "ours greedy", ratio_vs_greedy=1.0),
+            row("search", "out_len 4", "ours beam 5", ratio_vs_greedy=2.5),
+            *[row("train_step_memory", f"lstm/attention, S {n}, T {n}", impl, peak_ratio_vs_torch=ratio)
+              for n, impl, ratio in [(40, "ours", 2.0), (320, "ours", 1.5), (320, "ours remat", 0.5)]],
+            row("train_run", "g2p", "ours", outside_step_share=0.05),
+            *[row("data_startup", f"{n} pairs", "later start", pairs=n, ms_median=ms, peak_rss_bytes=rss)
+              for n, ms, rss in [(100, 300.0, 200), (5000, 310.0, 300)]]]
+    assert report.summary({"rows": rows})[2:] == [
+        "| train step, ours / PyTorch: lstm/bottleneck, H 8 | 0.75 | 0.70 glibc, 0.80 tcmalloc | yes, no |",
+        "| train step, ours / PyTorch: gru/attention, H 8 | 0.50 | 0.40 glibc, – tcmalloc | yes, – |",
+        "| beam 5 / our greedy: out_len 4 | 2.00 | 2.50 | no |",
+        "| peak memory of a step, ours / PyTorch: lstm/attention, S 320, T 320 | 1.00 | 1.50 ours, 0.50 ours remat "
+        "| no, yes |",
+        "| the trainer's step time outside the jitted step: g2p | 10.0% | 5.0% | yes |",
+        "| data later start, 5,000 pairs / 100 pairs | 1.25 | 1.03 time, 1.50 peak RSS | yes, no |"]
+    cpu = {"cpu_model": "Some CPU", "cpu_cores": 2, "cpu_vector_extensions": "avx2"}
+    result = {"rows": rows, "command": "python -m benchmarks.run", "date": "2026-12-05T06:00:00", "machine": cpu,
+              "merged": [{"benchmarks": ["search"], "command": "rerun", "date": "2026-12-06T01:00:00", "machine": {}}]}
+    quoted = report.readme_summary(result).splitlines()
+    assert quoted[0] == ("From `python -m benchmarks.run` (2026-12-05) on Some CPU (2 cores, avx2), as "
+                         "[benchmarks/RESULTS.md](benchmarks/RESULTS.md) opens:")
+    assert quoted[2:-2] == report.summary(result)
+    assert quoted[-1] == "- The search rows: `rerun` (2026-12-06), merged into that file."
+
+
+def test_results_md_and_the_readme_s_speed_summary_are_generated_from_the_committed_results():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "benchmarks", "results.json")) as f, \
+            open(os.path.join(root, "benchmarks", "results_gpu.json")) as g:
+        result, gpu = json.load(f), json.load(g)
+    with open(os.path.join(root, "benchmarks", "RESULTS.md"), encoding="utf-8") as f:
+        assert f.read() == report.markdown(result, gpu) + "\n", "rerun: python -m benchmarks.report ... > RESULTS.md"
+    with open(report.README, encoding="utf-8") as f:
+        quoted = f.read().split(report.BEGIN)[1].split(report.END)[0]
+    assert quoted == f"\n{report.readme_summary(result)}\n", "rerun: python -m benchmarks.report --readme"
+
+
 CPUINFO = """processor	: 0
 model name	: Some CPU 9000
 physical id	: 0
