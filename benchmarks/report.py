@@ -120,12 +120,16 @@ def _mib(x):
     return _number(None if x is None else x / 2**20, 1)
 
 
+def _cpu_name(m: dict) -> str:
+    """'<CPU>, <cores> cores, vector extensions <flags>'."""
+    return f"{m['cpu_model']}, {m['cpu_cores']} cores, vector extensions {m['cpu_vector_extensions'] or 'none'}"
+
+
 def _cpu(m: dict, peak: dict | None) -> str:
     """The CPU and its peak FLOP/s, where the run recorded them (runs before they were recorded: '')."""
     if "cpu_model" not in m:
         return ""
-    text = (f" CPU: {m['cpu_model']}, {m['cpu_cores']} cores, vector extensions {m['cpu_vector_extensions'] or 'none'}"
-            f", {m['cpu_mhz']:g} MHz ({m['cpu_mhz_source']}).")
+    text = f" CPU: {_cpu_name(m)}, {m['cpu_mhz']:g} MHz ({m['cpu_mhz_source']})."
     if peak:
         text += (f" Peak fp32 FLOP/s = {peak['formula']} = {peak['flops_per_s'] / 1e9:,.1f} GFLOP/s (the clock a VM "
                  "shows is usually the nominal one: under a higher boost clock the shares of peak below overstate).")
@@ -220,29 +224,31 @@ def summary(result: dict) -> list[str]:
         if benchmark == "train_step" and impl == "ours" and not variant.endswith(", tcmalloc"):
             mallocs = [("glibc", variant)] + [("tcmalloc", f"{variant}, tcmalloc")] * tcmalloc
             figures["train_step"].append((f"train step, ours / PyTorch: {variant}",
-                            GOALS["train_step"][variant.split(",")[0].split("/")[1]],
-                            [(m, value(benchmark, v, impl, "ratio_vs_torch")) for m, v in mallocs], False))
+                                          GOALS["train_step"][variant.split(",")[0].split("/")[1]],
+                                          [(m, value(benchmark, v, impl, "ratio_vs_torch")) for m, v in mallocs],
+                                          False))
         elif benchmark == "search" and impl == "ours beam 5":
             figures["beam"].append((f"beam 5 / our greedy: {variant}", GOALS["beam"],
-                            [("", value(benchmark, variant, impl, "ratio_vs_greedy"))], False))
+                                    [("", value(benchmark, variant, impl, "ratio_vs_greedy"))], False))
         elif benchmark == "train_run" and impl == "ours":
-            figures["outside_step"].append((f"the trainer's step time outside the jitted step: {variant}", GOALS["outside_step"],
-                            [("", value(benchmark, variant, impl, "outside_step_share"))], True))
+            figures["outside_step"].append((f"the trainer's step time outside the jitted step: {variant}",
+                                            GOALS["outside_step"],
+                                            [("", value(benchmark, variant, impl, "outside_step_share"))], True))
     memory = [variant for benchmark, variant, _ in rows if benchmark == "train_step_memory"]
     length = lambda variant: int(re.search(r"\bS (\d+)", variant).group(1))  # noqa: E731
     for model in dict.fromkeys(variant.split(",")[0] for variant in memory):
         longest = max((v for v in memory if v.startswith(f"{model},")), key=length)
         figures["memory"].append((f"peak memory of a step, ours / PyTorch: {longest}", GOALS["memory"],
-                        [(impl, value("train_step_memory", longest, impl, "peak_ratio_vs_torch"))
-                         for impl in ("ours", "ours remat")], False))
+                                  [(impl, value("train_step_memory", longest, impl, "peak_ratio_vs_torch"))
+                                   for impl in ("ours", "ours remat")], False))
     later = [r for r in result["rows"] if r["benchmark"] == "data_startup" and r["impl"].startswith("later start")]
     if later:
         small, large = min(r["pairs"] for r in later), max(r["pairs"] for r in later)
         for impl in dict.fromkeys(r["impl"] for r in later):
             a, b = (next(r for r in later if r["impl"] == impl and r["pairs"] == n) for n in (small, large))
             figures["data_growth"].append((f"data {impl}, {large:,} pairs / {small:,} pairs", GOALS["data_growth"],
-                            [("time", b["ms_median"] / a["ms_median"]),
-                             ("peak RSS", b["peak_rss_bytes"] / a["peak_rss_bytes"])], False))
+                                           [("time", b["ms_median"] / a["ms_median"]),
+                                            ("peak RSS", b["peak_rss_bytes"] / a["peak_rss_bytes"])], False))
     lines = ["| figure | goal (at most) | measured | met |", "|---|---:|---|---|"]
     for what, goal, values, percent in (figure for kind in GOALS for figure in figures[kind]):
         show = lambda x: "–" if x is None else f"{100 * x:.1f}%" if percent else f"{x:.2f}"  # noqa: E731
@@ -252,11 +258,8 @@ def summary(result: dict) -> list[str]:
 
 
 def _on_cpu(machine: dict) -> str:
-    """' on <CPU> (<cores>, <vector extensions>)', where the run recorded them."""
-    if "cpu_model" not in machine:
-        return ""
-    return (f" on {machine['cpu_model']} ({machine['cpu_cores']} cores, "
-            f"{machine['cpu_vector_extensions'] or 'no vector extensions'})")
+    """' on <CPU>, <cores> cores, vector extensions <flags>', where the run recorded them."""
+    return f" on {_cpu_name(machine)}" if "cpu_model" in machine else ""
 
 
 def readme_summary(result: dict) -> str:

@@ -339,7 +339,6 @@ def test_a_merged_run_replaces_only_its_own_benchmarks_rows_and_the_report_names
     assert "| lstm/attention, S 320 | ours | 3.0 | 1.0 | 2.0 | – | 2.0 | 1,024.0 |" in lines
 
 
-
 def test_the_summary_checks_each_headline_figure_against_its_goal():
     def row(benchmark, variant, impl, **fields):
         return dict(benchmark=benchmark, variant=variant, impl=impl, **fields)
@@ -367,8 +366,8 @@ def test_the_summary_checks_each_headline_figure_against_its_goal():
     result = {"rows": rows, "command": "python -m benchmarks.run", "date": "2026-12-05T06:00:00", "machine": cpu,
               "merged": [{"benchmarks": ["search"], "command": "rerun", "date": "2026-12-06T01:00:00", "machine": {}}]}
     quoted = report.readme_summary(result).splitlines()
-    assert quoted[0] == ("From `python -m benchmarks.run` (2026-12-05) on Some CPU (2 cores, avx2), as "
-                         "[benchmarks/RESULTS.md](benchmarks/RESULTS.md) opens:")
+    assert quoted[0] == ("From `python -m benchmarks.run` (2026-12-05) on Some CPU, 2 cores, vector extensions avx2, "
+                         "as [benchmarks/RESULTS.md](benchmarks/RESULTS.md) opens:")
     assert quoted[2:-2] == report.summary(result)
     assert quoted[-1] == "- The search rows: `rerun` (2026-12-06), merged into that file."
 
