@@ -271,6 +271,16 @@ def readme_summary(result: dict) -> str:
                       *([""] + merged if merged else [])])
 
 
+def write_readme_summary(readme: str, result: dict) -> None:
+    """Replaces what lies between ``readme``'s speed-summary markers by ``readme_summary(result)``."""
+    with open(readme, encoding="utf-8") as f:
+        text = f.read()
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"{readme} lacks the {BEGIN} / {END} markers")
+    head, rest = text.split(BEGIN, 1)
+    files.write_atomic(readme, f"{head}{BEGIN}\n{readme_summary(result)}\n{END}{rest.split(END, 1)[1]}")
+
+
 def markdown(result: dict, gpu: dict | None = None) -> str:
     """RESULTS.md: ``result``'s tables, then, given a run on a GPU, its tables under "On a GPU"."""
     lines = [
@@ -351,12 +361,10 @@ def main(argv):
     with open(_RESULTS.value) as f:
         result = json.load(f)
     if _README.value:
-        with open(README, encoding="utf-8") as f:
-            readme = f.read()
-        if BEGIN not in readme or END not in readme:
-            raise app.UsageError(f"{README} lacks the {BEGIN} / {END} markers")
-        head, rest = readme.split(BEGIN, 1)
-        files.write_atomic(README, f"{head}{BEGIN}\n{readme_summary(result)}\n{END}{rest.split(END, 1)[1]}")
+        try:
+            write_readme_summary(README, result)
+        except ValueError as e:
+            raise app.UsageError(str(e)) from None
         print(f"wrote the summary of {_RESULTS.value} into {README}", file=sys.stderr)
         return
     gpu = None

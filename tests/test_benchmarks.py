@@ -372,6 +372,19 @@ def test_the_summary_checks_each_headline_figure_against_its_goal():
     assert quoted[-1] == "- The search rows: `rerun` (2026-12-06), merged into that file."
 
 
+def test_the_readme_summary_replaces_only_its_marked_block_and_a_readme_without_markers_is_named(tmp_path):
+    result = {"rows": [], "command": "python -m benchmarks.run", "date": "2026-12-05T06:00:00", "machine": {}}
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.BEGIN}\nold\n{report.END}\noutro\n")
+    report.write_readme_summary(str(readme), result)
+    assert readme.read_text() == f"intro\n{report.BEGIN}\n{report.readme_summary(result)}\n{report.END}\noutro\n"
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="README.md lacks the <!-- speed-summary:begin --> / "
+                                         "<!-- speed-summary:end --> markers"):
+        report.write_readme_summary(str(readme), result)
+    assert readme.read_text() == "no markers\n"
+
+
 def test_results_md_and_the_readme_s_speed_summary_are_generated_from_the_committed_results():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with open(os.path.join(root, "benchmarks", "results.json")) as f, \
