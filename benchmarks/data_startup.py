@@ -9,15 +9,17 @@ One phase per process, in this order on one folder (`benchmarks.run` runs them s
   first_start  a new run's start on the prepared data: word vocabularies built from the training split, which
                is encoded once into the data directory's cache;
   later_start  a resumed run's start (or any later one with those vocabularies): the vocabularies read back,
-               the encoded split memory-mapped; then its first training batch.
+               the encoded split opened; then its first training batch.
+Each start then draws `--batches` more training batches, each timed (their median: `batch_s`), so the peak
+memory also covers what reading many batches' rows holds.
 With `--checkout=DIR` (after this one's `prepare`), the phases time that checkout's package on the same
 prepared data, with vocabularies of its own. The corpus: `--pairs` training pairs of 1-40 words (about 20
 on average) drawn from a Zipfian vocabulary of 30,000 words, the target a word-for-word rewrite of the
 source; 2,000 pairs each for validation and test.
 It is generated into the folder before the timed part. Prints one JSON line: `times_s` (the phase's
-seconds), `peak_rss_bytes` (the process's peak resident memory, `VmHWM`), `imports_rss_bytes` (its
-resident memory just before the phase: interpreter and libraries), the corpus's size, and the encoding cache's
-bytes on disk.
+seconds, its first batch included), `batch_s`, `peak_rss_bytes` (the process's peak resident memory,
+`VmHWM`), `imports_rss_bytes` (its resident memory just before the phase: interpreter and libraries), the
+corpus's size, and the encoding cache's bytes on disk.
 """
 
 import importlib
@@ -37,6 +39,8 @@ _PHASE = flags.DEFINE_enum("phase", "later_start", ["prepare", "first_start", "l
 _CHECKOUT = flags.DEFINE_string(
     "checkout", None, "Time the seq2seq_jax package of this checkout (e.g. a worktree of an older commit) instead "
     "of the installed one, on the same prepared TFDS data, with vocabularies of its own.")
+_BATCHES = flags.DEFINE_integer("batches", 100, "Training batches a start draws after its first, each timed.",
+                                lower_bound=1)
 
 WORDS = 30_000
 MAX_WORDS = 40
@@ -110,19 +114,27 @@ def main(argv):
     if _PHASE.value == "prepare":
         datasets.get_builder("parallel_text", c.data_dir, train_file=c.train_file, validation_file=c.validation_file,
                              test_file=c.test_file).download_and_prepare()
-        first_batch_s = None
+        first_batch_s = batch_s = None
+        seconds = time.perf_counter() - start
     else:
         data = pipeline.get_data(c, batch_size=64, seed=0, vocab_dir=vocab_dir)
         setup = time.perf_counter()
-        next(data.train_iterator(prefetch=0))
+        batches = data.train_iterator(prefetch=0)
+        next(batches)
         first_batch_s = time.perf_counter() - setup
-    seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        times = []
+        for _ in range(_BATCHES.value):
+            before = time.perf_counter()
+            next(batches)
+            times.append(time.perf_counter() - before)
+        batch_s = float(np.median(times))
     cache = os.path.join(c.data_dir, encoded_dir or "")
     cache_bytes = None if not encoded_dir else sum(  # None: a checkout without the cache
         os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(cache) for name in names)
     corpus_bytes = sum(os.path.getsize(p) for p in c.train_file.split(","))
     print(json.dumps({"package": os.path.dirname(pipeline.__file__), "times_s": [seconds], "first_s": None,
-                      "first_batch_s": first_batch_s, "peak_rss_bytes": _status_bytes("VmHWM"),
+                      "first_batch_s": first_batch_s, "batch_s": batch_s, "peak_rss_bytes": _status_bytes("VmHWM"),
                       "imports_rss_bytes": imports_rss, "pairs": _PAIRS.value, "corpus_bytes": corpus_bytes,
                       "cache_bytes": cache_bytes}))
 

@@ -95,11 +95,13 @@ TITLES = {
                      "process a row, run in this order on the same data: `prepare` (TFDS writes the corpus's "
                      "array_record files, once), `first start` (a new run: vocabularies built from the training "
                      "split, which is encoded into the data directory's cache), `later start` (a resumed run, or "
-                     "any later one with those vocabularies: the encoded split memory-mapped), each with its first "
-                     "training batch. `before`: the same starts with the pipeline of the commit named, which read "
-                     "and encoded every split at every start. Peak RSS: the process's `VmHWM`, which "
-                     "counts the pages of the memory-mapped cache files that reading the first batch's rows "
-                     "mapped in (page cache, which the kernel can reclaim); imports: its "
+                     "any later one with those vocabularies: the encoded split's files opened, read where indexed), "
+                     "each with its first training batch in its seconds; then each start draws 100 more batches, "
+                     "timed one by one (next batches: their median). `before`: the same starts with the pipeline of "
+                     "the commit named, which read and encoded every split at every start. Peak RSS: the process's "
+                     "`VmHWM` (a later start whose next batches show – is from a run before they were drawn, which "
+                     "read the cache through a memory map: the pages its first batch's rows mapped in count in its "
+                     "peak); imports: its "
                      "resident memory before the phase (interpreter and libraries)."),
 }
 
@@ -163,11 +165,12 @@ def _trainer_table(rows: list[dict]) -> list[str]:
 
 
 def _data_table(rows: list[dict]) -> list[str]:
-    lines = ["| corpus | phase | seconds | first batch (ms) | peak RSS (MiB) | above imports (MiB) | corpus (MiB) | "
-             "cache (MiB) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| corpus | phase | seconds | first batch (ms) | next batches (ms/batch) | peak RSS (MiB) | "
+             "above imports (MiB) | corpus (MiB) | cache (MiB) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['variant']} | {r['impl']} | {_number(r['ms_median'] / 1e3)} | "
-                     f"{_number(r.get('first_batch_ms'))} | {_mib(r['peak_rss_bytes'])} | "
+                     f"{_number(r.get('first_batch_ms'))} | {_number(r.get('batch_ms'), 3)} | "
+                     f"{_mib(r['peak_rss_bytes'])} | "
                      f"{_mib(r['peak_rss_bytes'] - r['imports_rss_bytes'])} | {_mib(r['corpus_bytes'])} | "
                      f"{'–' if r['cache_bytes'] is None else _mib(r['cache_bytes'])} |")
     return lines

@@ -30,9 +30,9 @@ is the share of the trainer's step time spent outside the jitted step; see ``wit
 with a G2P model this script trains first; JAX's persistent compilation cache starts empty, so the first
 repetition compiles and later ones read it) and ``data_startup`` (``benchmarks.data_startup``: TFDS
 preparing generated parallel text of 100k, 1M and 5M pairs, then a new run's start on it, which encodes the
-training split into the cache, then a later start, which maps it: seconds and peak resident memory, one
-process each; with ``--baseline_checkout=DIR`` also that checkout's starts on the same data). The PyTorch
-rows need the optional extra 'bench'; without it they are skipped and ``ratio_vs_torch`` (our time /
+training split into the cache, then a later start, which reads it: seconds, the next batches and peak resident
+memory, one process each; with ``--baseline_checkout=DIR`` also that checkout's starts on the same data). The
+PyTorch rows need the optional extra 'bench'; without it they are skipped and ``ratio_vs_torch`` (our time /
 PyTorch's, < 1 = faster) is null.
 
 On a CPU where tcmalloc is installed (Debian: ``libtcmalloc-minimal4``), each ``train_step`` model is timed
@@ -343,6 +343,7 @@ def data_row(job: Job, sample: dict) -> dict:
             "ms_max": ms, "tokens_per_s": None, "sentences_per_s": None, "ratio_vs_torch": None, "processes": 1,
             "timed_calls": 1, "threads": None, "pairs": sample["pairs"],
             "first_batch_ms": None if sample["first_batch_s"] is None else 1e3 * sample["first_batch_s"],
+            "batch_ms": None if sample.get("batch_s") is None else 1e3 * sample["batch_s"],
             "peak_rss_bytes": sample["peak_rss_bytes"], "imports_rss_bytes": sample["imports_rss_bytes"],
             "corpus_bytes": sample["corpus_bytes"], "cache_bytes": sample["cache_bytes"],
             "package": sample["package"]}

@@ -1,6 +1,6 @@
 """Safe files: atomic writes (a crash never leaves half a file) and exclusive locks (a killed process never
 leaves a stale one). Every layer that writes uses them: checkpoints, datasets and vocabularies, logs, eval
-files, study reports. And raw array files memory-mapped for reading (the encoded training data)."""
+files, study reports. And raw array files read where indexed (the encoded training data)."""
 
 import contextlib
 import fcntl
@@ -77,10 +77,71 @@ def file_lock(path: str, *, blocking: bool = True, what: str = "it"):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def map_array(path: str, dtype, count: int) -> np.ndarray:
-    """The ``count`` values of a raw array file, memory-mapped read-only (an empty array, and no map, when
-    ``count`` is 0). Sequential scans read the file itself (``np.fromfile``), not the map: pages read through a
-    map stay mapped, and count in this process's resident memory, until the kernel reclaims them."""
+class FileArray:
+    """The ``count`` values of a raw 1-D array file, read with ``os.pread`` where indexed (a slice is one read, an
+    integer array one read per value), not memory-mapped as fairseq's indexed datasets are. Pages read through a
+    map stay mapped, whole large folios at a time, and count in this process's resident memory until the kernel
+    reclaims them; pages read with ``pread`` sit in the page cache only. ``np.asarray`` reads the whole file."""
+
+    def __init__(self, path: str, dtype, count: int):
+        self.filename, self.dtype, self._count = os.fspath(path), np.dtype(dtype), int(count)
+        self._fd = os.open(self.filename, os.O_RDONLY)
+        size = os.fstat(self._fd).st_size
+        if size < self._count * self.dtype.itemsize:
+            os.close(self._fd)
+            self._fd = None
+            raise ValueError(f"{self.filename} holds {size} bytes, fewer than {self._count} values of {self.dtype}")
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (self._count,)
+
+    def _read(self, start: int, count: int) -> np.ndarray:
+        size = self.dtype.itemsize
+        data = os.pread(self._fd, count * size, start * size) if count else b""
+        return np.frombuffer(data, self.dtype).copy()  # writable, like numpy's fancy indexing
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self._count)
+            if step == 1:
+                return self._read(start, max(stop - start, 0))
+            index = np.arange(start, stop, step)
+        if np.ndim(index) == 0:
+            i = int(index)
+            if not -self._count <= i < self._count:
+                raise IndexError(f"index {i} is out of bounds for {self.filename} of {self._count} values")
+            return self._read(i % self._count, 1)[0]
+        indices = np.asarray(index)
+        if indices.size and not np.issubdtype(indices.dtype, np.integer):
+            raise IndexError(f"{self.filename} is indexed by integers, not {indices.dtype}")
+        flat = indices.ravel().astype(np.int64)
+        if flat.size and (flat.min() < -self._count or flat.max() >= self._count):
+            raise IndexError(f"indices in [{flat.min()}, {flat.max()}] are out of bounds for {self.filename} of "
+                             f"{self._count} values")
+        size = self.dtype.itemsize
+        data = b"".join(os.pread(self._fd, size, i * size) for i in (flat % self._count).tolist())
+        return np.frombuffer(data, self.dtype).reshape(indices.shape).copy()
+
+    def __array__(self, dtype=None, copy=None):
+        values = self._read(0, self._count)
+        return values if dtype is None else values.astype(dtype)
+
+    def __reduce__(self):  # a copy (another process) opens the file again
+        return FileArray, (self.filename, self.dtype, self._count)
+
+    def __del__(self):
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def open_array(path: str, dtype, count: int) -> np.ndarray | FileArray:
+    """The ``count`` values of a raw array file, read where indexed (``FileArray``); an empty array, and no open
+    file, when ``count`` is 0."""
     if not count:
         return np.zeros(0, dtype)
-    return np.memmap(path, dtype=dtype, mode="r", shape=(count,))
+    return FileArray(path, dtype, count)

@@ -79,8 +79,8 @@ def test_quick_run_writes_every_row_with_its_fields_and_the_report_renders_it(tm
     assert [r["impl"] for r in starts] == ["prepare", "first start", "later start"]
     assert all(r["pairs"] == quick["data_pairs"][0] and r["peak_rss_bytes"] >= r["imports_rss_bytes"] > 0
                for r in starts)
-    assert starts[0]["first_batch_ms"] is None and starts[0]["cache_bytes"] == 0
-    assert all(r["first_batch_ms"] > 0 and r["cache_bytes"] > 0 for r in starts[1:])
+    assert starts[0]["first_batch_ms"] is None and starts[0]["batch_ms"] is None and starts[0]["cache_bytes"] == 0
+    assert all(r["first_batch_ms"] > 0 and r["batch_ms"] > 0 and r["cache_bytes"] > 0 for r in starts[1:])
     text = report.markdown(result)
     assert report.RETRACTION in text and "## Train step" in text and "## Decoding" in text and "## Memory" in text
     assert "## Start-up as the corpus grows" in text

@@ -8,6 +8,7 @@ import hypothesis.strategies as st
 import numpy as np
 import pytest
 
+from seq2seq_jax import files
 from seq2seq_jax.data import buckets
 
 SHAPES = [(8, 8), (16, 8), (16, 24), (40, 40)]
@@ -30,12 +31,12 @@ def test_a_quantile_of_the_histogram_is_numpy_s_quantile_of_the_lengths(values, 
     assert buckets.quantile(counts, q) == np.quantile(np.array(values, np.int32), q)
 
 
-def test_the_histogram_is_read_a_chunk_at_a_time_from_a_memory_map(tmp_path, monkeypatch):
+def test_the_histogram_is_read_a_chunk_at_a_time_from_a_file(tmp_path, monkeypatch):
     monkeypatch.setattr(buckets, "CHUNK", 7)
     src, _ = lengths(100)
     src.tofile(tmp_path / "src.bin")
-    mapped = np.memmap(tmp_path / "src.bin", np.int32, mode="r", shape=(100,))
-    np.testing.assert_array_equal(buckets.histogram(mapped), np.bincount(src))
+    np.testing.assert_array_equal(buckets.histogram(files.FileArray(tmp_path / "src.bin", np.int32, 100)),
+                                  np.bincount(src))
     np.testing.assert_array_equal(buckets.histogram(np.zeros(0, np.int32)), [0])
 
 
@@ -45,8 +46,8 @@ def test_members_are_each_bucket_s_indices_in_order_in_memory_and_on_disk(tmp_pa
     want = [[i for i in range(1000) if bucket_of(src[i], tgt[i]) == b] for b in range(len(SHAPES))]
     assert [m.tolist() for m in buckets.members(src, tgt, SHAPES)] == want
     on_disk = buckets.members(src, tgt, SHAPES, str(tmp_path))
-    assert [m.tolist() for m in on_disk] == want
-    assert all(isinstance(m, np.memmap) for m in on_disk)
+    assert [np.asarray(m).tolist() for m in on_disk] == want
+    assert all(isinstance(m, files.FileArray) for m in on_disk)
 
 
 def test_members_on_disk_are_written_once_per_set_of_shapes(tmp_path, monkeypatch):

@@ -1,14 +1,18 @@
-"""The training split is encoded once into a cache that later starts memory-map: the same examples, ids and
-batches as encoding it in memory, a new cache for anything the ids depend on, nothing left by an interrupted
-write, and a later start that reads none of the training text."""
+"""The training split is encoded once into a cache whose files later starts read where indexed: the same
+examples, ids and batches as encoding it in memory, a new cache for anything the ids depend on, nothing left by
+an interrupted write, and a later start that reads none of the training text and maps none of the cache."""
 
 import itertools
 import json
 import os
+import pickle
 
+import hypothesis
+import hypothesis.strategies as st
 import numpy as np
 import pytest
 
+from seq2seq_jax import files
 from seq2seq_jax.data import buckets
 from seq2seq_jax.data import config as config_lib
 from seq2seq_jax.data import datasets
@@ -82,7 +86,7 @@ def test_the_cached_training_split_equals_its_encoding_in_memory(tmp_path):
     data = get_data(c, tmp_path / "vocab")
     assert len(cache_entries(c)) == 1
     train = data._split("train")
-    assert isinstance(train.src_flat, np.memmap) and isinstance(train.tgt_lengths, np.memmap)
+    assert isinstance(train.src_flat, files.FileArray) and isinstance(train.tgt_lengths, files.FileArray)
 
     plain = in_memory(c, tmp_path / "vocab")
     assert data.num_filtered == plain.num_filtered and data.num_filtered["train"] > 0
@@ -120,7 +124,8 @@ def test_spilled_texts_read_back_every_text_as_it_was(tmp_path):
                 {"source": "x", "target": "y", "references": ["y"]}]
     texts = encoded.SpilledTexts(examples, str(tmp_path / "texts"))
     assert len(texts) == 3 and texts[-1] == {"source": "x", "target": "y"}
-    assert texts[:] == [{"source": e["source"], "target": e["target"]} for e in examples]
+    pairs = [{"source": e["source"], "target": e["target"]} for e in examples]
+    assert texts[:] == pairs and texts[1:3] == pairs[1:3] and texts[::2] == pairs[::2] and texts[2:1] == []
     assert len(encoded.SpilledTexts([], str(tmp_path / "empty"))) == 0
 
 
@@ -143,14 +148,11 @@ def test_a_later_start_reads_no_training_text_and_encodes_nothing(tmp_path, monk
 
 
 def arrays_in_memory(value, seen=None) -> list[np.ndarray]:
-    """Every numpy array reachable from `value` through containers, dataclasses and this package's objects,
-    memory maps left out."""
+    """Every numpy array reachable from `value` through containers, dataclasses and this package's objects."""
     seen = set() if seen is None else seen
     if id(value) in seen:
         return []
     seen.add(id(value))
-    if isinstance(value, np.memmap):
-        return []
     if isinstance(value, np.ndarray):
         return [value]
     if isinstance(value, dict):
@@ -252,3 +254,52 @@ def test_a_corpus_too_big_for_tfds_s_memory_buffer_is_prepared_without_tensorflo
     stored = sorted((e["source"], e["target"]) for e in encoded.RecordExamples(builder.as_data_source(split="train")))
     assert stored == sorted(parallel_text.read_pairs(c.train_file, "train"))
     assert not [name for name in os.listdir(builder.data_dir) if "bucket" in name or "incomplete" in name]
+
+
+# --- The cache's files, read where indexed ------------------------------------------------------------------
+
+INDICES = st.one_of(
+    st.integers(-30, 29),
+    st.builds(slice, st.none() | st.integers(-35, 35), st.none() | st.integers(-35, 35),
+              st.none() | st.integers(1, 4) | st.integers(-4, -1)),
+    st.lists(st.integers(-30, 29), max_size=12).map(lambda xs: np.array(xs, np.int64)),
+    st.lists(st.integers(-30, 29), min_size=6, max_size=6).map(lambda xs: np.array(xs, np.int32).reshape(2, 3)))
+
+
+@hypothesis.given(index=INDICES)
+@hypothesis.settings(max_examples=200, deadline=None)
+def test_a_file_array_reads_what_numpy_indexing_reads(tmp_path_factory, index):
+    values = np.arange(30, dtype=np.int32) * 7 - 100
+    path = tmp_path_factory.mktemp("array") / "values.bin"
+    values.tofile(path)
+    got = files.FileArray(path, np.int32, 30)[index]
+    want = values[index]
+    assert np.asarray(got).dtype == want.dtype and np.asarray(got).shape == np.shape(want)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_a_file_array_refuses_indices_out_of_bounds_and_a_file_too_short(tmp_path):
+    np.arange(10, dtype=np.int64).tofile(tmp_path / "values.bin")
+    array = files.FileArray(tmp_path / "values.bin", np.int64, 10)
+    for index in (10, -11, np.array([0, 10]), np.array([-11])):
+        with pytest.raises(IndexError, match="out of bounds for .*values.bin of 10 values"):
+            array[index]
+    with pytest.raises(ValueError, match="values.bin holds 80 bytes, fewer than 11 values of int64"):
+        files.FileArray(tmp_path / "values.bin", np.int64, 11)
+
+
+def test_reading_rows_of_a_file_array_maps_none_of_the_file_and_a_copy_reopens_it(tmp_path):
+    """A memory map would leave the pages (whole large folios) around each row it read mapped, counted in the
+    process's resident memory, until the kernel reclaims them."""
+    rows = np.arange(1 << 22, dtype=np.int32)  # 16 MiB
+    rows.tofile(tmp_path / "rows.bin")
+    array = files.FileArray(tmp_path / "rows.bin", np.int32, len(rows))
+    picked = np.random.default_rng(0).integers(0, len(rows) - 8, 64)
+    for start in picked:
+        np.testing.assert_array_equal(array[start:start + 8], rows[start:start + 8])
+    np.testing.assert_array_equal(array[picked], rows[picked])
+    with open("/proc/self/maps", encoding="utf-8") as f:
+        assert str(tmp_path / "rows.bin") not in f.read()
+    copy = pickle.loads(pickle.dumps(array))
+    assert len(pickle.dumps(array)) < 1000
+    np.testing.assert_array_equal(copy[picked], rows[picked])

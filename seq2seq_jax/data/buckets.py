@@ -3,8 +3,8 @@
 A batch holds examples of one bucket, the smallest `(src_len, tgt_len)` shape that fits both of an
 example's lengths. The shapes come from the training lengths' quantiles, computed from their histogram
 (`histogram`, `quantile`), which is read a chunk at a time. Each bucket's member indices are written once
-beside the memory-mapped training split (`members`), so a later start maps them instead of scanning the
-split. An epoch's batches are computed when asked for (`EpochPlan`): each bucket's members are permuted
+beside the encoded training split (`members`), so a later start reads them where indexed instead of scanning
+the split. An epoch's batches are computed when asked for (`EpochPlan`): each bucket's members are permuted
 one index at a time by grain's `index_shuffle` (a keyed bijection of `[0, n)`, the one grain's global
 shuffle uses), the few left over (fewer than one batch) roll up into the next larger bucket, whose shape
 fits them, and the batch order is permuted the same way. No array per example is held in memory, so a
@@ -28,15 +28,10 @@ ROUNDS = 4  # index_shuffle's rounds, as grain's own shuffle.
 _FORMAT = 1  # Bump when the members files' layout or meaning changes.
 
 
-def chunks(array: np.ndarray):
-    """`array` `CHUNK` values at a time. A memory map of a whole file (`files.map_array`) is read from its file,
-    not through the map, whose pages would stay resident and count as this process's memory."""
+def chunks(array):
+    """`array` (in memory, or a file's, `files.FileArray`) `CHUNK` values at a time."""
     for start in range(0, len(array), CHUNK):
-        count = min(CHUNK, len(array) - start)
-        if isinstance(array, np.memmap):
-            yield np.fromfile(array.filename, array.dtype, count, offset=array.offset + start * array.itemsize)
-        else:
-            yield np.asarray(array[start:start + count])
+        yield np.asarray(array[start:start + CHUNK])
 
 
 def histogram(lengths: np.ndarray) -> np.ndarray:
@@ -81,7 +76,7 @@ def _member_chunks(src_lengths, tgt_lengths, shapes):
 def members(src_lengths: np.ndarray, tgt_lengths: np.ndarray, shapes: Sequence[tuple[int, int]],
             directory: str | None = None) -> list[np.ndarray]:
     """Each bucket's example indices, ascending. With `directory` (the encoded split's own), they are written
-    there once per set of shapes (under a lock, renamed into place) and memory-mapped from there."""
+    there once per set of shapes (under a lock, renamed into place) and read from there where indexed."""
     if len(src_lengths) >= 2**31:
         raise ValueError(f"{len(src_lengths)} examples in one split: at most 2**31 - 1 are supported.")
     if directory is None:
@@ -94,7 +89,7 @@ def members(src_lengths: np.ndarray, tgt_lengths: np.ndarray, shapes: Sequence[t
             _write_members(path, _member_chunks(src_lengths, tgt_lengths, shapes), len(shapes))
     with open(os.path.join(path, "counts.json"), encoding="utf-8") as f:
         counts = json.load(f)
-    return [files.map_array(os.path.join(path, f"{b}.bin"), np.int32, n) for b, n in enumerate(counts)]
+    return [files.open_array(os.path.join(path, f"{b}.bin"), np.int32, n) for b, n in enumerate(counts)]
 
 
 def _write_members(path: str, parts, num_buckets: int) -> None:

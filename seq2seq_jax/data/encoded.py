@@ -3,13 +3,14 @@
 Row i of a split is `src_flat[src_offsets[i]:src_offsets[i] + src_lengths[i]]` (targets likewise, with their
 EOS). Evaluation splits are small and are encoded in memory at every start. The training split is encoded
 once, a chunk of records at a time, into `<cache_dir>/<key>/`; every later start (a resumed run, another
-seed or variant with the same vocabularies, `evaluate`) maps those files with `np.memmap` instead of reading
-and encoding the split again, as fairseq's memory-mapped indexed datasets do. The lengths' histograms, which
-the bucket shapes need, are counted once and kept in `meta.json`, and each bucket's members are written
-beside the arrays (`buckets.members`). So a start reads no per-example data and pages in only the ids and
-lengths its batches use: start-up time and host memory do not grow with the corpus. `key` hashes
-everything the ids depend on (the prepared split's files, both vocabularies, the length limits and the
-pair's direction), so a changed input makes a new cache instead of reusing a stale one. Writes go to a
+seed or variant with the same vocabularies, `evaluate`) opens those files and reads a batch's rows from them
+where indexed (`files.FileArray`) instead of reading and encoding the split again, as fairseq's indexed
+datasets do (through a memory map there). The lengths' histograms, which the bucket shapes need, are counted
+once and kept in `meta.json`, and each bucket's members are written beside the arrays (`buckets.members`). So
+a start reads no per-example data, and then only the ids and lengths its batches use: start-up time and host
+memory do not grow with the corpus. `key` hashes everything the ids depend on (the prepared split's files,
+both vocabularies, the length limits and the pair's direction), so a changed input makes a new cache instead
+of reusing a stale one. Writes go to a
 temporary directory renamed into place, under a file lock: processes started together encode once, and an
 interrupted write leaves nothing behind.
 """
@@ -87,7 +88,7 @@ def _text(value) -> str:
 
 class SpilledTexts(Sequence):
     """The `source` and `target` texts of `examples`, read once (`CHUNK` records at a time) into `directory`
-    as UTF-8 bytes with their offsets, then memory-mapped, as `{'source', 'target'}` dicts. A new run's
+    as UTF-8 bytes with their offsets, then read from there, as `{'source', 'target'}` dicts. A new run's
     first start reads the training texts three times (each side's vocabulary, then the encoder): from
     these files instead of decoding every TFDS record three times."""
 
@@ -106,22 +107,32 @@ class SpilledTexts(Sequence):
                     np.array([len(d) for d in data], np.int64).tofile(handles[f"{field}.len"])
         self._columns = {}
         for field in ("source", "target"):
-            lengths = files.map_array(paths[f"{field}.len"], np.int64, self._len)
-            blob = files.map_array(paths[f"{field}.bin"], np.uint8, int(lengths.sum()))
+            lengths = np.asarray(files.open_array(paths[f"{field}.len"], np.int64, self._len))
+            blob = files.open_array(paths[f"{field}.bin"], np.uint8, int(lengths.sum()))
             self._columns[field] = (blob, _offsets(lengths), lengths)
 
     def __len__(self) -> int:
         return self._len
 
-    def _text(self, field: str, i: int) -> str:
+    def _texts(self, field: str, start: int, stop: int) -> list[str]:
+        """The texts of examples `start` to `stop`: one read of the file."""
         blob, offsets, lengths = self._columns[field]
-        return blob[offsets[i]:offsets[i] + lengths[i]].tobytes().decode("utf-8")
+        first, end = int(offsets[start]), int(offsets[stop - 1] + lengths[stop - 1])
+        data = blob[first:end].tobytes()
+        return [data[a:a + n].decode("utf-8")
+                for a, n in zip((offsets[start:stop] - first).tolist(), lengths[start:stop].tolist())]
 
     def __getitem__(self, i):
         if isinstance(i, slice):
-            return [self[j] for j in range(len(self))[i]]
+            indices = range(len(self))[i]
+            if indices.step != 1:
+                return [self[j] for j in indices]
+            if not indices:
+                return []
+            sources, targets = (self._texts(f, indices.start, indices.stop) for f in ("source", "target"))
+            return [{"source": s, "target": t} for s, t in zip(sources, targets)]
         i = range(len(self))[i]
-        return {"source": self._text("source", i), "target": self._text("target", i)}
+        return self[i:i + 1][0]
 
 
 def texts(examples: Sequence[dict], field: str) -> Iterator[str]:
@@ -133,7 +144,7 @@ def texts(examples: Sequence[dict], field: str) -> Iterator[str]:
 
 @dataclasses.dataclass
 class EncodedSplit:
-    """One split's kept examples and their ids, ragged; arrays may be memory-mapped (read-only)."""
+    """One split's kept examples and their ids, ragged; arrays may be files read where indexed (`FileArray`)."""
 
     examples: Sequence[dict]
     src_flat: np.ndarray
@@ -146,7 +157,7 @@ class EncodedSplit:
     num_truncated: int
     src_length_counts: np.ndarray  # [n]: how many sources have n tokens (`buckets.histogram`); targets likewise.
     tgt_length_counts: np.ndarray
-    directory: str | None = None  # Where the arrays are mapped from (the training split's cache), if they are.
+    directory: str | None = None  # Where the arrays are read from (the training split's cache), if they are.
 
 
 def _offsets(lengths: np.ndarray) -> np.ndarray:
@@ -239,8 +250,8 @@ def _write(directory: str, chunks: Iterator[dict[str, np.ndarray]], counts: dict
                     sizes[name] += len(values)
         length_counts = {}
         for side in ("src", "tgt"):
-            lengths = files.map_array(os.path.join(temporary, f"{side}_lengths.bin"), np.int32,
-                                      sizes[f"{side}_lengths"])
+            lengths = files.open_array(os.path.join(temporary, f"{side}_lengths.bin"), np.int32,
+                                       sizes[f"{side}_lengths"])
             _offsets(lengths).tofile(os.path.join(temporary, f"{side}_offsets.bin"))
             length_counts[f"{side}_length_counts"] = buckets.histogram(lengths).tolist()
         files.save_json(os.path.join(temporary, "meta.json"),
@@ -254,17 +265,17 @@ def _load(directory: str, examples: Sequence[dict]) -> EncodedSplit:
         raise ValueError(f"the encoded training split in {directory} was written from {meta['num_records']} "
                          f"records, but the dataset now has {len(examples)}; delete that directory.")
     sizes = meta["sizes"]
-    arrays = {name: files.map_array(os.path.join(directory, f"{name}.bin"), dtype, sizes[name])
+    arrays = {name: files.open_array(os.path.join(directory, f"{name}.bin"), dtype, sizes[name])
               for name, dtype in _ARRAYS.items()}
-    arrays.update({f"{side}_offsets": files.map_array(os.path.join(directory, f"{side}_offsets.bin"), np.int64,
-                                                      sizes[f"{side}_lengths"]) for side in ("src", "tgt")})
+    arrays.update({f"{side}_offsets": files.open_array(os.path.join(directory, f"{side}_offsets.bin"), np.int64,
+                                                       sizes[f"{side}_lengths"]) for side in ("src", "tgt")})
     counts = {side: np.array(meta[f"{side}_length_counts"], np.int64) for side in ("src", "tgt")}
     return _split(examples, arrays, meta["filtered"], meta["truncated"], counts, directory)
 
 
 def cached(split: str, examples: Sequence[dict], source_vocab: vocab_lib.Vocab, target_vocab: vocab_lib.Vocab,
            c: ml_collections.ConfigDict, directory: str, texts: Sequence[dict] | None = None) -> EncodedSplit:
-    """`examples` encoded into `directory` once (under a lock), then memory-mapped from there. `texts`: the
+    """`examples` encoded into `directory` once (under a lock), then read from there where indexed. `texts`: the
     same examples' texts read from elsewhere for the encoding (`SpilledTexts`), if given."""
     os.makedirs(os.path.dirname(directory), exist_ok=True)
     with files.file_lock(f"{directory}.lock", what=f"the encoding cache {directory}"):
@@ -276,7 +287,7 @@ def cached(split: str, examples: Sequence[dict], source_vocab: vocab_lib.Vocab, 
             _write(directory, _encode_chunks(examples if texts is None else texts, source_vocab, target_vocab, c,
                                              counts), counts, len(examples))
         else:
-            logging.info("Mapping the encoded %s split from %s.", split, directory)
+            logging.info("Reading the encoded %s split from %s.", split, directory)
     encoded = _load(directory, examples)
     _log_counts(split, c, {"filtered": encoded.num_filtered, "truncated": encoded.num_truncated}, len(examples))
     _check_not_empty(split, c, len(encoded.src_lengths), len(examples))

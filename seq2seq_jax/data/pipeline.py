@@ -1,8 +1,8 @@
 """Input pipeline: TFDS array_record data source → encoded, length-bucketed, padded numpy batches (grain).
 
 Each split is encoded into flat token arrays (`encoded.py`): the evaluation splits in memory at every start,
-the training split once, into a cache that every later start memory-maps; a batch is a vectorised gather
-from them. Batches come in a few fixed `(src_len, tgt_len)` shapes (`bucket_shapes`), so a model compiles
+the training split once, into a cache whose files every later start reads where indexed; a batch reads its
+rows from them. Batches come in a few fixed `(src_len, tgt_len)` shapes (`bucket_shapes`), so a model compiles
 one step function per shape.
 
 Batch dict (numpy, int32):
@@ -47,12 +47,13 @@ LENGTH_MULTIPLE = 8
 ENCODED_DIR = "encoded"
 
 
-def _gather(flat: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
-    """Rows `[offsets[i], offsets[i] + lengths[i])` of `flat` padded with PAD to `[len(offsets), width]`."""
-    positions = offsets[:, None] + np.arange(width)[None, :]  # [batch, width]
-    mask = np.arange(width)[None, :] < lengths[:, None]
-    values = flat[np.minimum(positions, max(len(flat) - 1, 0))] if len(flat) else np.zeros_like(positions)
-    return np.where(mask, values, PAD).astype(np.int32)
+def _gather(flat, offsets: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
+    """Rows `[offsets[i], offsets[i] + lengths[i])` of `flat` (in memory, or a file's: one read a row) padded with
+    PAD to `[len(offsets), width]`."""
+    rows = np.full((len(offsets), width), PAD, np.int32)
+    for i, (start, length) in enumerate(zip(offsets.tolist(), lengths.tolist())):
+        rows[i, :length] = flat[start:start + min(length, width)]
+    return rows
 
 
 def _round_up(x: int, multiple: int = LENGTH_MULTIPLE) -> int:
@@ -99,7 +100,7 @@ class Data:
 
     `raw` maps each split to its examples (`{'source', 'target', 'references'}` dicts, any sequence). With
     `cache_dir` (and `prepared`, the prepared data's identity), the training split is encoded once into
-    `cache_dir` and memory-mapped from there on every later start (`encoded.cached`); without, it is
+    `cache_dir` and read from there where indexed on every later start (`encoded.cached`); without, it is
     encoded in memory like the other splits.
     """
 
@@ -267,7 +268,7 @@ def get_data(data_config: ml_collections.ConfigDict, *, batch_size: int, seed: i
     run's workdir); later calls reload them (unless `reuse_vocab=False`: a new run rebuilds what a failed
     start left), so ids mean the same thing for the whole life of a run. Preparation holds a file lock in
     `data_dir`, so processes started together on a fresh data directory prepare each dataset once. The
-    training split is encoded once into `data_dir/encoded/` and memory-mapped by every later start with the
+    training split is encoded once into `data_dir/encoded/` and read from there by every later start with the
     same vocabularies (a local `data_dir` only; on cloud storage it is encoded in memory at each start).
     """
     config_lib.validate(data_config)
