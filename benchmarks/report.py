@@ -260,6 +260,96 @@ def summary(result: dict) -> list[str]:
     return lines
 
 
+STEP_PROFILE = (
+    "Train step (`benchmarks.step_profile`, under the malloc of the train-step rows beside it): XLA's trace of our "
+    "step, each op placed by what it computes, as shares of the ops' time (the profiler slows every op, so the "
+    "shares, not its times, are applied to the median of our train-step row, which it did not slow). Not matmul: "
+    "elementwise work, copies, the optimizer. Matmuls ran at: the step's matmul FLOPs over the matmuls' share of "
+    "that median, as a share of the CPU's peak. The goal needs: the rate our matmuls would need for the step to "
+    "take the goal × the peer's median with everything else unchanged; out of reach where everything else alone "
+    "takes longer, and beyond any matmul library above 100%. Where that rate is far above the one our matmuls "
+    "reach, closing the gap takes faster matmuls of 64-row operands (XLA's CPU matmul library, not our code) or "
+    "fewer FLOPs, not a leaner scan.")
+SEARCH_PROFILE = (
+    "Beam search (`benchmarks.search --profile`: each call in turn in one process, medians of wall time): the "
+    "encoder then the decoder step alone run out_len times on the batch's rows (greedy's work) and on batch × "
+    "beam rows (mapped over the beams as the search maps it). That step on batch × beam rows over greedy is a "
+    "floor no change of the search can go below: what beam search adds beyond it (log-softmax, top-k, "
+    "reordering the states) is its own work. Where the floor is above the goal, only a decoder step whose "
+    "cost grows less with its rows (fewer FLOPs per row) could meet it.")
+
+
+def _share(x) -> str:
+    return "–" if x is None else f"{100 * x:.0f}%"
+
+
+def _matmul_share(profile: dict, passes=("forward", "backward", "update", "XLA's own"), parts=None) -> float:
+    """The share of a step profile's op time spent in matmuls of ``passes`` and ``parts`` (None: every part)."""
+    return sum(o["ms_per_step"] for o in profile["ops"] if o["kind"] == "matmul" and o["pass"] in passes
+               and (parts is None or o["part"] in parts)) / profile["ops_ms_per_step"]
+
+
+def _step_profile_table(result: dict, profiles: list[dict]) -> list[str]:
+    """Each profiled train-step model: its ops' shares, and the matmul rate its goal would need."""
+    rows = {(r["benchmark"], r["variant"], r["impl"]): r for r in result["rows"]}
+    peak = (result.get("peak_flops") or {}).get("flops_per_s")
+    lines = ["| variant | ours (ms) | goal (ms): × the peer's | matmul: scans forward | scans backward | output "
+             "layer | other | not matmul | matmuls ran at (% of peak) | the goal needs (% of peak) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    scans = ("encoder scan", "decoder scan")
+    for p in profiles:
+        forward, backward = (_matmul_share(p["profile"], (name,), scans) for name in ("forward", "backward"))
+        output, matmul = _matmul_share(p["profile"], parts=("output layer",)), _matmul_share(p["profile"])
+        ours, peer = (rows.get(("train_step", p["variant"], impl), {}) for impl in ("ours", "torch"))
+        goal = GOALS["train_step"][p["variant"].split(",")[0].split("/")[1]]
+        ran = needs = goal_ms = None
+        if ours.get("ms_median") and ours.get("flops") and peak:
+            ran = ours["flops"] / (matmul * ours["ms_median"] / 1e3) / peak
+        if ran is not None and peer.get("ms_median"):
+            goal_ms, rest_ms = goal * peer["ms_median"], (1 - matmul) * ours["ms_median"]
+            needs = ours["flops"] / ((goal_ms - rest_ms) / 1e3) / peak if goal_ms > rest_ms else float("inf")
+        other = max(matmul - forward - backward - output, 0)  # not below 0 by rounding
+        lines.append(f"| {p['variant']} | {_number(ours.get('ms_median'), 1)} | {_number(goal_ms, 1)} ({goal:g} ×) | "
+                     f"{' | '.join(_share(x) for x in (forward, backward, output, other, 1 - matmul, ran))} | "
+                     f"{'out of reach' if needs == float('inf') else _share(needs)} |")
+    return lines
+
+
+def _search_profile_table(profiles: list[dict]) -> list[str]:
+    lines = ["| variant | greedy (ms) | beam (ms) | step alone, batch rows (ms) | step alone, batch × beam rows "
+             "(ms) | beam ÷ greedy | the floor: step alone, batch × beam rows ÷ greedy | the search's own work |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for p in profiles:
+        k, wall = p["settings"]["beam_size"], p["profile"]["wall_ms"]
+        greedy, beam, alone, beams = (wall[name] for name in ("greedy", f"beam {k}", "step alone, batch rows",
+                                                              f"step alone, batch * {k} rows"))
+        lines.append(f"| {p['variant']}, beam {k} | {_number(greedy)} | {_number(beam)} | {_number(alone)} | "
+                     f"{_number(beams)} | {_number(beam / greedy)} | {_number(beams / greedy)} | "
+                     f"{_share(max(beam - beams, 0) / beam)} of the beam's time |")
+    return lines
+
+
+def where_the_time_goes(result: dict) -> list[str]:
+    """The profiles of the run (``benchmarks.run``'s ``step_profile`` and ``search_profile`` rows), beside the rows
+    they explain: the section for the goals of the summary that are not met."""
+    profiles = {b: [r for r in result["rows"] if r["benchmark"] == b] for b in ("step_profile", "search_profile")}
+    if not any(profiles.values()):
+        return []
+    lines = ["## Where the time goes", "", "The profiles behind the summary's train-step and beam-search figures: "
+             "where each one's time goes, and what meeting its goal would take.", ""]
+    notes = {b: _merged_note(result, b) for b in profiles}
+    if notes["step_profile"] == notes["search_profile"]:  # one run made both: say so once
+        lines += notes["step_profile"]
+        notes = {b: [] for b in notes}
+    if profiles["step_profile"]:
+        lines += [STEP_PROFILE, "", *notes["step_profile"],
+                  *_step_profile_table(result, profiles["step_profile"]), ""]
+    if profiles["search_profile"]:
+        lines += [SEARCH_PROFILE, "", *notes["search_profile"],
+                  *_search_profile_table(profiles["search_profile"]), ""]
+    return lines
+
+
 def _on_cpu(machine: dict) -> str:
     """' on <CPU>, <cores> cores, vector extensions <flags>', where the run recorded them."""
     return f" on {_cpu_name(machine)}" if "cpu_model" in machine else ""
@@ -269,9 +359,12 @@ def readme_summary(result: dict) -> str:
     """What the README's Speed section quotes: the summary, with the runs and the CPUs it came from."""
     merged = [f"- The {', '.join(m['benchmarks'])} rows: `{m['command']}` ({m['date'][:10]}){_on_cpu(m['machine'])}, "
               "merged into that file." for m in result.get("merged", [])]
+    why = ["", "Where a goal is not met, RESULTS.md's [Where the time goes]"
+           "(benchmarks/RESULTS.md#where-the-time-goes) shows the profile behind the figure."
+           ] if where_the_time_goes(result) else []
     return "\n".join([f"From `{result['command']}` ({result['date'][:10]}){_on_cpu(result['machine'])}, as "
                       "[benchmarks/RESULTS.md](benchmarks/RESULTS.md) opens:", "", *summary(result),
-                      *([""] + merged if merged else [])])
+                      *([""] + merged if merged else []), *why])
 
 
 def write_readme_summary(readme: str, result: dict) -> None:
@@ -299,6 +392,7 @@ def markdown(result: dict, gpu: dict | None = None) -> str:
         "",
         *summary(result),
         "",
+        *where_the_time_goes(result),
         *_tables(result, "##"),
     ]
     if gpu:

@@ -31,7 +31,11 @@ with a G2P model this script trains first; JAX's persistent compilation cache st
 repetition compiles and later ones read it) and ``data_startup`` (``benchmarks.data_startup``: TFDS
 preparing generated parallel text of 100k, 1M and 5M pairs, then a new run's start on it, which encodes the
 training split into the cache, then a later start, which reads it: seconds, the next batches and peak resident
-memory, one process each; with ``--baseline_checkout=DIR`` also that checkout's starts on the same data). The
+memory, one process each; with ``--baseline_checkout=DIR`` also that checkout's starts on the same data). Two
+profiles explain those rows instead of timing anything of their own (null times, one process each):
+``step_profile`` (``benchmarks.step_profile`` of each train-step model, under the malloc of the train-step rows
+it explains: its ops' time by what they compute; on a CPU only) and ``search_profile`` (``benchmarks.search
+--profile`` at each output length: greedy, beam 5 and the decoder step alone on batch and batch x 5 rows). The
 PyTorch rows need the optional extra 'bench'; without it they are skipped and ``ratio_vs_torch`` (our time /
 PyTorch's, < 1 = faster) is null.
 
@@ -97,9 +101,12 @@ _CPU_MHZ = flags.DEFINE_float("cpu_mhz", None, "Clock (MHz) of the peak FLOP/s, 
                               "(lscpu's max, else /proc/cpuinfo's: a VM shows the nominal clock, not the boost).")
 
 BENCHMARKS = ("train_step", "train_step_length", "train_step_memory", "search", "train_run", "translate",
-              "data_startup")
-# One process a job, whatever --reps: deterministic (memory), or each job's state is the next one's (data).
-ONCE = ("train_step_memory", "data_startup")
+              "data_startup", "step_profile", "search_profile")
+# Rows that explain other rows (where a train step's or a search's time goes) instead of timing anything.
+PROFILES = ("step_profile", "search_profile")
+# One process a job, whatever --reps: deterministic (memory), each job's state the next one's (data), or a profile
+# (which times its own repetitions).
+ONCE = ("train_step_memory", "data_startup", *PROFILES)
 UNTIMED = ("train_step_memory",)  # rows that count bytes: their processes may run side by side
 DATA_PHASES = ("prepare", "first_start", "later_start")
 BUSY_LOAD_PER_CPU = 0.5  # 1-minute load average per CPU above which the machine counts as busy
@@ -121,6 +128,7 @@ SETTINGS = {
         train_steps=dict(warmup=3, timed_steps=10), lengths=(20, 40, 80, 160), out_lens=(20, 80),
         memory_models=[("lstm", "attention"), ("lstm", "bottleneck")], memory_lengths=(40, 80, 160, 320),
         search_sizes=dict(batch=64, embed=128, hidden=256, vocab=1000), search_steps=dict(warmup=1, steps=5),
+        profile_steps=dict(warmup=3, traced_steps=5), search_profile_steps=dict(warmup=1, steps=10), profile_beam=5,
         # The G2P model of issue 9 (JoeyNMT 2.3: 1,893 target tokens/s training it, 8.5 s greedy and 24.6 s
         # beam 5 translating ~6.3k words, on this 2-core machine).
         trainer=dict(config="g2p.py:cpu", name="g2p (CMUdict), bi-LSTM 256, E 128, attention 256, B 128",
@@ -137,6 +145,7 @@ SETTINGS = {
         train_steps=dict(warmup=1, timed_steps=2), lengths=(4,), out_lens=(4,),
         memory_models=[("lstm", "attention")], memory_lengths=(16,),
         search_sizes=dict(batch=4, embed=4, hidden=8, vocab=20), search_steps=dict(warmup=0, steps=2),
+        profile_steps=dict(warmup=1, traced_steps=1), search_profile_steps=dict(warmup=0, steps=1), profile_beam=2,
         trainer=dict(config="tiny.py", name="tiny (reverse strings)", overrides={}),
         train_run_steps=dict(num_steps=6, log_every=2), translate_train_steps=2, translate_lines=100,
         reps=1, timeout_s=300, train_impls=("ours", "torch"), memory_impls=("ours", "torch"),
@@ -166,6 +175,10 @@ def _flags(**values) -> tuple[str, ...]:
 
 def _size_name(s: dict) -> str:
     return f"B {s['batch']}, S {s['src_len']}, T {s['tgt_len']}, E {s['embed']}, H {s['hidden']}, V {s['vocab']}"
+
+
+def _search_name(out_len: int, s: dict) -> str:
+    return f"lstm/attention, out_len {out_len}, B {s['search_sizes']['batch']}"
 
 
 def _impls(names, cell: str, decoder: str, use_torch: bool, gpu: bool) -> list[str]:
@@ -218,9 +231,8 @@ def plan(quick: bool, use_torch: bool, only=BENCHMARKS, translate_files=None, fo
             for impl, beam in s["searches"]:
                 if impl == "torch" and not use_torch:
                     continue
-                variant = f"lstm/attention, out_len {out_len}, B {s['search_sizes']['batch']}"
                 name = f"{impl} {'greedy' if beam == 1 else f'beam {beam}'}"
-                jobs.append(Job("search", variant, name, worker("search") + _flags(
+                jobs.append(Job("search", _search_name(out_len, s), name, worker("search") + _flags(
                     impl=impl, beam_size=beam, out_len=out_len, **s["search_sizes"], **s["search_steps"])))
     if "train_run" in only:
         workdir = os.path.join(folder, "train_run")
@@ -246,6 +258,19 @@ def plan(quick: bool, use_torch: bool, only=BENCHMARKS, translate_files=None, fo
             for phase in DATA_PHASES[1:] if baseline else ():
                 jobs.append(Job("data_startup", f"{pairs:,} pairs", f"{phase.replace('_', ' ')}, before ({commit})",
                                 worker("data_startup") + common + _flags(phase=phase, checkout=baseline)))
+    if "step_profile" in only and not gpu:  # it reads XLA's CPU trace: one event per executed HLO instruction
+        # Under the malloc of the train-step rows the report sets it beside: tcmalloc's, where it is installed.
+        suffix, env = (", tcmalloc", (("LD_PRELOAD", tcmalloc),)) if tcmalloc else ("", ())
+        for size in s["train_sizes"]:
+            for cell, decoder in s["train_models"]:
+                jobs.append(Job("step_profile", f"{cell}/{decoder}, {_size_name(size)}{suffix}", "ours",
+                                worker("step_profile") + _flags(cell=cell, decoder=decoder, **size,
+                                                                **s["profile_steps"]), env=env))
+    if "search_profile" in only:
+        for out_len in s["out_lens"]:
+            jobs.append(Job("search_profile", _search_name(out_len, s), "ours", worker("search") + _flags(
+                profile=True, beam_size=s["profile_beam"], out_len=out_len, **s["search_sizes"],
+                **s["search_profile_steps"])))
     return jobs
 
 
@@ -336,6 +361,15 @@ def memory_row(job: Job, sample: dict) -> dict:
             "memory_method": m["method"]}
 
 
+def profile_row(job: Job, sample: dict) -> dict:
+    """A profile's job (``PROFILES``): the worker's result under ``profile``; it times nothing the report
+    publishes as a row of its own, so the timing fields are null."""
+    return {"benchmark": job.benchmark, "variant": job.variant, "impl": job.impl, "ms_median": None, "ms_min": None,
+            "ms_max": None, "tokens_per_s": None, "sentences_per_s": None, "ratio_vs_torch": None, "processes": 1,
+            "threads": sample.get("threads"), "settings": sample["settings"],
+            "profile": {k: v for k, v in sample.items() if k not in ("benchmark", "threads", "settings")}}
+
+
 def data_row(job: Job, sample: dict) -> dict:
     """A ``data_startup`` job's seconds and the process's peak resident memory."""
     ms = 1e3 * sample["times_s"][0]
@@ -355,6 +389,8 @@ def row(job: Job, samples: list[dict], lines: int) -> dict:
         return memory_row(job, samples[0])
     if job.benchmark == "data_startup":
         return data_row(job, samples[0])
+    if job.benchmark in PROFILES:
+        return profile_row(job, samples[0])
     cold = None
     if job.benchmark == "translate" and len(samples) > 1:  # the first process filled the compilation cache
         cold, samples = samples[0]["times_s"][0], samples[1:]
@@ -622,6 +658,12 @@ def main(argv):
                        earlier=earlier, memory_processes=_MEMORY_PROCESSES.value)
     write(result)
     for r in result["rows"]:
+        if r["benchmark"] in PROFILES:
+            p = r["profile"]
+            what = (f"{p['ops_ms_per_step']:.2f} ms of ops a step (traced)" if r["benchmark"] == "step_profile" else
+                    ", ".join(f"{name} {ratio:.2f}" for name, ratio in p["wall_vs_greedy"].items()) + " x greedy")
+            print(f"{r['benchmark']:18s} {r['variant']:55s} {r['impl']:12s} {what}")
+            continue
         if r["ms_median"] is None:  # memory
             ratio = "" if r.get("peak_ratio_vs_torch") is None else f"  ours/torch {r['peak_ratio_vs_torch']:.2f}"
             print(f"{r['benchmark']:18s} {r['variant']:55s} {r['impl']:12s} {r['peak_bytes'] / 2**20:10.1f} MiB "

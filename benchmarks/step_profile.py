@@ -10,10 +10,11 @@ its HLO metadata: the pass (``forward``, ``backward``: JAX's ``transpose(jvp(...
 Adam, the metrics; or ``XLA's own``: ops no JAX op made, such as copies of buffers), the part of the model
 (``encoder scan``, ``decoder scan``, ``output layer``, ``embeddings, loss, rest``) and its kind (``matmul``: a
 ``dot`` or a fusion XLA hands to its matmul library; ``copy``: a buffer copied; ``other``). Prints one JSON
-object: ms per step for each (pass, part, kind), the traced steps' wall time, the ops' total (they may overlap
-on several threads) and minor page faults per traced step (the profiler's own allocations included). The
+object: ms per step for each (pass, part, kind) (``ops``), the traced steps' wall time, the ops' total (they may
+overlap on several threads) and minor page faults per traced step (the profiler's own allocations included). The
 profiler adds its own overhead, so the shares matter, not the absolute times; ``benchmarks.train_step`` times
-the step without it. Not a ``benchmarks.run`` row: an explanation of those rows.
+the step without it. ``benchmarks.run``'s ``step_profile`` rows run it for each train-step model; RESULTS.md sets
+those shares beside the train-step rows under "Where the time goes".
 """
 
 import collections
@@ -86,10 +87,10 @@ def profile(*, cell="lstm", decoder="bottleneck", batch=64, src_len=32, tgt_len=
     for e in events:
         if e.get("ph") == "X" and e.get("name") in table:
             ms[table[e["name"]]] += e["dur"] / 1e3 / traced_steps  # microseconds -> ms per step
-    rows = [{"pass": p, "part": part, "kind": kind, "ms_per_step": t} for (p, part, kind), t in ms.most_common()]
+    ops = [{"pass": p, "part": part, "kind": kind, "ms_per_step": t} for (p, part, kind), t in ms.most_common()]
     return {"benchmark": "step_profile", "settings": dict(settings, warmup=warmup, traced_steps=traced_steps),
             "threads": threads("ours"), "step_ms_traced": 1e3 * wall / traced_steps,
-            "ops_ms_per_step": sum(ms.values()), "page_faults_per_step": faults / traced_steps, "rows": rows}
+            "ops_ms_per_step": sum(ms.values()), "page_faults_per_step": faults / traced_steps, "ops": ops}
 
 
 def main(argv):

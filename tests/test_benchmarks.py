@@ -36,7 +36,7 @@ def test_quick_run_writes_every_row_with_its_fields_and_the_report_renders_it(tm
     assert {r["benchmark"] for r in result["rows"]} == set(run.BENCHMARKS)
     for r in result["rows"]:
         assert ROW_FIELDS <= set(r), r
-        if r["benchmark"] == "train_step_memory":
+        if r["benchmark"] in ("train_step_memory", *run.PROFILES):
             assert r["ms_median"] is None and r["ratio_vs_torch"] is None
             continue
         assert 0 < r["ms_min"] <= r["ms_median"] <= r["ms_max"]
@@ -81,7 +81,13 @@ def test_quick_run_writes_every_row_with_its_fields_and_the_report_renders_it(tm
                for r in starts)
     assert starts[0]["first_batch_ms"] is None and starts[0]["batch_ms"] is None and starts[0]["cache_bytes"] == 0
     assert all(r["first_batch_ms"] > 0 and r["batch_ms"] > 0 and r["cache_bytes"] > 0 for r in starts[1:])
+    (step,) = _rows(result, "step_profile")  # under the malloc of the train-step rows it explains
+    assert step["variant"].endswith(", tcmalloc") == bool(malloc.tcmalloc_library())
+    assert step["variant"] in {variant for variant, _ in steps} and step["profile"]["ops_ms_per_step"] > 0
+    (search,) = _rows(result, "search_profile")
+    assert search["settings"]["beam_size"] == quick["profile_beam"] and search["profile"]["wall_ms"]["greedy"] > 0
     text = report.markdown(result)
+    assert "## Where the time goes" in text and text.index("## Summary") < text.index("## Where the time goes")
     assert report.RETRACTION in text and "## Train step" in text and "## Decoding" in text and "## Memory" in text
     assert "## Start-up as the corpus grows" in text
     assert all(r["variant"] in text for r in result["rows"])
@@ -205,14 +211,21 @@ def test_with_tcmalloc_each_train_step_model_is_timed_again_ours_and_the_peer_wi
     files = ("/w", "/s.txt", 10)
     plain = run.plan(quick=False, use_torch=True, translate_files=files)
     jobs = run.plan(quick=False, use_torch=True, translate_files=files, tcmalloc="libtcmalloc_minimal.so.4")
-    preloaded = [job for job in jobs if job.env]
-    assert [job for job in jobs if not job.env] == plain and all(not job.env for job in plain)
+    timed = [job for job in jobs if job.benchmark != "step_profile"]
+    preloaded = [job for job in timed if job.env]
+    assert [job for job in timed if not job.env] == [job for job in plain if job.benchmark != "step_profile"]
+    assert all(not job.env for job in plain)
     assert all(job.env == (("LD_PRELOAD", "libtcmalloc_minimal.so.4"),) for job in preloaded)
     steps = {(job.variant, job.impl): job.args for job in plain
              if job.benchmark == "train_step" and job.impl != "flax_rnn"}
     # The same processes (same flags), their variants named for the malloc.
     assert {(job.variant, job.impl): job.args for job in preloaded} == {
         (f"{variant}, tcmalloc", impl): args for (variant, impl), args in steps.items()}
+    # Each model's step profile runs under the malloc of the train-step rows it explains: tcmalloc, where installed.
+    for planned, suffix in ((plain, ""), (jobs, ", tcmalloc")):
+        profiles = [job for job in planned if job.benchmark == "step_profile"]
+        assert [job.variant for job in profiles] == [f"{v}{suffix}" for v, impl in steps if impl == "ours"]
+        assert all(bool(job.env) == bool(suffix) for job in profiles)
     without_torch = run.plan(quick=False, use_torch=False, translate_files=files, tcmalloc="libtcmalloc_minimal.so.4")
     assert {job.impl for job in without_torch if job.env} == {"ours"}
 
@@ -222,7 +235,8 @@ def test_on_a_gpu_the_lstm_rows_gain_the_cudnn_encoder_and_nothing_else_changes(
     cpu = run.plan(quick=False, use_torch=True, translate_files=files)
     gpu = run.plan(quick=False, use_torch=True, translate_files=files, gpu=True)
     cudnn = [job for job in gpu if job.impl == "ours cudnn"]
-    assert [job for job in gpu if job.impl != "ours cudnn"] == cpu
+    # The step profile reads XLA's CPU trace (one event per executed HLO instruction): on a CPU only.
+    assert [j for j in gpu if j.impl != "ours cudnn"] == [j for j in cpu if j.benchmark != "step_profile"]
     assert {job.benchmark for job in cudnn} == {"train_step", "train_step_memory"}
     assert all(job.variant.startswith("lstm/") for job in cudnn)
     assert len([j for j in cudnn if j.benchmark == "train_step"]) == 4  # 2 LSTM models x 2 sizes
@@ -370,6 +384,46 @@ def test_the_summary_checks_each_headline_figure_against_its_goal():
                          "as [benchmarks/RESULTS.md](benchmarks/RESULTS.md) opens:")
     assert quoted[2:-2] == report.summary(result)
     assert quoted[-1] == "- The search rows: `rerun` (2026-12-06), merged into that file."
+
+
+def test_where_the_time_goes_sets_each_profile_beside_the_rows_it_explains_and_the_rate_its_goal_needs():
+    def row(benchmark, variant, impl, **fields):
+        return dict(benchmark=benchmark, variant=variant, impl=impl, **fields)
+
+    def op(step_pass, part, kind, ms):
+        return {"pass": step_pass, "part": part, "kind": kind, "ms_per_step": ms}
+
+    ops = [op("forward", "encoder scan", "matmul", 20.0), op("backward", "decoder scan", "matmul", 30.0),
+           op("forward", "output layer", "matmul", 10.0), op("update", "optimizer, metrics", "other", 40.0)]
+    profile = {"ops": ops, "ops_ms_per_step": 100.0}
+    rows = [row("train_step", "lstm/bottleneck, H 8", "ours", ms_median=100.0, flops=12e9),
+            row("train_step", "lstm/bottleneck, H 8", "torch", ms_median=100.0),
+            row("train_step", "gru/attention, H 8", "ours", ms_median=100.0, flops=12e9),
+            row("train_step", "gru/attention, H 8", "torch", ms_median=60.0),
+            row("step_profile", "lstm/bottleneck, H 8", "ours", profile=profile),
+            row("step_profile", "gru/attention, H 8", "ours", profile=profile),
+            row("search_profile", "out_len 4", "ours", settings={"beam_size": 5}, profile={"wall_ms": {
+                "greedy": 40.0, "beam 5": 120.0, "step alone, batch rows": 30.0,
+                "step alone, batch * 5 rows": 110.0}})]
+    lines = report.where_the_time_goes({"rows": rows, "peak_flops": {"flops_per_s": 300e9}})
+    # 60% of the ops are matmuls: 60 ms of the 100 ms median compute 12 GFLOP, 200 GFLOP/s, 67% of the peak. The
+    # bottleneck's goal, 0.75 x 100 ms, leaves them 75 - 40 = 35 ms: 343 GFLOP/s, 114%; attention's, 0.5 x 60 ms,
+    # is less than the 40 ms of everything else.
+    assert "| lstm/bottleneck, H 8 | 100.0 | 75.0 (0.75 ×) | 20% | 30% | 10% | 0% | 40% | 67% | 114% |" in lines
+    assert "| gru/attention, H 8 | 100.0 | 30.0 (0.5 ×) | 20% | 30% | 10% | 0% | 40% | 67% | out of reach |" in lines
+    # Beam search takes 3x greedy; the step alone on 5x the rows 2.75x; the search's own work is the rest.
+    assert ("| out_len 4, beam 5 | 40.00 | 120.00 | 30.00 | 110.00 | 3.00 | 2.75 | 8% of the beam's time |"
+            in lines)
+    result = {"rows": rows, "command": "python -m benchmarks.run", "date": "2026-12-05T06:00:00", "machine": {}}
+    assert "[Where the time goes](benchmarks/RESULTS.md#where-the-time-goes)" in report.readme_summary(result)
+    assert report.where_the_time_goes({"rows": rows[:4]}) == []  # a run without profiles: no such section
+    machine = {"platform": "Linux", "cpu_count": 2, "jax_version": "0.10", "torch": None}
+    merged = {"rows": rows, "peak_flops": {"flops_per_s": 300e9}, "merged": [dict(
+        command="python -m benchmarks.run --only=step_profile,search_profile", date="2026-12-05T07:00:00",
+        benchmarks=["step_profile", "search_profile"], machine=machine, load_before=[0.1], busy_warning=None,
+        peak_flops=None)]}
+    # A later run that made both profiles is named once, above both tables.
+    assert sum("--only=step_profile,search_profile" in line for line in report.where_the_time_goes(merged)) == 1
 
 
 def test_the_readme_summary_replaces_only_its_marked_block_and_a_readme_without_markers_is_named(tmp_path):
@@ -560,12 +614,12 @@ def test_step_profile_places_every_op_of_our_step_by_pass_part_and_kind():
     command = [sys.executable, "-m", "benchmarks.step_profile", "--batch=4", "--src_len=5", "--tgt_len=5",
                "--hidden=8", "--embed=4", "--vocab=20", "--warmup=1", "--traced_steps=2"]
     r = json.loads(subprocess.run(command, check=True, capture_output=True, text=True, timeout=300).stdout)
-    placed = {(row["pass"], row["part"], row["kind"]) for row in r["rows"]}
+    placed = {(op["pass"], op["part"], op["kind"]) for op in r["ops"]}
     for step_pass in ("forward", "backward"):  # both scans compute matmuls in both passes
         assert {(step_pass, "encoder scan", "matmul"), (step_pass, "decoder scan", "matmul")} <= placed
     assert ("update", "optimizer, metrics", "other") in placed
-    assert r["ops_ms_per_step"] == pytest.approx(sum(row["ms_per_step"] for row in r["rows"]))
-    assert all(row["ms_per_step"] > 0 for row in r["rows"]) and r["step_ms_traced"] > 0
+    assert r["ops_ms_per_step"] == pytest.approx(sum(op["ms_per_step"] for op in r["ops"]))
+    assert all(op["ms_per_step"] > 0 for op in r["ops"]) and r["step_ms_traced"] > 0
 
 
 @pytest.mark.parametrize("worker,flag", [("train_step", "--timed_steps=0"), ("step_profile", "--traced_steps=0")])
