@@ -81,8 +81,10 @@ TITLES = {
                   "`benchmarks.trainer_overhead`, in a process of its own alternating with the trainer's, runs the "
                   "trainer's jitted step (the trainer's code builds the data, state and step) over the same batches "
                   "in the same order, put on the device in advance with every shape compiled, timed in the same "
-                  "windows; outside the step = 1 − that / the trainer's median: the share of the trainer's step "
-                  "time spent on everything else (input pipeline, transfer, dispatch, metrics, logging). Input "
+                  "windows; outside the step = 1 − that / the trainer's time in the same window of the process "
+                  "it alternated with, the median over those paired windows (their range in parentheses): the share "
+                  "of the trainer's step time spent on everything else (input pipeline, transfer, dispatch, "
+                  "metrics, logging). Input "
                   "alone: a batch drawn from the trainer's iterator and put on the device, with no step running. "
                   "The trainer's windows leave checkpoint saves out: one save of the state (waited for) is "
                   "shown spread over the setting's `train.checkpoint_every` steps."),
@@ -156,10 +158,12 @@ def _trainer_table(rows: list[dict]) -> list[str]:
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         share = r.get("outside_step_share")
+        spread = (f" ({100 * r['outside_step_share_min']:.1f} to {100 * r['outside_step_share_max']:.1f}%)"
+                  if "outside_step_share_min" in r else "")
         every = f" (every {r['checkpoint_every']:,})" if r.get("checkpoint_every") else ""
         lines.append(f"| {r['variant']} | {r['impl']} | {_number(r['ms_median'])} | {_number(r['ms_min'])}–"
                      f"{_number(r['ms_max'])} | {_number(r['tokens_per_s'], 0)} | {_number(r.get('step_only_ms'))} | "
-                     f"{'–' if share is None else f'{100 * share:.1f}%'} | {_number(r.get('input_ms'))} | "
+                     f"{'–' if share is None else f'{100 * share:.1f}%{spread}'} | {_number(r.get('input_ms'))} | "
                      f"{_number(r.get('checkpoint_s'))} | {_number(r.get('checkpoint_ms_per_step'), 3)}{every} |")
     return lines
 

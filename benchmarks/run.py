@@ -24,8 +24,9 @@ lengths), ``train_run`` (the trainer itself, ``python -m seq2seq_jax.main`` on C
 JoeyNMT was compared with: target tokens/s and ms per step of its ``metrics.jsonl`` windows, the first
 window, which compiles, left out; and, in a process of its own alternating with the trainer's,
 ``benchmarks.trainer_overhead``: the trainer's jitted step alone over the same batches, prepared on the device
-in advance, timed in the same windows; the row's ``outside_step_share`` = 1 - that / the trainer's ms per step
-is the share of the trainer's step time spent outside the jitted step; see ``with_step_only``) and
+in advance, timed in the same windows; the row's ``outside_step_share``, the median over paired windows of 1 -
+that / the trainer's ms per step, is the share of the trainer's step time spent outside the jitted step; see
+``with_step_only``) and
 ``translate`` (``python -m seq2seq_jax.translate`` end to end, process start included, on CMUdict's test words
 with a G2P model this script trains first; JAX's persistent compilation cache starts empty, so the first
 repetition compiles and later ones read it) and ``data_startup`` (``benchmarks.data_startup``: TFDS
@@ -407,7 +408,9 @@ def row(job: Job, samples: list[dict], lines: int) -> dict:
         r.update(tokens_per_s=first["tokens"] / median, params=first["params"], settings=first["settings"],
                  flops=first.get("flops"),
                  page_faults_per_step=statistics.median(s["page_faults_per_step"] for s in samples))
-    elif job.benchmark == "train_run" and job.impl == STEP_ONLY:
+    if job.benchmark == "train_run":  # window by window, so that the two jobs' windows can be paired
+        r["window_ms"] = [[1e3 * t for t in s["times_s"]] for s in samples]
+    if job.benchmark == "train_run" and job.impl == STEP_ONLY:
         r.update(input_ms=1e3 * statistics.median(s["input_s"] for s in samples),
                  checkpoint_s=statistics.median(s["checkpoint_s"] for s in samples),
                  shapes_first_met_after_first_window=first["shapes_first_met_after_first_window"],
@@ -461,12 +464,35 @@ def with_flops(rows: list[dict], peak: dict | None) -> list[dict]:
     return rows
 
 
+def _outside_step_shares(trainer: dict, alone: dict) -> dict:
+    """``outside_step_share``: the median over the trainer's windows of 1 - the jitted step's ms per step / the
+    trainer's in the same window of the paired process (the n-th trainer process with the n-th step-only one,
+    which ran beside it over the same batches); ``_min``, ``_max``: the range of those shares. Pairing removes
+    what both windows share (which buckets the window drew, the process's state), so the share resolves less
+    than the window-to-window spread of either median. Rows without windows (runs before they were kept) or
+    whose windows do not pair up (a warning says so, and the run's other rows are kept): 1 - the medians' ratio,
+    no range."""
+    unpaired = {"outside_step_share": 1 - alone["ms_median"] / trainer["ms_median"]}
+    if "window_ms" not in trainer or "window_ms" not in alone:
+        return unpaired
+    pairs = list(zip(trainer["window_ms"], alone["window_ms"]))
+    if len(trainer["window_ms"]) != len(alone["window_ms"]) or any(len(t) != len(a) for t, a in pairs):
+        logging.warning("train_run %r: the trainer's windows per process %s differ from the jitted step's %s: they "
+                        "cannot be paired, so its share outside the step is 1 - the medians' ratio",
+                        trainer["variant"], [len(t) for t in trainer["window_ms"]],
+                        [len(a) for a in alone["window_ms"]])
+        return unpaired
+    shares = [1 - a / t for ts, as_ in pairs for t, a in zip(ts, as_)]
+    return {"outside_step_share": statistics.median(shares), "outside_step_share_min": min(shares),
+            "outside_step_share_max": max(shares)}
+
+
 def with_step_only(rows: list[dict], checkpoint_every: int | None = None) -> list[dict]:
     """Folds each ``train_run`` step-only row (``benchmarks.trainer_overhead``) into the trainer's row of the
     same variant, as columns: ``step_only_ms`` (median; ``_min``, ``_max``) of the jitted step alone over the
-    trainer's batches, ``outside_step_share`` = 1 - step_only_ms / the trainer's median ms per step (the share
+    trainer's batches, ``outside_step_share`` (``_min``, ``_max``; see ``_outside_step_shares``: the share
     of the trainer's step time spent outside the jitted step: input pipeline, transfer, dispatch, metrics,
-    logging), ``input_ms`` (a batch drawn from the trainer's iterator and put on the device, alone),
+    logging, window by window), ``input_ms`` (a batch drawn from the trainer's iterator and put on the device, alone),
     ``checkpoint_s`` (one save of the state, waited for: the trainer's windows leave saves out) and, given the
     setting's ``checkpoint_every``, ``checkpoint_ms_per_step`` (that save spread over its steps)."""
     step_only = {r["variant"]: r for r in rows if r["benchmark"] == "train_run" and r["impl"] == STEP_ONLY}
@@ -477,9 +503,10 @@ def with_step_only(rows: list[dict], checkpoint_every: int | None = None) -> lis
         alone = step_only.get(r["variant"]) if r["benchmark"] == "train_run" else None
         if alone is not None:
             r = {**r, "step_only_ms": alone["ms_median"], "step_only_ms_min": alone["ms_min"],
-                 "step_only_ms_max": alone["ms_max"], "step_only_processes": alone["processes"],
+                 "step_only_ms_max": alone["ms_max"], "step_only_window_ms": alone.get("window_ms"),
+                 "step_only_processes": alone["processes"],
                  "step_only_timed_calls": alone["timed_calls"],
-                 "outside_step_share": 1 - alone["ms_median"] / r["ms_median"], "input_ms": alone["input_ms"],
+                 **_outside_step_shares(r, alone), "input_ms": alone["input_ms"],
                  "checkpoint_s": alone["checkpoint_s"], "checkpoint_every": checkpoint_every,
                  "checkpoint_ms_per_step": None if not checkpoint_every else 1e3 * alone["checkpoint_s"]
                  / checkpoint_every, "batch_shapes": alone["batch_shapes"],

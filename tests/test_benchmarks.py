@@ -4,8 +4,10 @@ PyTorch peer computes our loss, and decodes our tokens, when given our weights."
 import functools
 import json
 import os
+import statistics
 import subprocess
 import sys
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -70,7 +72,10 @@ def test_quick_run_writes_every_row_with_its_fields_and_the_report_renders_it(tm
     assert len(runs) == 1 and runs[0]["tokens_per_s"] > 0 and "seq2seq_jax.main" in runs[0]["command"]
     r = runs[0]
     assert "benchmarks.trainer_overhead" in r["step_only_command"] and r["step_only_ms"] > 0
-    assert r["outside_step_share"] == 1 - r["step_only_ms"] / r["ms_median"]
+    # Window by window, each trainer process paired with the step-only process beside it.
+    shares = [1 - a / t for ts, as_ in zip(r["window_ms"], r["step_only_window_ms"]) for t, a in zip(ts, as_)]
+    assert r["outside_step_share"] == statistics.median(shares)
+    assert (r["outside_step_share_min"], r["outside_step_share_max"]) == (min(shares), max(shares))
     assert r["input_ms"] > 0 and r["checkpoint_s"] > 0 and r["checkpoint_every"] == 300  # the tiny config's
     assert r["timed_calls"] == r["step_only_timed_calls"] == quick["train_run_steps"]["num_steps"] // 2 - 1
     translations = _rows(result, "translate")
@@ -91,7 +96,8 @@ def test_quick_run_writes_every_row_with_its_fields_and_the_report_renders_it(tm
     assert report.RETRACTION in text and "## Train step" in text and "## Decoding" in text and "## Memory" in text
     assert "## Start-up as the corpus grows" in text
     assert all(r["variant"] in text for r in result["rows"])
-    assert f"| {report._number(r['step_only_ms'])} | {100 * r['outside_step_share']:.1f}% |" in text
+    assert (f"| {report._number(r['step_only_ms'])} | {100 * r['outside_step_share']:.1f}% "
+            f"({100 * r['outside_step_share_min']:.1f} to {100 * r['outside_step_share_max']:.1f}%) |") in text
 
 
 def test_quick_plan_makes_each_kind_of_row_once_and_the_full_plan_more():
@@ -135,19 +141,30 @@ def test_step_only_row_is_folded_into_the_trainer_s_row_as_its_share_outside_the
                 "ms_max": ms + 1, "tokens_per_s": None, "ratio_vs_torch": None, "processes": 3, "timed_calls": 15,
                 "command": "c", **extra}
 
-    rows = [timed("ours", 100.0, tokens_per_s=5000.0),
+    # Two processes of two windows each: the trainer's windows vary with the buckets they drew, and the jitted
+    # step alone over the same batches varies with them.
+    rows = [timed("ours", 100.0, tokens_per_s=5000.0, window_ms=[[100.0, 200.0], [50.0, 100.0]]),
             timed(run.STEP_ONLY, 92.0, input_ms=1.5, checkpoint_s=0.5, batch_shapes=[[128, 8, 128, 8]],
-                  shapes_first_met_after_first_window=0),
+                  shapes_first_met_after_first_window=0, window_ms=[[90.0, 190.0], [48.0, 92.0]]),
             dict(benchmark="search", variant="g2p", impl="ours greedy", ms_median=3.0)]
     folded = run.with_step_only(rows, checkpoint_every=2500)
     assert [r["impl"] for r in folded] == ["ours", "ours greedy"]  # the search row of the same name untouched
     r = folded[0]
     assert r["step_only_ms"] == 92.0 and (r["step_only_ms_min"], r["step_only_ms_max"]) == (91.0, 93.0)
-    assert r["outside_step_share"] == pytest.approx(0.08) and r["input_ms"] == 1.5
+    # Paired shares 10%, 5%, 4%, 8%: their median 6.5%, where 1 - the medians' ratio would say 8%.
+    assert r["outside_step_share"] == pytest.approx(0.065) and r["input_ms"] == 1.5
+    assert (r["outside_step_share_min"], r["outside_step_share_max"]) == pytest.approx((0.04, 0.10))
     assert r["checkpoint_ms_per_step"] == pytest.approx(0.2) and r["step_only_command"] == "c"
     table = "\n".join(report._trainer_table(folded[:1]))
-    assert "| g2p | ours | 100.00 | 99.00–101.00 | 5,000 | 92.00 | 8.0% | 1.50 | 0.50 | 0.200 (every 2,500) |" \
-        in table
+    assert ("| g2p | ours | 100.00 | 99.00–101.00 | 5,000 | 92.00 | 6.5% (4.0 to 10.0%) | 1.50 | 0.50 | "
+            "0.200 (every 2,500) |") in table
+    unpaired = [{k: v for k, v in r.items() if k != "window_ms"} for r in rows]  # runs from before windows were kept
+    assert run.with_step_only(unpaired)[0]["outside_step_share"] == pytest.approx(0.08)
+    rows[1]["window_ms"] = [[90.0, 190.0], [48.0]]  # a window short: not silently paired with the wrong one
+    with mock.patch.object(run.logging, "warning") as warning:
+        mismatched = run.with_step_only(rows)[0]
+    assert mismatched["outside_step_share"] == pytest.approx(0.08) and "outside_step_share_min" not in mismatched
+    assert warning.call_args.args[1:] == ("g2p", [2, 2], [2, 1])  # named, and the run's rows kept
     older = "\n".join(report._trainer_table([timed("ours", 100.0, tokens_per_s=5000.0)]))  # before step_only_ms
     assert "| 5,000 | – | – | – | – | – |" in older
 
