@@ -467,16 +467,16 @@ def with_flops(rows: list[dict], peak: dict | None) -> list[dict]:
 def _outside_step_shares(trainer: dict, alone: dict) -> dict:
     """``outside_step_share``: the median over the trainer's windows of 1 - the jitted step's ms per step / the
     trainer's in the same window of the paired process (the n-th trainer process with the n-th step-only one,
-    which ran beside it over the same batches); ``_min``, ``_max``: the range of those shares. Pairing removes
-    what both windows share (which buckets the window drew, the process's state), so the share resolves less
-    than the window-to-window spread of either median. Rows without windows (runs before they were kept) or
+    which ran beside it over the same batches); ``_min``, ``_max``: the range of those shares. Pairing takes out
+    what both windows share (which buckets they drew), which the ratio of two medians over different windows
+    mixes in. Rows without windows (runs before they were kept) or
     whose windows do not pair up (a warning says so, and the run's other rows are kept): 1 - the medians' ratio,
     no range."""
     unpaired = {"outside_step_share": 1 - alone["ms_median"] / trainer["ms_median"]}
     if "window_ms" not in trainer or "window_ms" not in alone:
         return unpaired
-    pairs = list(zip(trainer["window_ms"], alone["window_ms"]))
-    if len(trainer["window_ms"]) != len(alone["window_ms"]) or any(len(t) != len(a) for t, a in pairs):
+    pairs = list(zip(trainer["window_ms"], alone["window_ms"]))  # a run saved between the two: the pairs so far
+    if any(len(t) != len(a) for t, a in pairs):
         logging.warning("train_run %r: the trainer's windows per process %s differ from the jitted step's %s: they "
                         "cannot be paired, so its share outside the step is 1 - the medians' ratio",
                         trainer["variant"], [len(t) for t in trainer["window_ms"]],

@@ -160,6 +160,8 @@ def test_step_only_row_is_folded_into_the_trainer_s_row_as_its_share_outside_the
             "0.200 (every 2,500) |") in table
     unpaired = [{k: v for k, v in r.items() if k != "window_ms"} for r in rows]  # runs from before windows were kept
     assert run.with_step_only(unpaired)[0]["outside_step_share"] == pytest.approx(0.08)
+    rows[1]["window_ms"] = [[90.0, 190.0]]  # saved before the second step-only process ran: the pair so far
+    assert run.with_step_only(rows)[0]["outside_step_share"] == pytest.approx(0.075)
     rows[1]["window_ms"] = [[90.0, 190.0], [48.0]]  # a window short: not silently paired with the wrong one
     with mock.patch.object(run.logging, "warning") as warning:
         mismatched = run.with_step_only(rows)[0]
