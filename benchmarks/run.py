@@ -469,9 +469,8 @@ def _outside_step_shares(trainer: dict, alone: dict) -> dict:
     trainer's in the same window of the paired process (the n-th trainer process with the n-th step-only one,
     which ran beside it over the same batches); ``_min``, ``_max``: the range of those shares. Pairing takes out
     what both windows share (which buckets they drew), which the ratio of two medians over different windows
-    mixes in. Rows without windows (runs before they were kept) or
-    whose windows do not pair up (a warning says so, and the run's other rows are kept): 1 - the medians' ratio,
-    no range."""
+    mixes in. Rows without windows (runs before they were kept) or whose windows do not pair up (a warning says
+    so, and the run's other rows are kept): 1 - the medians' ratio, no range."""
     unpaired = {"outside_step_share": 1 - alone["ms_median"] / trainer["ms_median"]}
     if "window_ms" not in trainer or "window_ms" not in alone:
         return unpaired
@@ -489,12 +488,13 @@ def _outside_step_shares(trainer: dict, alone: dict) -> dict:
 
 def with_step_only(rows: list[dict], checkpoint_every: int | None = None) -> list[dict]:
     """Folds each ``train_run`` step-only row (``benchmarks.trainer_overhead``) into the trainer's row of the
-    same variant, as columns: ``step_only_ms`` (median; ``_min``, ``_max``) of the jitted step alone over the
-    trainer's batches, ``outside_step_share`` (``_min``, ``_max``; see ``_outside_step_shares``: the share
-    of the trainer's step time spent outside the jitted step: input pipeline, transfer, dispatch, metrics,
-    logging, window by window), ``input_ms`` (a batch drawn from the trainer's iterator and put on the device, alone),
-    ``checkpoint_s`` (one save of the state, waited for: the trainer's windows leave saves out) and, given the
-    setting's ``checkpoint_every``, ``checkpoint_ms_per_step`` (that save spread over its steps)."""
+    same variant, as columns: ``step_only_ms`` (median; ``_min``, ``_max``; ``step_only_window_ms``: its windows)
+    of the jitted step alone over the trainer's batches, ``outside_step_share`` (``_min``, ``_max``; see
+    ``_outside_step_shares``: the share of the trainer's step time spent outside the jitted step, window by
+    window: input pipeline, transfer, dispatch, metrics, logging), ``input_ms`` (a batch drawn from the trainer's
+    iterator and put on the device, alone), ``checkpoint_s`` (one save of the state, waited for: the trainer's
+    windows leave saves out) and, given the setting's ``checkpoint_every``, ``checkpoint_ms_per_step`` (that save
+    spread over its steps)."""
     step_only = {r["variant"]: r for r in rows if r["benchmark"] == "train_run" and r["impl"] == STEP_ONLY}
     out = []
     for r in rows:
